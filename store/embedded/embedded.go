@@ -1,0 +1,77 @@
+// Package embedded runs FerretDB v1.24 in-process on SQLite files: a real
+// MongoDB wire-protocol server that fhirgate reaches through the official
+// Mongo driver exactly as it reaches MongoDB. It is the zero-setup default
+// store and the test backend (see shared design notes on its limits).
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+// Server is a running embedded FerretDB.
+type Server struct {
+	URI    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start starts FerretDB with its SQLite files under dir, listening on a free
+// loopback port. Logs go to logger at warn level and above (nil: discarded).
+func Start(ctx context.Context, dir string, logger *slog.Logger) (*Server, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: data dir: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded: create data dir: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	} else {
+		logger = slog.New(levelFilter{logger.Handler(), slog.LevelWarn})
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + abs + "/",
+		Logger:    logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: start ferretdb: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- f.Run(rctx) }()
+	s.URI = f.MongoDBURI()
+	return s, nil
+}
+
+// Stop stops the server and waits (at most 10 s) for it to close its files.
+func (s *Server) Stop() {
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (l levelFilter) Enabled(ctx context.Context, lv slog.Level) bool {
+	return lv >= l.min && l.Handler.Enabled(ctx, lv)
+}
+func (l levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{l.Handler.WithAttrs(a), l.min}
+}
+func (l levelFilter) WithGroup(n string) slog.Handler { return levelFilter{l.Handler.WithGroup(n), l.min} }
