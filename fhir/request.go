@@ -22,6 +22,10 @@ type Request struct {
 	Body   []byte
 	// Entry is the index of the Bundle entry this request came from (-1 for HTTP).
 	Entry int
+	// AssignID, for a create inside a transaction Bundle, is the id the
+	// bundle processor already chose (so urn:uuid placeholders can be
+	// rewritten before the entry runs). Empty: the server assigns one.
+	AssignID string
 }
 
 // Response is the result of a Request.

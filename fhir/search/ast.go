@@ -153,6 +153,10 @@ type IDCond struct{ IDs []string }
 // resolved chains across several types).
 type KeyCond struct{ Keys []string }
 
+// TypeCond matches resources of any of the given types (system-level
+// history and search combine per-type access constraints with it).
+type TypeCond struct{ Types []string }
+
 // LastUpdatedCond compares meta.lastUpdated (the _lastUpdated parameter).
 type LastUpdatedCond struct {
 	Prefix Prefix
@@ -190,6 +194,7 @@ func (CompositeCond) isExpr()   {}
 func (MissingCond) isExpr()     {}
 func (IDCond) isExpr()          {}
 func (KeyCond) isExpr()         {}
+func (TypeCond) isExpr()        {}
 func (LastUpdatedCond) isExpr() {}
 func (CompartmentCond) isExpr() {}
 func (ReleaseCond) isExpr()     {}

@@ -7,28 +7,122 @@
 //	t    resource type        i   logical id        v  version (int64)
 //	lu   lastUpdated (date)   del deleted (bool)    raw resource JSON
 //	idx  search.Index         rel store.Release
+//
+// # MongoDB and FerretDB
+//
+// Every search value lives in an array of small documents (idx.tok,
+// idx.dt, ...) whose "p" names the parameter, so a condition must hold on
+// one element: {"idx.tok": {$elemMatch: {p: "code", c: "1234-5"}}}. That is
+// what Filter emits and what the declared multikey indexes serve.
+//
+// FerretDB v1.24 (the embedded default) rejects $elemMatch with field
+// conditions ("unknown operator: p"), $and/$or/$nor inside $elemMatch, and
+// equality on whole sub-documents; it has no usable $expr. With the
+// FerretDB dialect, Compile therefore emits independent dot-notation
+// conditions ({"idx.tok.p": "code", "idx.tok.c": "1234-5"}), which select
+// a superset, and reports exact=false; the store must then keep only the
+// documents for which Match (the same semantics evaluated in Go) is true,
+// paging and counting after that filter. FerretDB scans every document
+// anyway, so the Go filter costs little beyond decoding.
 package mquery
 
 import (
+	"context"
+	"fmt"
+
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
 )
 
-// Filter compiles e (nil: match all) to a MongoDB filter document.
-func Filter(e search.Expr) (bson.D, error) {
-	if e == nil {
-		return bson.D{}, nil
+// Dialect selects the server the filter is for.
+type Dialect int
+
+const (
+	// MongoDB: exact filters with $elemMatch.
+	MongoDB Dialect = iota
+	// FerretDB: superset filters plus Match in Go (see package doc).
+	FerretDB
+)
+
+func (d Dialect) String() string {
+	if d == FerretDB {
+		return "ferretdb"
 	}
-	return nil, errUnsupported(e)
+	return "mongodb"
 }
 
-// SortFields returns the document paths and directions (1 / -1) for keys;
-// the caller appends its tie-breakers.
+// Options controls Compile.
+type Options struct {
+	Dialect Dialect
+	// History compiles for the history collection, whose _id is
+	// "Type/id/vid": KeyCond becomes {t, i} pairs.
+	History bool
+}
+
+// Compile compiles e (nil: match all). exact is false when the filter
+// selects a superset of the matches, and the caller must apply Match (or a
+// Matcher) to each document it returns; it is always true for MongoDB.
+func Compile(e search.Expr, o Options) (filter bson.D, exact bool, err error) {
+	n, err := lowerer{history: o.History}.lower(e)
+	if err != nil {
+		return nil, false, err
+	}
+	if o.Dialect == FerretDB {
+		f, exact := renderCoarse(n)
+		return f, exact, nil
+	}
+	return renderExact(n), true, nil
+}
+
+// Filter compiles e (nil: match all) to an exact MongoDB filter document
+// for the current-version collection. FerretDB cannot run it: use Compile
+// with the FerretDB dialect there.
+func Filter(e search.Expr) (bson.D, error) {
+	f, _, err := Compile(e, Options{})
+	return f, err
+}
+
+// FilterHistory is Filter for the history collection (_id "Type/id/vid"):
+// KeyCond compiles to {t, i} pairs.
+func FilterHistory(e search.Expr) (bson.D, error) {
+	f, _, err := Compile(e, Options{History: true})
+	return f, err
+}
+
+// Detect asks the server which dialect it speaks: FerretDB answers
+// buildInfo with a "ferretdbVersion" field.
+func Detect(ctx context.Context, db *mongo.Database) (Dialect, error) {
+	var info bson.M
+	if err := db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		return MongoDB, fmt.Errorf("mquery: buildInfo: %w", err)
+	}
+	if _, ok := info["ferretdbVersion"]; ok {
+		return FerretDB, nil
+	}
+	return MongoDB, nil
+}
+
+// SortFields returns the document paths and directions (1 / -1) for keys
+// (search.html#sort): _id sorts by i, _lastUpdated by lu, any other
+// parameter by its scalar idx.srt.<code>. The caller appends its
+// tie-breakers.
 func SortFields(keys []search.SortKey) bson.D {
-	return nil
+	var out bson.D
+	for _, k := range keys {
+		f := "idx.srt." + k.Param
+		switch k.Param {
+		case "_id":
+			f = "i"
+		case "_lastUpdated":
+			f = "lu"
+		}
+		dir := 1
+		if k.Desc {
+			dir = -1
+		}
+		out = append(out, bson.E{Key: f, Value: dir})
+	}
+	return out
 }
-
-// Indexes lists the search indexes of the current-version collection.
-func Indexes() []mongo.IndexModel { return nil }

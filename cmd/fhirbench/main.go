@@ -1,0 +1,450 @@
+// Command fhirbench is the load run of `make bench`: it starts the real
+// fhirgate binary on an embedded FerretDB and measures, side by side in the
+// same run, fhirgate's requests/s against the same store operations issued
+// directly with the Mongo driver (the ratio is fhirgate's overhead), the
+// cost of authorization, Bundle ingest, search latency, and release rules.
+//
+// The FerretDB runs inside fhirbench (so the direct driver calls reach the
+// very same store) and fhirgate connects to it with FHIRGATE_MONGODB_URI.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/fhirgate/fhirgate/fhir/gen"
+	"github.com/fhirgate/fhirgate/store/embedded"
+)
+
+var (
+	bin      = flag.String("bin", "bin/fhirgate", "fhirgate binary")
+	dur      = flag.Duration("d", 4*time.Second, "duration of each throughput phase")
+	conc     = flag.Int("c", 4, "concurrent clients")
+	phases   = flag.String("phases", "crud,auth,ingest,search,policy", "phases to run")
+	searchNs = flag.String("search-sizes", "2000,10000", "Observation counts for the search phase (comma separated)")
+)
+
+func main() {
+	flag.Parse()
+	log.SetFlags(0)
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "fhirbench")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	fdb, err := embedded.Start(ctx, filepath.Join(dir, "ferretdb"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer fdb.Stop()
+	client, err := mongo.Connect(options.Client().ApplyURI(fdb.URI))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	want := map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		want[strings.TrimSpace(p)] = true
+	}
+	fmt.Printf("fhirbench: %d concurrent clients, %s per phase, GOMAXPROCS machine: %d cores\n", *conc, *dur, numCPU())
+	if want["crud"] {
+		crud(ctx, dir, fdb.URI, client)
+	}
+	if want["auth"] {
+		auth(ctx, dir, fdb.URI)
+	}
+	if want["ingest"] {
+		ingest(ctx, dir, fdb.URI)
+	}
+	if want["search"] {
+		searchPhase(ctx, dir, fdb.URI)
+	}
+	if want["policy"] {
+		policyPhase(ctx, dir, fdb.URI)
+	}
+}
+
+// instance is one running fhirgate process.
+type instance struct {
+	cmd   *exec.Cmd
+	base  string
+	token string
+	db    string
+}
+
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs fhirgate on database db; auth false sets FHIRGATE_AUTH_DISABLED.
+func start(dir, uri, db string, auth bool, extraEnv ...string) *instance {
+	addr := freePort()
+	base := "http://" + addr + "/fhir"
+	data := filepath.Join(dir, "data-"+db)
+	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_MONGODB_URI="+uri,
+		"FHIRGATE_DATABASE="+db, "FHIRGATE_DATA_DIR="+data, "FHIRGATE_LOG_LEVEL=warn",
+		fmt.Sprintf("FHIRGATE_AUTH_DISABLED=%v", !auth))
+	env = append(env, extraEnv...)
+	cmd := exec.Command(*bin, "serve")
+	cmd.Env = env
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	in := &instance{cmd: cmd, base: base, db: db}
+	for i := 0; i < 200; i++ {
+		if r, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if auth {
+		out, err := exec.Command(*bin, "token", "--scope", "system/*.cruds", "--data-dir", data, "--base-url", base).Output()
+		if err != nil {
+			log.Fatalf("token: %v", err)
+		}
+		in.token = strings.TrimSpace(string(out))
+	}
+	return in
+}
+
+func (in *instance) stop() {
+	_ = in.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = in.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = in.cmd.Process.Kill()
+	}
+}
+
+var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
+
+func (in *instance) do(method, path string, body []byte, token string) (int, []byte) {
+	req, _ := http.NewRequest(method, in.base+"/"+path, bytes.NewReader(body))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// rate runs fn from conc goroutines for d and returns operations/s and errors.
+func rate(d time.Duration, conc int, fn func(worker, i int) bool) (float64, int64) {
+	var n, errs atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				if fn(w, i) {
+					n.Add(1)
+				} else {
+					errs.Add(1)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds(), errs.Load()
+}
+
+const obsTemplate = `{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0","display":"Creatinine"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2025-03-01T10:00:00Z","issued":"2025-03-01T12:00:00Z","valueQuantity":{"value":1.02,"unit":"mg/dL","system":"http://unitsofmeasure.org","code":"mg/dL"}}`
+
+// crud compares create/read/update through fhirgate with the same store
+// operations issued directly (one document insert, find by _id, replace).
+func crud(ctx context.Context, dir, uri string, client *mongo.Client) {
+	in := start(dir, uri, "bench_crud", false)
+	defer in.stop()
+	coll := client.Database("bench_raw").Collection("resources")
+	var ids []string
+	var mu sync.Mutex
+	doc := func(id string, v int) bson.D {
+		return bson.D{{Key: "_id", Value: "Observation/" + id}, {Key: "t", Value: "Observation"}, {Key: "i", Value: id},
+			{Key: "v", Value: int64(v)}, {Key: "lu", Value: time.Now()}, {Key: "raw", Value: obsTemplate}}
+	}
+	type row struct {
+		op           string
+		fg, raw      float64
+		fgErr, rwErr int64
+	}
+	var rows []row
+	// Interleave the two sides phase by phase so machine noise hits both.
+	fgCreate, e1 := rate(*dur, *conc, func(w, i int) bool {
+		st, b := in.do("POST", "Observation", []byte(obsTemplate), "")
+		if st != 201 {
+			return false
+		}
+		var r struct{ ID string }
+		_ = json.Unmarshal(b, &r)
+		mu.Lock()
+		ids = append(ids, r.ID)
+		mu.Unlock()
+		return true
+	})
+	var rawIDs []string
+	rawCreate, e2 := rate(*dur, *conc, func(w, i int) bool {
+		id := fmt.Sprintf("r%d-%d", w, i)
+		_, err := coll.InsertOne(ctx, doc(id, 1))
+		mu.Lock()
+		rawIDs = append(rawIDs, id)
+		mu.Unlock()
+		return err == nil
+	})
+	rows = append(rows, row{"create", fgCreate, rawCreate, e1, e2})
+	fgRead, e1 := rate(*dur, *conc, func(w, i int) bool {
+		st, _ := in.do("GET", "Observation/"+ids[(w*7919+i)%len(ids)], nil, "")
+		return st == 200
+	})
+	rawRead, e2 := rate(*dur, *conc, func(w, i int) bool {
+		var out bson.Raw
+		return coll.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + rawIDs[(w*7919+i)%len(rawIDs)]}}).Decode(&out) == nil
+	})
+	rows = append(rows, row{"read", fgRead, rawRead, e1, e2})
+	fgUpd, e1 := rate(*dur, *conc, func(w, i int) bool {
+		id := ids[(w*104729+i)%len(ids)]
+		body := strings.Replace(obsTemplate, `{"resourceType":"Observation"`, `{"resourceType":"Observation","id":"`+id+`"`, 1)
+		st, _ := in.do("PUT", "Observation/"+id, []byte(body), "")
+		return st == 200
+	})
+	rawUpd, e2 := rate(*dur, *conc, func(w, i int) bool {
+		id := rawIDs[(w*104729+i)%len(rawIDs)]
+		_, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, doc(id, i))
+		return err == nil
+	})
+	rows = append(rows, row{"update", fgUpd, rawUpd, e1, e2})
+	fmt.Printf("\n== CRUD: fhirgate vs direct Mongo driver on the same embedded FerretDB (%d clients)\n", *conc)
+	fmt.Printf("%-8s %14s %14s %8s\n", "op", "fhirgate req/s", "driver ops/s", "ratio")
+	for _, r := range rows {
+		fmt.Printf("%-8s %14.0f %14.0f %8.2f   (errors %d/%d)\n", r.op, r.fg, r.raw, r.fg/r.raw, r.fgErr, r.rwErr)
+	}
+}
+
+// auth compares read and search with and without authorization.
+func auth(ctx context.Context, dir, uri string) {
+	off := start(dir, uri, "bench_auth", false)
+	on := start(dir, uri, "bench_auth", true)
+	defer off.stop()
+	defer on.stop()
+	var ids []string
+	for i := 0; i < 200; i++ {
+		st, b := off.do("POST", "Observation", []byte(obsTemplate), "")
+		if st == 201 {
+			var r struct{ ID string }
+			_ = json.Unmarshal(b, &r)
+			ids = append(ids, r.ID)
+		}
+	}
+	fmt.Printf("\n== Authorization overhead (same store, same data; token: system/*.cruds JWT, RS256)\n")
+	fmt.Printf("%-22s %12s %12s %8s\n", "op", "no auth", "with token", "ratio")
+	for _, op := range []struct{ name, path string }{{"read", ""}, {"search ?code&_count=10", "Observation?code=2160-0&_count=10"}} {
+		path := func(w, i int) string {
+			if op.path != "" {
+				return op.path
+			}
+			return "Observation/" + ids[(w*31+i)%len(ids)]
+		}
+		a, _ := rate(*dur, *conc, func(w, i int) bool { st, _ := off.do("GET", path(w, i), nil, ""); return st == 200 })
+		b, _ := rate(*dur, *conc, func(w, i int) bool { st, _ := on.do("GET", path(w, i), nil, on.token); return st == 200 })
+		fmt.Printf("%-22s %12.0f %12.0f %8.2f\n", op.name, a, b, b/a)
+	}
+}
+
+// ingest posts transaction and batch Bundles of ~100 generated resources.
+func ingest(ctx context.Context, dir, uri string) {
+	in := start(dir, uri, "bench_ingest", false)
+	defer in.stop()
+	rs := gen.Generate(42, 400, gen.Options{})
+	groups := gen.Chunks(rs, 100)
+	fmt.Printf("\n== Ingest: Bundles of ~100 generated resources (%d resources, %d Bundles)\n", len(rs), len(groups))
+	for _, kind := range []string{"transaction", "batch"} {
+		for _, c := range []int{1, 4} {
+			bodies := make([][]byte, len(groups))
+			for i, g := range groups {
+				b := gen.Transaction(g)
+				if kind == "batch" {
+					b = bytes.Replace(b, []byte(`"type":"transaction"`), []byte(`"type":"batch"`), 1)
+					b = gen.Rekey(b, fmt.Sprintf("%s%d", kind, c))
+				} else {
+					b = gen.Rekey(b, fmt.Sprintf("%s%d", kind, c))
+				}
+				bodies[i] = b
+			}
+			var next atomic.Int64
+			var resources, failed atomic.Int64
+			startT := time.Now()
+			var wg sync.WaitGroup
+			for w := 0; w < c; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1) - 1)
+						if i >= len(bodies) {
+							return
+						}
+						st, b := in.do("POST", "", bodies[i], "")
+						if st != 200 {
+							failed.Add(1)
+							if failed.Load() == 1 {
+								fmt.Printf("   first failure: %d %s\n", st, truncate(b))
+							}
+							continue
+						}
+						resources.Add(int64(len(groups[i])))
+					}
+				}()
+			}
+			wg.Wait()
+			el := time.Since(startT)
+			fmt.Printf("%-12s %d client(s): %6.0f resources/s  (%d resources in %s, %d failed Bundles)\n",
+				kind, c, float64(resources.Load())/el.Seconds(), resources.Load(), el.Round(time.Millisecond), failed.Load())
+		}
+	}
+}
+
+func truncate(b []byte) string {
+	if len(b) > 300 {
+		return string(b[:300])
+	}
+	return string(b)
+}
+
+// latency measures p50/p95 of n sequential GETs.
+func latency(in *instance, path, token string, n int) (time.Duration, time.Duration, int) {
+	var ds []time.Duration
+	st := 0
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		st, _ = in.do("GET", path, nil, token)
+		ds = append(ds, time.Since(t))
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2], ds[len(ds)*95/100], st
+}
+
+// searchPhase loads N Observations and measures the issue's queries.
+func searchPhase(ctx context.Context, dir, uri string) {
+	for _, ns := range strings.Split(*searchNs, ",") {
+		var n int
+		fmt.Sscan(ns, &n)
+		in := start(dir, uri, fmt.Sprintf("bench_search_%d", n), false)
+		// ~40 Observations per generated patient.
+		patients := max(1, n/40)
+		rs := gen.Generate(7, patients, gen.Options{})
+		obsCount := 0
+		for _, g := range gen.Chunks(rs, 500) {
+			b := bytes.Replace(gen.Transaction(g), []byte(`"type":"transaction"`), []byte(`"type":"batch"`), 1)
+			in.do("POST", "", b, "")
+			for _, r := range g {
+				if r.Type == "Observation" {
+					obsCount++
+				}
+			}
+		}
+		pid := ""
+		for _, r := range rs {
+			if r.Type == "Patient" {
+				pid = r.ID
+				break
+			}
+		}
+		fmt.Printf("\n== Search latency, %d Observations (%d resources), embedded FerretDB\n", obsCount, len(rs))
+		for _, q := range []string{
+			"Observation?patient=Patient/" + pid + "&category=laboratory&_sort=-date",
+			"Observation?code=http://loinc.org|2160-0&date=ge2024",
+			"Patient?name=smi",
+			"Observation?patient=Patient/" + pid + "&_include=Observation:patient&_count=10",
+		} {
+			p50, p95, st := latency(in, q, "", 15)
+			fmt.Printf("  p50 %8s  p95 %8s  [%d]  %s\n", p50.Round(time.Millisecond), p95.Round(time.Millisecond), st, q)
+		}
+		in.stop()
+	}
+}
+
+// policyPhase compares a patient's search latency with 20 rules vs none.
+func policyPhase(ctx context.Context, dir, uri string) {
+	polFile := filepath.Join(dir, "policy20.yaml")
+	var b strings.Builder
+	b.WriteString("version: 1\nrules:\n")
+	for i := 0; i < 19; i++ {
+		fmt.Fprintf(&b, "  - name: rule-%d\n    match:\n      code: [\"http://loinc.org|9999-%d\"]\n    action: delay\n    delay: 72h\n    from: issued\n", i, i)
+	}
+	b.WriteString("  - name: pathology\n    match:\n      category: [\"http://terminology.hl7.org/CodeSystem/v2-0074|SP\"]\n    action: delay\n    delay: 168h\n    from: issued\n")
+	_ = os.WriteFile(polFile, []byte(b.String()), 0o600)
+	none := start(dir, uri, "bench_policy_none", true)
+	with := start(dir, uri, "bench_policy_20", true, "FHIRGATE_POLICY_FILE="+polFile)
+	defer none.stop()
+	defer with.stop()
+	rs := gen.Generate(11, 40, gen.Options{})
+	pid := ""
+	for _, r := range rs {
+		if r.Type == "Patient" && pid == "" {
+			pid = r.ID
+		}
+	}
+	for _, in := range []*instance{none, with} {
+		for _, g := range gen.Chunks(rs, 500) {
+			bb := bytes.Replace(gen.Transaction(g), []byte(`"type":"transaction"`), []byte(`"type":"batch"`), 1)
+			in.do("POST", "", bb, in.token)
+		}
+	}
+	tok := func(in *instance) string {
+		out, err := exec.Command(*bin, "token", "--scope", "patient/*.rs", "--patient", pid, "--fhir-user", "Patient/"+pid,
+			"--data-dir", filepath.Join(dir, "data-"+in.db), "--base-url", in.base).Output()
+		if err != nil {
+			log.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	q := "Observation?patient=Patient/" + pid + "&_sort=-date"
+	a50, a95, _ := latency(none, q, tok(none), 40)
+	b50, b95, _ := latency(with, q, tok(with), 40)
+	fmt.Printf("\n== Release rules: patient-token search %s (%d resources)\n", q, len(rs))
+	fmt.Printf("  no policy:  p50 %s p95 %s\n  20 rules:   p50 %s p95 %s   (p50 ratio %.2f)\n",
+		a50.Round(time.Microsecond), a95.Round(time.Microsecond), b50.Round(time.Microsecond), b95.Round(time.Microsecond), float64(b50)/float64(a50))
+}
+
+func numCPU() int { return runtime.NumCPU() }

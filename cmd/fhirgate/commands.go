@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/gen"
+	"github.com/fhirgate/fhirgate/internal/app"
+	"github.com/fhirgate/fhirgate/policy"
+	"github.com/fhirgate/fhirgate/smart/devissuer"
+	"github.com/fhirgate/fhirgate/store"
+)
+
+// token prints an access token signed by the development issuer
+// (development only: the issuer is off when FHIRGATE_OIDC_ISSUER is set).
+func token(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	scope := fs.String("scope", "", "space-separated SMART scopes, e.g. 'patient/*.rs' (required)")
+	patient := fs.String("patient", "", "patient launch context (id)")
+	fhirUser := fs.String("fhir-user", "", "fhirUser, e.g. Practitioner/1 or RelatedPerson/9")
+	client := fs.String("client", "fhirgate-dev", "client id")
+	subject := fs.String("subject", "", "subject (default: fhirUser or client)")
+	ttl := fs.Duration("ttl", time.Hour, "token lifetime")
+	dataDir := fs.String("data-dir", env("FHIRGATE_DATA_DIR", "./data"), "data directory holding the development issuer key")
+	base := fs.String("base-url", env("FHIRGATE_BASE_URL", "http://localhost:8080/fhir"), "public FHIR base URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *scope == "" {
+		return fmt.Errorf("token: --scope is required (e.g. --scope 'system/*.cruds')")
+	}
+	if env("FHIRGATE_OIDC_ISSUER", "") != "" {
+		return fmt.Errorf("token: FHIRGATE_OIDC_ISSUER is set, so the development issuer is off; get a token from your OpenID provider")
+	}
+	if *ttl <= 0 || *ttl > 30*24*time.Hour {
+		return fmt.Errorf("token: --ttl must be between 1s and 720h")
+	}
+	b := strings.TrimRight(*base, "/")
+	aud := env("FHIRGATE_OIDC_AUDIENCE", b)
+	iss, err := devissuer.New(devissuer.Config{DataDir: *dataDir, Origin: originOf(b), Audience: aud})
+	if err != nil {
+		return err
+	}
+	tok, err := iss.Mint(devissuer.MintOptions{Scope: *scope, Patient: *patient, FHIRUser: *fhirUser, Client: *client, Subject: *subject, TTL: *ttl})
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
+	return nil
+}
+
+func originOf(base string) string {
+	if i := strings.Index(base, "://"); i >= 0 {
+		if j := strings.IndexByte(base[i+3:], '/'); j >= 0 {
+			return base[:i+3+j]
+		}
+	}
+	return base
+}
+
+// reindex re-extracts search values of every stored resource after the
+// search definitions change, and with --release recomputes release state
+// under the current policy (clinician $release/$hold decisions are kept).
+// Run it while the server is stopped when using the embedded store.
+func reindex(ctx context.Context, args []string) error {
+	var release bool
+	var rest []string
+	for _, a := range args {
+		if a == "--release" || a == "-release" {
+			release = true
+			continue
+		}
+		rest = append(rest, a)
+	}
+	c, err := parseConfig(rest)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c)
+	o := appOptions(c, log)
+	o.AuthDisabled = true
+	a, err := app.New(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer a.Close(context.Background())
+	n, err := Reindex(ctx, a, release)
+	if err != nil {
+		return err
+	}
+	log.Info("reindex done", "resources", n, "release", release)
+	return nil
+}
+
+// Reindex re-extracts (and optionally re-evaluates release of) every current version.
+func Reindex(ctx context.Context, a *app.App, release bool) (int, error) {
+	pol := a.Server.Policy()
+	n := 0
+	err := a.Store.ForEach(ctx, "", func(r store.Record) error {
+		m, err := fhir.Decode(r.Raw)
+		if err != nil {
+			return fmt.Errorf("reindex %s: %w", r.Key(), err)
+		}
+		idx, err := a.Registry.Extract(r.Type, m)
+		if err != nil {
+			return fmt.Errorf("reindex %s: %w", r.Key(), err)
+		}
+		var rel *store.Release
+		if release {
+			prev := r.Release
+			nr := pol.Evaluate(policy.Input{Type: r.Type, Resource: m, LastUpdated: r.LastUpdated, Previous: &prev})
+			rel = &nr
+		}
+		n++
+		return a.Store.SetDerived(ctx, r.Type, r.ID, r.VersionID, &idx, rel)
+	})
+	return n, err
+}
+
+// gen writes a generated, realistic data set as transaction Bundles.
+func gen(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
+	patients := fs.Int("patients", 10, "number of patients")
+	seed := fs.Int64("seed", 1, "random seed (the data set is deterministic)")
+	per := fs.Int("per-bundle", 1, "patients per transaction Bundle")
+	out := fs.String("out", "gen-out", "output directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *patients < 1 || *per < 1 {
+		return fmt.Errorf("gen: --patients and --per-bundle must be positive")
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	rs := gen.Generate(*seed, *patients, gen.Options{})
+	groups := gen.ByPatient(rs, *per)
+	for i, g := range groups {
+		name := filepath.Join(*out, fmt.Sprintf("bundle-%05d.json", i))
+		if err := os.WriteFile(name, gen.Transaction(g), 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("wrote %d resources in %d transaction Bundles to %s\n", len(rs), len(groups), *out)
+	return nil
+}

@@ -1,0 +1,126 @@
+// Command fhirgate is a FHIR R4 server and patient-portal facade.
+//
+//	fhirgate [serve] [flags]   start the server (default)
+//	fhirgate token [flags]     print a development-issuer access token
+//	fhirgate reindex [--release]  re-extract search values (and release state)
+//	fhirgate gen [flags]       write a generated data set as transaction Bundles
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/app"
+	"github.com/fhirgate/fhirgate/smart"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "fhirgate:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args)
+	case "token":
+		return token(ctx, args)
+	case "reindex":
+		return reindex(ctx, args)
+	case "gen":
+		return gen(ctx, args)
+	case "help", "-h", "--help":
+		fmt.Println("usage: fhirgate [serve|token|reindex|gen] [flags]; fhirgate CMD -h for flags")
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (serve, token, reindex, gen)", cmd)
+}
+
+func newLogger(c *config) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: lv}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func appOptions(c *config, log *slog.Logger) app.Options {
+	return app.Options{
+		BaseURL: c.BaseURL, MongoURI: c.MongoURI, DataDir: c.DataDir, Database: c.Database,
+		MaxBody: c.MaxBody, MaxEntries: c.MaxEntries, Issuers: c.OIDCIssuers, Audience: c.OIDCAudience,
+		Introspection: smart.Config{IntrospectionURL: c.Introspection, IntrospectionClientID: c.IntroClient,
+			IntrospectionSecret: c.IntroSecret, ScopeClaim: c.ScopeClaim, PatientClaim: c.PatientClaim, FHIRUserClaim: c.FHIRUserClaim},
+		AuthDisabled: c.AuthDisabled, PolicyFile: c.PolicyFile, SearchParams: c.SearchParams,
+		Proxy:      smart.ProxyConfig{Relationships: c.ProxyRels, MaxChildAge: c.ProxyAge, SensitiveLabels: c.Sensitive},
+		AuditQueue: c.AuditQueue, Logger: log,
+	}
+}
+
+// serve runs the server until SIGINT/SIGTERM, then finishes in-flight
+// requests (bounded by the shutdown grace) and flushes the audit queue.
+func serve(ctx context.Context, args []string) error {
+	c, err := parseConfig(args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c)
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	a, err := app.New(ctx, appOptions(c, log))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		a.Close(context.Background())
+		return fmt.Errorf("listen %s: %w", c.Addr, err)
+	}
+	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("fhirgate listening", "addr", ln.Addr().String(), "base", c.BaseURL, "store", storeName(c))
+	if a.DevIssuer != nil {
+		log.Info("development issuer: get a token with: bin/fhirgate token --scope 'system/*.cruds' (or patient/*.rs --patient ID)")
+	}
+	select {
+	case err := <-errc:
+		a.Close(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "grace", c.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	a.Close(sctx)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func storeName(c *config) string {
+	if c.MongoURI == "" {
+		return "embedded FerretDB in " + c.DataDir
+	}
+	return "MongoDB"
+}

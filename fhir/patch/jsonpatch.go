@@ -1,0 +1,415 @@
+// Package patch applies the two patch formats of the FHIR patch interaction
+// (R4 http.html#patch): JSON Patch (RFC 6902, application/json-patch+json)
+// and FHIRPath Patch (fhirpatch.html, a Parameters resource).
+//
+// Both work on an ordered JSON tree: whatever a patch does not touch keeps
+// its value exactly, including the member order of objects and the literal
+// spelling of numbers (1.50 stays 1.50). Both reject a patch that changes the
+// resource's resourceType or id. A malformed patch document is a 400
+// (fhir.KindInvalid); a well-formed patch that cannot be applied to this
+// resource (missing path, failed test, index out of range) is a 422
+// (fhir.KindUnprocessable), as http.html#patch allows. Errors name the
+// operation index and its path.
+package patch
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/fhir"
+)
+
+// JSONPatch applies an RFC 6902 JSON Patch document (an array of
+// operations: add, remove, replace, move, copy, test) to doc and returns the
+// patched JSON. Operations apply in order and atomically: on any error
+// nothing is returned. A failed "test" is a 422.
+func JSONPatch(doc, patch []byte) ([]byte, error) {
+	root, err := decode(doc)
+	if err != nil {
+		return nil, fhir.Errorf(fhir.KindInvalid, "the resource to patch is not valid JSON: %v", err).Wrap(err)
+	}
+	p, err := decode(patch)
+	if err != nil {
+		return nil, fhir.Errorf(fhir.KindInvalid, "the JSON Patch document is not valid JSON: %v", err).Wrap(err)
+	}
+	ops, ok := p.([]any)
+	if !ok {
+		return nil, fhir.Errorf(fhir.KindInvalid, "a JSON Patch document must be a JSON array of operations (RFC 6902 section 3)")
+	}
+	orig := clone(root)
+	for i, raw := range ops {
+		op, err := parseJSONOp(i, raw)
+		if err != nil {
+			return nil, err
+		}
+		root, err = op.apply(root)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := checkIdentity(orig, root); err != nil {
+		return nil, err
+	}
+	return encode(root), nil
+}
+
+type jsonOp struct {
+	index    int
+	op       string
+	path     []string
+	from     []string
+	value    any
+	rawPath  string
+	rawFrom  string
+	hasValue bool
+}
+
+func (o *jsonOp) errorf(kind fhir.Kind, format string, args ...any) *fhir.Error {
+	return fhir.Errorf(kind, "JSON Patch operation %d (%s %s): %s", o.index, o.op, o.rawPath, fmt.Sprintf(format, args...))
+}
+
+func parseJSONOp(i int, raw any) (*jsonOp, error) {
+	obj, ok := raw.(*object)
+	if !ok {
+		return nil, fhir.Errorf(fhir.KindInvalid, "JSON Patch operation %d: not a JSON object", i)
+	}
+	o := &jsonOp{index: i}
+	str := func(name string) (string, bool, error) {
+		v, ok := obj.get(name)
+		if !ok {
+			return "", false, nil
+		}
+		s, ok := v.(string)
+		if !ok {
+			return "", true, fhir.Errorf(fhir.KindInvalid, "JSON Patch operation %d: member %q must be a string", i, name)
+		}
+		return s, true, nil
+	}
+	op, has, err := str("op")
+	if err != nil {
+		return nil, err
+	}
+	if !has {
+		return nil, fhir.Errorf(fhir.KindInvalid, "JSON Patch operation %d: member \"op\" is required", i)
+	}
+	o.op = op
+	path, has, err := str("path")
+	if err != nil {
+		return nil, err
+	}
+	if !has {
+		return nil, fhir.Errorf(fhir.KindInvalid, "JSON Patch operation %d (%s): member \"path\" is required", i, op)
+	}
+	o.rawPath = path
+	if o.path, err = parsePointer(path); err != nil {
+		return nil, o.errorf(fhir.KindInvalid, "path: %v", err)
+	}
+	switch op {
+	case "add", "replace", "test":
+		o.value, o.hasValue = obj.get("value")
+		if !o.hasValue {
+			return nil, o.errorf(fhir.KindInvalid, "member \"value\" is required")
+		}
+	case "move", "copy":
+		from, has, err := str("from")
+		if err != nil {
+			return nil, err
+		}
+		if !has {
+			return nil, o.errorf(fhir.KindInvalid, "member \"from\" is required")
+		}
+		o.rawFrom = from
+		if o.from, err = parsePointer(from); err != nil {
+			return nil, o.errorf(fhir.KindInvalid, "from: %v", err)
+		}
+	case "remove":
+	default:
+		return nil, o.errorf(fhir.KindInvalid, "unknown operation %q (RFC 6902 section 4: add, remove, replace, move, copy, test)", op)
+	}
+	return o, nil
+}
+
+// parsePointer splits an RFC 6901 JSON Pointer into unescaped tokens.
+func parsePointer(p string) ([]string, error) {
+	if p == "" {
+		return nil, nil
+	}
+	if p[0] != '/' {
+		return nil, fmt.Errorf("JSON Pointer %q must be empty or start with \"/\"", p)
+	}
+	parts := strings.Split(p[1:], "/")
+	for i, s := range parts {
+		for j := 0; j < len(s); j++ {
+			if s[j] == '~' && (j+1 == len(s) || (s[j+1] != '0' && s[j+1] != '1')) {
+				return nil, fmt.Errorf("JSON Pointer %q: \"~\" must be followed by 0 or 1", p)
+			}
+		}
+		parts[i] = strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~")
+	}
+	return parts, nil
+}
+
+// arrayIndex parses an RFC 6901 array index (no leading zeros, no sign).
+func arrayIndex(tok string, n int, allowEnd bool) (int, error) {
+	if tok == "-" {
+		if allowEnd {
+			return n, nil
+		}
+		return 0, fmt.Errorf("index \"-\" (past the end) is only allowed for add")
+	}
+	if tok == "" || (len(tok) > 1 && tok[0] == '0') {
+		return 0, fmt.Errorf("%q is not an array index", tok)
+	}
+	for _, c := range tok {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%q is not an array index", tok)
+		}
+	}
+	i, err := strconv.Atoi(tok)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not an array index", tok)
+	}
+	max := n - 1
+	if allowEnd {
+		max = n
+	}
+	if i > max {
+		return 0, fmt.Errorf("array index %d is out of bounds (length %d)", i, n)
+	}
+	return i, nil
+}
+
+// lookup returns the value at path.
+func lookup(root any, path []string) (any, error) {
+	cur := root
+	for i, tok := range path {
+		switch c := cur.(type) {
+		case *object:
+			v, ok := c.get(tok)
+			if !ok {
+				return nil, fmt.Errorf("member %q does not exist at %s", tok, pointerString(path[:i]))
+			}
+			cur = v
+		case []any:
+			idx, err := arrayIndex(tok, len(c), false)
+			if err != nil {
+				return nil, fmt.Errorf("%v at %s", err, pointerString(path[:i]))
+			}
+			cur = c[idx]
+		default:
+			return nil, fmt.Errorf("%s is not an object or array", pointerString(path[:i]))
+		}
+	}
+	return cur, nil
+}
+
+func pointerString(path []string) string {
+	if len(path) == 0 {
+		return `"" (the document root)`
+	}
+	var b strings.Builder
+	for _, t := range path {
+		b.WriteByte('/')
+		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(t, "~", "~0"), "/", "~1"))
+	}
+	return b.String()
+}
+
+// setIn rewrites the container at parent path with fn; fn gets the parent
+// value and returns the (possibly new) parent value. Arrays are values, so
+// the new array is stored back into its own parent.
+func setIn(root any, parent []string, fn func(any) (any, error)) (any, error) {
+	if len(parent) == 0 {
+		return fn(root)
+	}
+	tok := parent[0]
+	switch c := root.(type) {
+	case *object:
+		v, ok := c.get(tok)
+		if !ok {
+			return nil, fmt.Errorf("member %q does not exist", tok)
+		}
+		nv, err := setIn(v, parent[1:], fn)
+		if err != nil {
+			return nil, err
+		}
+		c.vals[tok] = nv
+		return c, nil
+	case []any:
+		idx, err := arrayIndex(tok, len(c), false)
+		if err != nil {
+			return nil, err
+		}
+		nv, err := setIn(c[idx], parent[1:], fn)
+		if err != nil {
+			return nil, err
+		}
+		c[idx] = nv
+		return c, nil
+	}
+	return nil, fmt.Errorf("%q: parent is not an object or array", tok)
+}
+
+func addAt(root any, path []string, value any) (any, error) {
+	if len(path) == 0 {
+		return value, nil
+	}
+	last := path[len(path)-1]
+	return setIn(root, path[:len(path)-1], func(parent any) (any, error) {
+		switch c := parent.(type) {
+		case *object:
+			c.set(last, value)
+			return c, nil
+		case []any:
+			idx, err := arrayIndex(last, len(c), true)
+			if err != nil {
+				return nil, err
+			}
+			c = append(c, nil)
+			copy(c[idx+1:], c[idx:])
+			c[idx] = value
+			return c, nil
+		}
+		return nil, fmt.Errorf("the target's parent is not an object or array")
+	})
+}
+
+func removeAt(root any, path []string) (any, error) {
+	if len(path) == 0 {
+		return nil, fmt.Errorf("cannot remove the document root")
+	}
+	last := path[len(path)-1]
+	return setIn(root, path[:len(path)-1], func(parent any) (any, error) {
+		switch c := parent.(type) {
+		case *object:
+			if !c.del(last) {
+				return nil, fmt.Errorf("member %q does not exist", last)
+			}
+			return c, nil
+		case []any:
+			idx, err := arrayIndex(last, len(c), false)
+			if err != nil {
+				return nil, err
+			}
+			return append(c[:idx:idx], c[idx+1:]...), nil
+		}
+		return nil, fmt.Errorf("the target's parent is not an object or array")
+	})
+}
+
+func replaceAt(root any, path []string, value any) (any, error) {
+	if len(path) == 0 {
+		return value, nil
+	}
+	last := path[len(path)-1]
+	return setIn(root, path[:len(path)-1], func(parent any) (any, error) {
+		switch c := parent.(type) {
+		case *object:
+			if _, ok := c.get(last); !ok {
+				return nil, fmt.Errorf("member %q does not exist", last)
+			}
+			c.vals[last] = value
+			return c, nil
+		case []any:
+			idx, err := arrayIndex(last, len(c), false)
+			if err != nil {
+				return nil, err
+			}
+			c[idx] = value
+			return c, nil
+		}
+		return nil, fmt.Errorf("the target's parent is not an object or array")
+	})
+}
+
+func (o *jsonOp) apply(root any) (any, error) {
+	var err error
+	var out any
+	switch o.op {
+	case "add":
+		out, err = addAt(root, o.path, clone(o.value))
+	case "remove":
+		out, err = removeAt(root, o.path)
+	case "replace":
+		out, err = replaceAt(root, o.path, clone(o.value))
+	case "move":
+		if isProperPrefix(o.from, o.path) {
+			return nil, o.errorf(fhir.KindUnprocessable, "\"from\" %s is a proper prefix of \"path\" (RFC 6902 section 4.4)", o.rawFrom)
+		}
+		var v any
+		if v, err = lookup(root, o.from); err != nil {
+			return nil, o.errorf(fhir.KindUnprocessable, "from: %v", err)
+		}
+		if root, err = removeAt(root, o.from); err != nil {
+			return nil, o.errorf(fhir.KindUnprocessable, "from: %v", err)
+		}
+		out, err = addAt(root, o.path, v)
+	case "copy":
+		var v any
+		if v, err = lookup(root, o.from); err != nil {
+			return nil, o.errorf(fhir.KindUnprocessable, "from: %v", err)
+		}
+		out, err = addAt(root, o.path, clone(v))
+	case "test":
+		var v any
+		if v, err = lookup(root, o.path); err != nil {
+			return nil, o.errorf(fhir.KindUnprocessable, "test failed: %v", err)
+		}
+		if !equal(v, o.value) {
+			return nil, o.errorf(fhir.KindUnprocessable, "test failed: the value is %s, not %s", truncate(encode(v)), truncate(encode(o.value)))
+		}
+		return root, nil
+	}
+	if err != nil {
+		return nil, o.errorf(fhir.KindUnprocessable, "%v", err)
+	}
+	return out, nil
+}
+
+func isProperPrefix(a, b []string) bool {
+	if len(a) >= len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(b []byte) string {
+	const max = 80
+	if len(b) > max {
+		return string(b[:max]) + "..."
+	}
+	return string(b)
+}
+
+// checkIdentity rejects a patch that changed resourceType or id
+// (http.html#patch: the patched resource is still the same resource).
+func checkIdentity(before, after any) error {
+	bo, ok := before.(*object)
+	if !ok {
+		return nil
+	}
+	ao, ok := after.(*object)
+	if !ok {
+		return fhir.Errorf(fhir.KindUnprocessable, "the patch replaced the resource by a value that is not a JSON object")
+	}
+	for _, k := range []string{"resourceType", "id"} {
+		bv, bok := bo.get(k)
+		av, aok := ao.get(k)
+		if bok != aok || (bok && !equal(bv, av)) {
+			expr := k
+			if rt, ok := bv.(string); ok && k == "resourceType" {
+				expr = rt
+			} else if rt, ok := bo.vals["resourceType"].(string); ok {
+				expr = rt + "." + k
+			}
+			return fhir.Errorf(fhir.KindUnprocessable, "a patch must not change the resource's %s", k).At(expr)
+		}
+	}
+	return nil
+}

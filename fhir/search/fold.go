@@ -1,0 +1,68 @@
+package search
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// foldSpecial maps letters that canonical decomposition does not split
+// into a base letter and a mark (search.html#string: "ignore accents").
+var foldSpecial = map[rune]string{
+	'ß': "ss", 'ẞ': "ss", 'æ': "ae", 'Æ': "ae", 'œ': "oe", 'Œ': "oe",
+	'ø': "o", 'Ø': "o", 'ł': "l", 'Ł': "l", 'đ': "d", 'Đ': "d",
+	'ð': "d", 'Ð': "d", 'þ': "th", 'Þ': "th", 'ı': "i", 'ħ': "h", 'Ħ': "h",
+}
+
+// Fold normalises a string for the default string search
+// (search.html#string: case-insensitive and accent-insensitive): lower case,
+// canonical decomposition (NFD) with the combining marks (Mn) dropped, and
+// runs of white space collapsed to one space, trimmed.
+func Fold(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	emit := func(r rune) {
+		if unicode.IsSpace(r) {
+			space = b.Len() > 0
+			return
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(r)
+	}
+	if ascii {
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			emit(rune(c))
+		}
+		return b.String()
+	}
+	for _, r := range norm.NFD.String(s) {
+		if unicode.Is(unicode.Mn, r) {
+			continue
+		}
+		if rep, ok := foldSpecial[r]; ok {
+			for _, c := range rep {
+				emit(c)
+			}
+			continue
+		}
+		emit(unicode.ToLower(r))
+	}
+	return b.String()
+}

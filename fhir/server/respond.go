@@ -1,0 +1,155 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/audit"
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/store"
+)
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// versionHeaders sets ETag and Last-Modified of rec (http.html#versioning).
+func versionHeaders(h http.Header, rec store.Record) {
+	h.Set("ETag", fhir.ETag(rec.VersionID))
+	h.Set("Last-Modified", rec.LastUpdated.UTC().Format(http.TimeFormat))
+}
+
+// written is the response to a create/update/patch: Location, ETag,
+// Last-Modified and the body chosen by Prefer: return= (http.html#ops).
+func (s *Server) written(req *fhir.Request, status int, rec store.Record) *fhir.Response {
+	h := http.Header{}
+	versionHeaders(h, rec)
+	h.Set("Location", s.cfg.Base+"/"+rec.Type+"/"+rec.ID+"/_history/"+itoa(rec.VersionID))
+	resp := &fhir.Response{Status: status, Header: h}
+	switch preferReturn(req) {
+	case "minimal":
+	case "OperationOutcome":
+		b, _ := json.Marshal(fhir.InfoOutcome(fhir.Issue{Severity: "information", Code: "informational",
+			Diagnostics: "ok: " + rec.Type + "/" + rec.ID + " version " + itoa(rec.VersionID)}))
+		resp.Body = b
+	default:
+		resp.Body = rec.Raw
+	}
+	return resp
+}
+
+// found is the response of a read/vread.
+func found(rec store.Record) *fhir.Response {
+	h := http.Header{}
+	versionHeaders(h, rec)
+	return &fhir.Response{Status: http.StatusOK, Header: h, Body: rec.Raw}
+}
+
+func preferReturn(req *fhir.Request) string {
+	for _, p := range req.Header.Values("Prefer") {
+		for _, part := range strings.Split(p, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && strings.EqualFold(k, "return") {
+				return strings.Trim(v, `"`)
+			}
+		}
+	}
+	return ""
+}
+
+// preferStrict reports Prefer: handling=strict (search.html#errors).
+func preferStrict(req *fhir.Request) bool {
+	for _, p := range req.Header.Values("Prefer") {
+		for _, part := range strings.Split(p, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && strings.EqualFold(k, "handling") && strings.EqualFold(strings.Trim(v, `"`), "strict") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fail turns err into the error Response (the one place: fhir.Outcome),
+// logs internal detail and audits the failure.
+func (s *Server) fail(ctx context.Context, req *fhir.Request, c *caller, err error, start interface{}, xs ...*exchange) *fhir.Response {
+	status, oo := fhir.Outcome(err)
+	fe := fhir.AsError(err)
+	if status >= 500 {
+		s.cfg.Logger.ErrorContext(ctx, "request failed", "method", req.Method, "path", req.Path, "err", err)
+	} else {
+		s.cfg.Logger.DebugContext(ctx, "request rejected", "method", req.Method, "path", req.Path, "status", status, "err", err)
+	}
+	b, _ := json.Marshal(oo)
+	h := http.Header{}
+	for k, v := range fe.Header {
+		h.Set(k, v)
+	}
+	resp := &fhir.Response{Status: status, Header: h, Body: b, Err: err}
+	x := &exchange{req: req, c: c}
+	if len(xs) > 0 && xs[0] != nil {
+		x = xs[0]
+	}
+	s.audit(ctx, x, resp)
+	return resp
+}
+
+// audit records the interaction (audit package); nil logger: off.
+func (s *Server) audit(ctx context.Context, x *exchange, resp *fhir.Response) {
+	if s.cfg.Audit == nil || x.interaction == "capabilities" {
+		return
+	}
+	if x.interaction == "" {
+		x.interaction = "operation"
+	}
+	e := audit.Event{
+		Time: s.cfg.Now(), Interaction: x.interaction, Operation: x.operation, Outcome: resp.Status,
+		Resources: x.resources, Patients: x.patients, Query: x.query, Server: s.cfg.Base,
+		RequestID: x.req.Header.Get("X-Request-Id"), SourceIP: x.req.Header.Get("X-Forwarded-For"),
+		UserAgent: x.req.Header.Get("User-Agent"),
+	}
+	if resp.Err != nil {
+		_, oo := fhir.Outcome(resp.Err)
+		if len(oo.Issue) > 0 {
+			e.OutcomeText = oo.Issue[0].Diagnostics
+		}
+	}
+	if c := x.c; c != nil && c.p != nil {
+		e.UserFHIR, e.UserSubject, e.UserIssuer, e.ClientID = c.p.FHIRUser, c.p.Subject, c.p.Issuer, c.p.ClientID
+		if c.p.Patient != "" {
+			e.Patient = "Patient/" + strings.TrimPrefix(c.p.Patient, "Patient/")
+		} else if strings.HasPrefix(c.p.FHIRUser, "Patient/") {
+			e.Patient = c.p.FHIRUser
+		}
+		e.Proxy = c.proxy
+	}
+	for _, ev := range splitByPatient(e, x) {
+		if err := s.cfg.Audit.Log(ctx, ev); err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "audit event not queued", "err", err, "interaction", e.Interaction)
+		}
+	}
+}
+
+// splitByPatient records one AuditEvent per patient whose data was touched
+// (IHE BALP: one event per patient), each naming only that patient's
+// resources, so no patient's audit view shows another patient's data.
+// Resources in no patient compartment go in every event.
+func splitByPatient(e audit.Event, x *exchange) []audit.Event {
+	if len(x.patients) <= 1 {
+		return []audit.Event{e}
+	}
+	out := make([]audit.Event, 0, len(x.patients))
+	for _, p := range x.patients {
+		ev := e
+		ev.Patients = []string{p}
+		ev.Resources = nil
+		for i, r := range x.resources {
+			if len(x.owners[i]) == 0 || contains(x.owners[i], p) {
+				ev.Resources = append(ev.Resources, r)
+			}
+		}
+		out = append(out, ev)
+	}
+	return out
+}

@@ -1,0 +1,309 @@
+// Package server is fhirgate's request pipeline (R4 http.html): it takes a
+// fhir.Request and returns a fhir.Response, knowing nothing about HTTP, so a
+// Bundle entry runs exactly like the same HTTP request. Every interaction
+// goes authorize -> validate -> extract -> release state -> store -> audit.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/fhirgate/fhirgate/audit"
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/fhir/search/engine"
+	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/policy"
+	"github.com/fhirgate/fhirgate/smart"
+	"github.com/fhirgate/fhirgate/store"
+)
+
+// Config wires a Server.
+type Config struct {
+	Store     store.Store
+	Registry  *search.Registry
+	Validator *validate.Validator
+	// Decider decides SMART access; nil together with AuthDisabled.
+	Decider *smart.Decider
+	Proxy   smart.ProxyConfig
+	// AuthDisabled turns authorization off (development and benchmarks only).
+	AuthDisabled bool
+	Audit        *audit.Logger // nil: no audit trail
+	Base         string        // public FHIR base URL, e.g. http://localhost:8080/fhir
+	Now          func() time.Time
+	NewID        func() string
+	Logger       *slog.Logger
+	MaxEntries   int // Bundle entries (default 10,000)
+	// Capabilities renders GET metadata (conformance package); nil: 404.
+	Capabilities func() []byte
+}
+
+// Server is the FHIR pipeline.
+type Server struct {
+	cfg    Config
+	engine *engine.Engine
+	policy atomic.Pointer[policy.Policy]
+}
+
+// New builds a Server.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = NewID
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = 10000
+	}
+	s := &Server{cfg: cfg}
+	s.engine = &engine.Engine{Store: cfg.Store, Registry: cfg.Registry, Base: cfg.Base, Now: cfg.Now, MaxCount: 1000}
+	return s
+}
+
+// SetPolicy installs the release policy (nil: release everything at once).
+func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
+
+// Policy returns the active release policy.
+func (s *Server) Policy() *policy.Policy { return s.policy.Load() }
+
+// Engine exposes the search engine (conformance, tests).
+func (s *Server) Engine() *engine.Engine { return s.engine }
+
+// NewID returns a random 128-bit hex id (valid FHIR id).
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// route is a parsed Request.Path.
+type route struct {
+	typ, id, vid, op, compartmentType string
+	history, search                   bool
+}
+
+// Handle runs one interaction. It never panics on bad input and always
+// returns a Response (errors as OperationOutcome).
+func (s *Server) Handle(ctx context.Context, req *fhir.Request) *fhir.Response {
+	start := s.cfg.Now()
+	c, err := s.caller(ctx)
+	if err != nil {
+		return s.fail(ctx, req, nil, err, start)
+	}
+	ctx = withCaller(ctx, c)
+	rt, err := parsePath(req.Path)
+	if err != nil {
+		return s.fail(ctx, req, c, err, start)
+	}
+	x := &exchange{req: req, rt: rt, c: c, start: start}
+	resp, err := s.dispatch(ctx, x)
+	if err != nil {
+		return s.fail(ctx, req, c, err, start, x)
+	}
+	s.audit(ctx, x, resp)
+	return resp
+}
+
+// exchange carries one interaction's state through the pipeline and into audit.
+type exchange struct {
+	req         *fhir.Request
+	rt          route
+	c           *caller
+	start       time.Time
+	interaction string
+	operation   string
+	resources   []string
+	patients    []string
+	// owners[i] lists the patient compartments of resources[i].
+	owners [][]string
+	query  string
+}
+
+func (x *exchange) touched(recs ...store.Record) {
+	for _, r := range recs {
+		x.resources = append(x.resources, r.Key()+"/_history/"+itoa(r.VersionID))
+		x.owners = append(x.owners, r.Index.Compartments)
+		for _, p := range r.Index.Compartments {
+			if !contains(x.patients, p) {
+				x.patients = append(x.patients, p)
+			}
+		}
+	}
+}
+
+func parsePath(p string) (route, error) {
+	p = strings.Trim(p, "/")
+	var rt route
+	if p == "" {
+		return rt, nil
+	}
+	seg := strings.Split(p, "/")
+	bad := func() (route, error) {
+		return route{}, fhir.Errorf(fhir.KindNotFound, "no FHIR endpoint at %q", p)
+	}
+	switch seg[0] {
+	case "metadata", "_history", "_search":
+		if len(seg) != 1 {
+			return bad()
+		}
+		rt.op = seg[0]
+		return rt, nil
+	}
+	if !fhir.IsResourceType(seg[0]) {
+		if strings.HasPrefix(seg[0], "$") {
+			rt.op = seg[0]
+			return rt, nil
+		}
+		return route{}, fhir.Errorf(fhir.KindNotFound, "resource type %q is not known", seg[0])
+	}
+	rt.typ = seg[0]
+	if len(seg) == 1 {
+		return rt, nil
+	}
+	switch {
+	case seg[1] == "_search" && len(seg) == 2:
+		rt.search = true
+		return rt, nil
+	case seg[1] == "_history" && len(seg) == 2:
+		rt.history = true
+		return rt, nil
+	case strings.HasPrefix(seg[1], "$") && len(seg) == 2:
+		rt.op = seg[1]
+		return rt, nil
+	}
+	if !fhir.ValidID(seg[1]) {
+		return route{}, fhir.Errorf(fhir.KindNotFound, "%q is not a valid resource id", seg[1]).At(rt.typ + ".id")
+	}
+	rt.id = seg[1]
+	switch {
+	case len(seg) == 2:
+	case len(seg) == 3 && seg[2] == "_history":
+		rt.history = true
+	case len(seg) == 4 && seg[2] == "_history":
+		rt.vid = seg[3]
+	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
+		rt.op = seg[2]
+	case len(seg) == 3 && (seg[2] == "*" || fhir.IsResourceType(seg[2])):
+		rt.compartmentType = seg[2]
+	case len(seg) == 4 && (seg[2] == "*" || fhir.IsResourceType(seg[2])) && seg[3] == "_search":
+		rt.compartmentType = seg[2]
+		rt.search = true
+	default:
+		return bad()
+	}
+	return rt, nil
+}
+
+func (s *Server) dispatch(ctx context.Context, x *exchange) (*fhir.Response, error) {
+	req, rt := x.req, x.rt
+	m := req.Method
+	if m == http.MethodHead {
+		m = http.MethodGet
+	}
+	switch {
+	case rt.typ == "" && rt.op == "metadata":
+		x.interaction = "capabilities"
+		if m != http.MethodGet {
+			return nil, notAllowed(m)
+		}
+		return s.capabilities()
+	case rt.typ == "" && rt.op == "" && m == http.MethodPost:
+		return s.bundle(ctx, x)
+	case rt.typ == "" && (rt.op == "" && m == http.MethodGet || rt.op == "_search" && m == http.MethodPost):
+		x.interaction = "search-system"
+		return s.search(ctx, x)
+	case rt.typ == "" && rt.op == "_history":
+		x.interaction = "history-system"
+		return s.history(ctx, x)
+	case rt.op != "":
+		x.interaction = "operation"
+		x.operation = rt.op
+		return s.operation(ctx, x)
+	case rt.compartmentType != "":
+		x.interaction = "search-type"
+		if m != http.MethodGet && !(m == http.MethodPost && rt.search) {
+			return nil, notAllowed(m)
+		}
+		return s.search(ctx, x)
+	case rt.search:
+		x.interaction = "search-type"
+		if m != http.MethodPost {
+			return nil, notAllowed(m)
+		}
+		return s.search(ctx, x)
+	case rt.history:
+		if rt.id == "" {
+			x.interaction = "history-type"
+		} else {
+			x.interaction = "history-instance"
+		}
+		if m != http.MethodGet {
+			return nil, notAllowed(m)
+		}
+		return s.history(ctx, x)
+	case rt.vid != "":
+		x.interaction = "vread"
+		if m != http.MethodGet {
+			return nil, notAllowed(m)
+		}
+		return s.vread(ctx, x)
+	case rt.id != "":
+		switch m {
+		case http.MethodGet:
+			x.interaction = "read"
+			return s.read(ctx, x)
+		case http.MethodPut:
+			x.interaction = "update"
+			return s.update(ctx, x)
+		case http.MethodPatch:
+			x.interaction = "patch"
+			return s.patch(ctx, x)
+		case http.MethodDelete:
+			x.interaction = "delete"
+			return s.delete(ctx, x)
+		}
+		return nil, notAllowed(m)
+	default: // type level
+		switch m {
+		case http.MethodGet:
+			x.interaction = "search-type"
+			return s.search(ctx, x)
+		case http.MethodPost:
+			x.interaction = "create"
+			return s.create(ctx, x)
+		case http.MethodPut:
+			x.interaction = "update"
+			return s.conditionalUpdate(ctx, x)
+		case http.MethodPatch:
+			x.interaction = "patch"
+			return s.conditionalPatch(ctx, x)
+		case http.MethodDelete:
+			x.interaction = "delete"
+			return s.conditionalDelete(ctx, x)
+		}
+		return nil, notAllowed(m)
+	}
+}
+
+func notAllowed(m string) error {
+	return fhir.Errorf(fhir.KindNotAllowed, "method %s is not allowed here", m)
+}
+
+func contains(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

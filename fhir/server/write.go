@@ -1,0 +1,521 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/patch"
+	"github.com/fhirgate/fhirgate/policy"
+	"github.com/fhirgate/fhirgate/smart"
+	"github.com/fhirgate/fhirgate/store"
+)
+
+// maxRetries bounds optimistic-concurrency retries of unconditional writes.
+const maxRetries = 8
+
+// lockTTL bounds how long a conditional write may hold its condition lock.
+const lockTTL = 30 * time.Second
+
+// immutableTypes cannot be updated or deleted through the API.
+var immutableTypes = map[string]bool{"AuditEvent": true}
+
+// checkBody checks what the body of a create/update must be before schema
+// validation: a JSON object of the URL's type (http.html#create).
+func (s *Server) checkBody(typ string, body []byte) (*fhir.Object, error) {
+	if len(body) == 0 {
+		return nil, fhir.Invalid("", "the request has no body; a %s resource is required", typ)
+	}
+	obj, err := fhir.ParseObject(body)
+	if err != nil {
+		return nil, err
+	}
+	rt := obj.String("resourceType")
+	if rt == "" {
+		return nil, fhir.Invalid("resourceType", "the body has no resourceType")
+	}
+	if rt != typ {
+		return nil, fhir.Invalid("resourceType", "resourceType %q does not match the URL's type %q", rt, typ)
+	}
+	if err := s.cfg.Validator.Validate(typ, body); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// version builds the stored Record of a new version from a checked body:
+// server-owned id and meta, extracted search values, release state.
+func (s *Server) version(typ, id string, vid int64, obj *fhir.Object, prev *store.Record) (store.Record, error) {
+	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+	if err := fhir.StampMeta(obj, id, vid, now); err != nil {
+		return store.Record{}, err
+	}
+	raw := obj.Bytes()
+	m, err := fhir.Decode(raw)
+	if err != nil {
+		return store.Record{}, fhir.Invalid("", "the resource cannot be read: %v", err)
+	}
+	idx, err := s.cfg.Registry.Extract(typ, m)
+	if err != nil {
+		return store.Record{}, fhir.Invalid("", "search values cannot be extracted: %v", err).Wrap(err)
+	}
+	in := policy.Input{Type: typ, Resource: m, LastUpdated: now}
+	if prev != nil && !prev.Deleted {
+		in.Previous = &prev.Release
+	}
+	rel := s.Policy().Evaluate(in)
+	return store.Record{Type: typ, ID: id, VersionID: vid, LastUpdated: now, Raw: raw, Index: idx, Release: rel}, nil
+}
+
+// commit applies ops now, or, inside a transaction Bundle, prepares them
+// into the Tx (a resource may be written once per transaction).
+func (s *Server) commit(ctx context.Context, ops ...store.Op) error {
+	if tx := fhir.TxFrom(ctx); tx != nil {
+		if tx.Reserved == nil {
+			tx.Reserved = map[string]bool{}
+		}
+		for _, op := range ops {
+			k := op.Record.Key()
+			if tx.Reserved[k] {
+				return fhir.Invalid("", "the transaction touches %s more than once", k)
+			}
+			tx.Reserved[k] = true
+		}
+		tx.Ops = append(tx.Ops, ops...)
+		return nil
+	}
+	return s.cfg.Store.Transact(ctx, ops)
+}
+
+func inTx(ctx context.Context) bool { return fhir.TxFrom(ctx) != nil }
+
+// checkWritable fails when the caller may not write rec (SMART scopes and
+// compartment: a write must land inside the caller's reach).
+func (s *Server) checkWritable(c *caller, interaction smart.Interaction, rec store.Record) error {
+	where, err := s.allow(c, interaction, rec.Type)
+	if err != nil {
+		return err
+	}
+	if !visible(where, rec) {
+		return fhir.Errorf(fhir.KindForbidden, "%s/%s would be outside the data you may write (patient compartment or scope restriction)", rec.Type, rec.ID)
+	}
+	return nil
+}
+
+// create is http.html#create, with If-None-Exist (conditional create).
+func (s *Server) create(ctx context.Context, x *exchange) (*fhir.Response, error) {
+	if _, err := s.allow(x.c, "create", x.rt.typ); err != nil {
+		return nil, err
+	}
+	obj, err := s.checkBody(x.rt.typ, x.req.Body)
+	if err != nil {
+		return nil, err
+	}
+	if cond := x.req.Header.Get("If-None-Exist"); cond != "" {
+		q, err := conditionQuery(x.rt.typ, cond)
+		if err != nil {
+			return nil, err
+		}
+		unlock, err := s.lockCondition(ctx, x.rt.typ, q)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		matches, err := s.match(ctx, x.c, x.rt.typ, q, "If-None-Exist")
+		if err != nil {
+			return nil, err
+		}
+		switch len(matches) {
+		case 0:
+		case 1:
+			x.touched(matches[0])
+			r := s.written(x.req, http.StatusOK, matches[0])
+			r.Header.Del("Location")
+			return r, nil
+		default:
+			return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-None-Exist matches %d resources", len(matches))
+		}
+	}
+	id := x.req.AssignID
+	if id == "" {
+		id = s.cfg.NewID()
+	}
+	rec, err := s.version(x.rt.typ, id, 1, obj, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkWritable(x.c, "create", rec); err != nil {
+		return nil, err
+	}
+	if err := s.commit(ctx, store.Op{Kind: store.OpCreate, Record: rec}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fhir.Errorf(fhir.KindConflict, "%s/%s already exists", rec.Type, rec.ID).Wrap(err)
+		}
+		return nil, err
+	}
+	x.touched(rec)
+	return s.written(x.req, http.StatusCreated, rec), nil
+}
+
+// conditionQuery parses the query of If-None-Exist / a conditional URL.
+func conditionQuery(typ, cond string) (url.Values, error) {
+	cond = strings.TrimPrefix(cond, typ)
+	cond = strings.TrimPrefix(cond, "?")
+	q, err := url.ParseQuery(cond)
+	if err != nil || len(q) == 0 {
+		return nil, fhir.Invalid("If-None-Exist", "the condition %q is not a valid search query", cond)
+	}
+	return q, nil
+}
+
+// lockCondition serialises conditional writes with the same condition, so N
+// concurrent identical conditional creates yield exactly one resource.
+func (s *Server) lockCondition(ctx context.Context, typ string, q url.Values) (func(), error) {
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("cond:" + typ + "?")
+	for _, k := range keys {
+		vs := append([]string(nil), q[k]...)
+		sort.Strings(vs)
+		for _, v := range vs {
+			b.WriteString(url.QueryEscape(k) + "=" + url.QueryEscape(v) + "&")
+		}
+	}
+	unlock, err := s.cfg.Store.Lock(ctx, b.String(), lockTTL)
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			return nil, fhir.Errorf(fhir.KindConflict, "a concurrent conditional write with the same condition did not finish in time; retry").Wrap(err)
+		}
+		return nil, err
+	}
+	return unlock, nil
+}
+
+// match runs a conditional search (strict) within the caller's reach.
+func (s *Server) match(ctx context.Context, c *caller, typ string, q url.Values, what string) ([]store.Record, error) {
+	recs, err := s.engine.Match(ctx, typ, q, s.constrain(c), 2)
+	if err != nil {
+		var fe *fhir.Error
+		if errors.As(err, &fe) && fe.Kind == fhir.KindInvalid {
+			return nil, err
+		}
+		return nil, err
+	}
+	return recs, nil
+}
+
+// update is http.html#update, with create-on-update and If-Match.
+func (s *Server) update(ctx context.Context, x *exchange) (*fhir.Response, error) {
+	if immutableTypes[x.rt.typ] {
+		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be changed", x.rt.typ)
+	}
+	if _, err := s.allow(x.c, "update", x.rt.typ); err != nil {
+		return nil, err
+	}
+	obj, err := s.checkBody(x.rt.typ, x.req.Body)
+	if err != nil {
+		return nil, err
+	}
+	bodyID := obj.String("id")
+	if bodyID == "" {
+		return nil, fhir.Invalid(x.rt.typ+".id", "the resource must have an id equal to the URL's id %q", x.rt.id)
+	}
+	if bodyID != x.rt.id {
+		return nil, fhir.Invalid(x.rt.typ+".id", "the resource id %q does not match the URL's id %q", bodyID, x.rt.id)
+	}
+	return s.put(ctx, x, x.rt.id, obj, x.req.Header.Get("If-Match"))
+}
+
+// put writes a new version of typ/id from obj, retrying lost races unless
+// the client asked for a specific version (If-Match).
+func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Object, ifMatch string) (*fhir.Response, error) {
+	typ := x.rt.typ
+	var want int64
+	if ifMatch != "" {
+		v, ok := fhir.ParseETag(ifMatch)
+		if !ok {
+			return nil, fhir.Invalid("If-Match", "If-Match must be a version ETag like W/\"3\", got %q", ifMatch)
+		}
+		want = v
+	}
+	for try := 0; ; try++ {
+		cur, err := s.cfg.Store.Read(ctx, typ, id)
+		exists := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		var prev *store.Record
+		var curVid int64
+		if exists {
+			prev, curVid = &cur, cur.VersionID
+			if !cur.Deleted {
+				where, err := s.allow(x.c, "update", typ)
+				if err != nil {
+					return nil, err
+				}
+				if !visible(where, cur) {
+					return nil, fhir.Errorf(fhir.KindForbidden, "%s/%s is outside the data you may write", typ, id)
+				}
+			}
+		}
+		if want != 0 && (!exists || cur.Deleted || curVid != want) {
+			return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match %s does not match the current version %s of %s/%s", ifMatch, fhir.ETag(curVid), typ, id)
+		}
+		interaction := smart.Interaction("update")
+		if !exists || cur.Deleted {
+			interaction = "create"
+		}
+		rec, err := s.version(typ, id, curVid+1, obj, prev)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkWritable(x.c, interaction, rec); err != nil {
+			return nil, err
+		}
+		err = s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: curVid})
+		if errors.Is(err, store.ErrConflict) && want == 0 && try < maxRetries && !inTx(ctx) {
+			continue
+		}
+		if errors.Is(err, store.ErrConflict) {
+			if want != 0 {
+				return nil, fhir.Errorf(fhir.KindPreconditionFailed, "%s/%s was changed concurrently; version %s is no longer current", typ, id, ifMatch).Wrap(err)
+			}
+			return nil, fhir.Errorf(fhir.KindConflict, "%s/%s was changed concurrently; retry", typ, id).Wrap(err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		x.touched(rec)
+		status := http.StatusOK
+		if interaction == "create" {
+			status = http.StatusCreated
+		}
+		return s.written(x.req, status, rec), nil
+	}
+}
+
+// conditionalUpdate is http.html#cond-update.
+func (s *Server) conditionalUpdate(ctx context.Context, x *exchange) (*fhir.Response, error) {
+	if len(x.req.Query) == 0 {
+		return nil, fhir.Errorf(fhir.KindNotAllowed, "PUT needs a resource id or a search condition")
+	}
+	if immutableTypes[x.rt.typ] {
+		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be changed", x.rt.typ)
+	}
+	if _, err := s.allow(x.c, "update", x.rt.typ); err != nil {
+		return nil, err
+	}
+	obj, err := s.checkBody(x.rt.typ, x.req.Body)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := s.lockCondition(ctx, x.rt.typ, x.req.Query)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	matches, err := s.match(ctx, x.c, x.rt.typ, x.req.Query, "condition")
+	if err != nil {
+		return nil, err
+	}
+	bodyID := obj.String("id")
+	switch len(matches) {
+	case 0:
+		id := bodyID
+		if id == "" {
+			id = x.req.AssignID
+		}
+		if id == "" {
+			id = s.cfg.NewID()
+		}
+		return s.put(ctx, x, id, obj, "")
+	case 1:
+		if bodyID != "" && bodyID != matches[0].ID {
+			return nil, fhir.Invalid(x.rt.typ+".id", "the resource id %q does not match the resource %s/%s found by the condition", bodyID, matches[0].Type, matches[0].ID)
+		}
+		return s.put(ctx, x, matches[0].ID, obj, x.req.Header.Get("If-Match"))
+	}
+	return nil, fhir.Errorf(fhir.KindPreconditionFailed, "the condition matches %d resources", len(matches))
+}
+
+// patch is http.html#patch: JSON Patch or FHIRPath Patch, validated like any write.
+func (s *Server) patch(ctx context.Context, x *exchange) (*fhir.Response, error) {
+	if immutableTypes[x.rt.typ] {
+		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be changed", x.rt.typ)
+	}
+	return s.patchID(ctx, x, x.rt.id)
+}
+
+func (s *Server) patchID(ctx context.Context, x *exchange, id string) (*fhir.Response, error) {
+	where, err := s.allow(x.c, "patch", x.rt.typ)
+	if err != nil {
+		return nil, err
+	}
+	ct := strings.ToLower(x.req.Header.Get("Content-Type"))
+	for try := 0; ; try++ {
+		cur, err := s.cfg.Store.Read(ctx, x.rt.typ, id)
+		if errors.Is(err, store.ErrNotFound) || err == nil && (cur.Deleted || !visible(where, cur)) {
+			return nil, fhir.NotFound(x.rt.typ, id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if im := x.req.Header.Get("If-Match"); im != "" {
+			v, ok := fhir.ParseETag(im)
+			if !ok || v != cur.VersionID {
+				return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match %s does not match the current version %s", im, fhir.ETag(cur.VersionID))
+			}
+		}
+		var patched []byte
+		switch {
+		case strings.HasPrefix(ct, "application/json-patch+json"):
+			patched, err = patch.JSONPatch(cur.Raw, x.req.Body)
+		case strings.HasPrefix(ct, "application/fhir+json"), strings.HasPrefix(ct, "application/json"):
+			patched, err = patch.FHIRPathPatch(cur.Raw, x.req.Body)
+		default:
+			return nil, fhir.Errorf(fhir.KindUnsupportedMedia, "PATCH takes application/json-patch+json or a FHIRPath Patch Parameters resource (application/fhir+json), not %q", ct)
+		}
+		if err != nil {
+			return nil, err
+		}
+		obj, err := s.checkBody(x.rt.typ, patched)
+		if err != nil {
+			return nil, err
+		}
+		if obj.String("id") != id {
+			return nil, fhir.Errorf(fhir.KindUnprocessable, "a patch may not change the resource id")
+		}
+		rec, err := s.version(x.rt.typ, id, cur.VersionID+1, obj, &cur)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkWritable(x.c, "patch", rec); err != nil {
+			return nil, err
+		}
+		err = s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: cur.VersionID})
+		if errors.Is(err, store.ErrConflict) && x.req.Header.Get("If-Match") == "" && try < maxRetries && !inTx(ctx) {
+			continue
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fhir.Errorf(fhir.KindPreconditionFailed, "%s/%s was changed concurrently", x.rt.typ, id).Wrap(err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		x.touched(rec)
+		return s.written(x.req, http.StatusOK, rec), nil
+	}
+}
+
+// conditionalPatch patches the single match of a condition.
+func (s *Server) conditionalPatch(ctx context.Context, x *exchange) (*fhir.Response, error) {
+	if len(x.req.Query) == 0 {
+		return nil, fhir.Errorf(fhir.KindNotAllowed, "PATCH needs a resource id or a search condition")
+	}
+	matches, err := s.match(ctx, x.c, x.rt.typ, x.req.Query, "condition")
+	if err != nil {
+		return nil, err
+	}
+	switch len(matches) {
+	case 0:
+		return nil, fhir.Errorf(fhir.KindNotFound, "no %s matches the condition", x.rt.typ)
+	case 1:
+		return s.patchID(ctx, x, matches[0].ID)
+	}
+	return nil, fhir.Errorf(fhir.KindPreconditionFailed, "the condition matches %d resources", len(matches))
+}
+
+// delete is http.html#delete: a tombstone version.
+func (s *Server) delete(ctx context.Context, x *exchange) (*fhir.Response, error) {
+	if immutableTypes[x.rt.typ] {
+		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be deleted", x.rt.typ)
+	}
+	return s.deleteID(ctx, x, x.rt.id)
+}
+
+func (s *Server) deleteID(ctx context.Context, x *exchange, id string) (*fhir.Response, error) {
+	where, err := s.allow(x.c, "delete", x.rt.typ)
+	if err != nil {
+		return nil, err
+	}
+	for try := 0; ; try++ {
+		cur, err := s.cfg.Store.Read(ctx, x.rt.typ, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return &fhir.Response{Status: http.StatusNoContent, Header: http.Header{}}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cur.Deleted {
+			h := http.Header{}
+			h.Set("ETag", fhir.ETag(cur.VersionID))
+			return &fhir.Response{Status: http.StatusNoContent, Header: h}, nil
+		}
+		if !visible(where, cur) {
+			return nil, fhir.NotFound(x.rt.typ, id)
+		}
+		if im := x.req.Header.Get("If-Match"); im != "" {
+			if v, ok := fhir.ParseETag(im); !ok || v != cur.VersionID {
+				return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match %s does not match the current version %s", im, fhir.ETag(cur.VersionID))
+			}
+		}
+		now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+		tomb := store.Record{Type: x.rt.typ, ID: id, VersionID: cur.VersionID + 1, LastUpdated: now, Deleted: true,
+			Index: cur.Index, Release: cur.Release}
+		err = s.commit(ctx, store.Op{Kind: store.OpDelete, Record: tomb, IfVersion: cur.VersionID})
+		if errors.Is(err, store.ErrConflict) && try < maxRetries && !inTx(ctx) {
+			continue
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fhir.Errorf(fhir.KindConflict, "%s/%s was changed concurrently", x.rt.typ, id).Wrap(err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		x.touched(tomb)
+		h := http.Header{}
+		h.Set("ETag", fhir.ETag(tomb.VersionID))
+		return &fhir.Response{Status: http.StatusNoContent, Header: h}, nil
+	}
+}
+
+// conditionalDelete is http.html#cdelete (single match; 412 on several).
+func (s *Server) conditionalDelete(ctx context.Context, x *exchange) (*fhir.Response, error) {
+	if len(x.req.Query) == 0 {
+		return nil, fhir.Errorf(fhir.KindNotAllowed, "DELETE needs a resource id or a search condition")
+	}
+	if immutableTypes[x.rt.typ] {
+		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be deleted", x.rt.typ)
+	}
+	matches, err := s.match(ctx, x.c, x.rt.typ, x.req.Query, "condition")
+	if err != nil {
+		return nil, err
+	}
+	switch len(matches) {
+	case 0:
+		return &fhir.Response{Status: http.StatusNoContent, Header: http.Header{}}, nil
+	case 1:
+		return s.deleteID(ctx, x, matches[0].ID)
+	}
+	return nil, fhir.Errorf(fhir.KindPreconditionFailed, "the condition matches %d resources; delete them one by one", len(matches))
+}
+
+// Version builds a stored first version of a server-generated resource
+// (AuditEvent, Provenance): id and meta stamped, search values extracted,
+// release state evaluated. The caller commits it.
+func (s *Server) Version(typ, id string, raw []byte) (store.Record, error) {
+	obj, err := fhir.ParseObject(raw)
+	if err != nil {
+		return store.Record{}, err
+	}
+	return s.version(typ, id, 1, obj, nil)
+}

@@ -1,0 +1,329 @@
+// Package app wires fhirgate's parts into a running server: store
+// (embedded FerretDB or MongoDB), search registry, validator, SMART
+// verification (or the development issuer), release policy, audit trail,
+// the pipeline and the HTTP adapter. cmd/fhirgate and the end-to-end tests
+// share it, so tests run exactly what ships.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fhirgate/fhirgate/audit"
+	"github.com/fhirgate/fhirgate/conformance"
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/rest"
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/fhir/server"
+	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/policy"
+	"github.com/fhirgate/fhirgate/smart"
+	"github.com/fhirgate/fhirgate/smart/devissuer"
+	"github.com/fhirgate/fhirgate/store"
+	"github.com/fhirgate/fhirgate/store/embedded"
+	"github.com/fhirgate/fhirgate/store/mongo"
+)
+
+// Options configure an App.
+type Options struct {
+	BaseURL  string
+	MongoURI string // empty: embedded FerretDB under DataDir
+	DataDir  string
+	Database string
+	MaxBody  int64
+	// MaxEntries bounds Bundle entries (default 10,000).
+	MaxEntries int
+
+	// Issuers are trusted OpenID issuers; empty: the development issuer.
+	Issuers       []string
+	Audience      string
+	Introspection smart.Config // only the Introspection* and claim fields are read
+	AuthDisabled  bool
+
+	PolicyFile   string
+	SearchParams string
+	Proxy        smart.ProxyConfig
+	AuditQueue   int
+
+	Now    func() time.Time
+	Logger *slog.Logger
+	// HTTPClient for OIDC discovery/JWKS (tests inject one).
+	HTTPClient *http.Client
+}
+
+// App is a wired fhirgate.
+type App struct {
+	Opt       Options
+	Store     *mongo.Store
+	Server    *server.Server
+	Handler   http.Handler
+	Registry  *search.Registry
+	Audit     *audit.Logger
+	DevIssuer *devissuer.Issuer
+	Verifier  *smart.Verifier
+	embedded  *embedded.Server
+	stopWatch context.CancelFunc
+}
+
+// DevIssuerPath is where the development issuer is served.
+const DevIssuerPath = devissuer.PathPrefix
+
+// New builds and starts every part (but not the HTTP listener).
+func New(ctx context.Context, o Options) (_ *App, err error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Database == "" {
+		o.Database = "fhirgate"
+	}
+	if o.Audience == "" {
+		o.Audience = o.BaseURL
+	}
+	a := &App{Opt: o}
+	defer func() {
+		if err != nil {
+			a.Close(context.Background())
+		}
+	}()
+	uri := o.MongoURI
+	if uri == "" {
+		a.embedded, err = embedded.Start(ctx, filepath.Join(o.DataDir, "ferretdb"), o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		uri = a.embedded.URI
+		o.Logger.Info("embedded store started", "dir", filepath.Join(o.DataDir, "ferretdb"))
+	}
+	a.Store, err = mongo.Open(ctx, uri, o.Database, mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == ""})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+
+	reg := search.Default()
+	if o.SearchParams != "" {
+		b, err := os.ReadFile(o.SearchParams)
+		if err != nil {
+			return nil, fmt.Errorf("search parameters: %w", err)
+		}
+		if reg, err = search.LoadCustom(reg, b); err != nil {
+			return nil, fmt.Errorf("search parameters %s: %w", o.SearchParams, err)
+		}
+	}
+	reg = reg.WithBase(o.BaseURL)
+	a.Registry = reg
+
+	val, err := validate.New()
+	if err != nil {
+		return nil, fmt.Errorf("validator: %w", err)
+	}
+
+	var pol *policy.Policy
+	if o.PolicyFile != "" {
+		if pol, err = policy.Load(o.PolicyFile); err != nil {
+			return nil, err
+		}
+		pol.Now = o.Now
+	}
+
+	a.Audit = audit.NewLogger(a.auditSink, audit.Options{QueueSize: o.AuditQueue, Logger: o.Logger})
+
+	var decider *smart.Decider
+	var endpoints *conformance.Endpoints
+	if !o.AuthDisabled {
+		decider = &smart.Decider{
+			CompileQuery: func(typ string, q url.Values) (search.Expr, error) {
+				p, err := reg.Parse(typ, q, search.ParseOptions{Strict: true, Now: o.Now, Base: o.BaseURL})
+				if err != nil {
+					return nil, err
+				}
+				if len(p.Chains) > 0 || len(p.Has) > 0 {
+					return nil, errors.New("chained and _has parameters are not allowed in scopes")
+				}
+				return p.Filter, nil
+			},
+			CompartmentTypes: func(typ string) bool { return len(reg.Compartment(typ)) > 0 || typ == "Patient" },
+			SensitiveLabels:  o.Proxy.SensitiveLabels,
+			Now:              o.Now,
+		}
+		issuers := o.Issuers
+		if len(issuers) == 0 {
+			origin := originOf(o.BaseURL)
+			a.DevIssuer, err = devissuer.New(devissuer.Config{
+				DataDir: o.DataDir, Origin: origin, Audience: o.Audience, Now: o.Now,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("development issuer: %w", err)
+			}
+			issuers = []string{a.DevIssuer.URL()}
+			o.Logger.Warn("no FHIRGATE_OIDC_ISSUER set: using the DEVELOPMENT issuer (never in production)", "issuer", issuers[0])
+		}
+		vc := o.Introspection
+		vc.Issuers, vc.Audience, vc.Now, vc.HTTPClient = issuers, o.Audience, o.Now, o.HTTPClient
+		if a.DevIssuer != nil {
+			var next http.RoundTripper
+			if o.HTTPClient != nil {
+				next = o.HTTPClient.Transport
+			}
+			vc.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: a.DevIssuer.Transport(next)}
+		}
+		a.Verifier, err = smart.NewVerifier(ctx, vc)
+		if err != nil {
+			return nil, err
+		}
+		endpoints = &conformance.Endpoints{Issuer: issuers[0]}
+	} else {
+		o.Logger.Warn("AUTHORIZATION IS DISABLED (FHIRGATE_AUTH_DISABLED): every caller can read and write everything")
+	}
+
+	var capabilities []byte
+	ops := make([]conformance.Operation, len(server.Operations))
+	for i, op := range server.Operations {
+		ops[i] = conformance.Operation{Name: op.Name, Definition: op.Definition, Doc: op.Doc}
+	}
+	a.Server = server.New(server.Config{
+		Store: a.Store, Registry: reg, Validator: val, Decider: decider, Proxy: o.Proxy,
+		AuthDisabled: o.AuthDisabled, Audit: a.Audit, Base: o.BaseURL, Now: o.Now, Logger: o.Logger,
+		MaxEntries:   o.MaxEntries,
+		Capabilities: func() []byte { return capabilities },
+	})
+	a.Server.SetPolicy(pol)
+	secEndpoints := func(ctx context.Context) *conformance.Endpoints {
+		if endpoints == nil {
+			return nil
+		}
+		e := *endpoints
+		if ep, err := a.Verifier.Endpoints(ctx); err == nil {
+			e = conformance.Endpoints{Issuer: ep.Issuer, JWKSURI: ep.JWKSURI, Authorization: ep.AuthorizationEndpoint,
+				Token: ep.TokenEndpoint, Introspection: ep.IntrospectionEndpoint, Revocation: ep.RevocationEndpoint,
+				Registration: ep.RegistrationEndpoint}
+		}
+		return &e
+	}
+	capabilities = conformance.CapabilityStatement(conformance.Options{Base: o.BaseURL, Registry: reg, Operations: ops, Security: endpoints})
+	if o.PolicyFile != "" {
+		wctx, cancel := context.WithCancel(context.Background())
+		a.stopWatch = cancel
+		go policy.Watch(wctx, o.PolicyFile, 5*time.Second, func(p *policy.Policy) {
+			p.Now = o.Now
+			a.Server.SetPolicy(p)
+			o.Logger.Info("release policy reloaded; run `fhirgate reindex --release` to apply it to stored data", "file", o.PolicyFile, "hash", p.Hash())
+		}, func(err error) {
+			o.Logger.Error("release policy not reloaded; keeping the previous one", "file", o.PolicyFile, "err", err)
+		})
+	}
+
+	extra := map[string]http.Handler{}
+	if a.DevIssuer != nil {
+		extra[DevIssuerPath] = a.DevIssuer
+	}
+	var verifier rest.Verifier
+	if a.Verifier != nil {
+		verifier = a.Verifier
+	}
+	a.Handler = rest.New(rest.Config{
+		Pipeline: a.Server, Verifier: verifier, MaxBody: o.MaxBody, Logger: o.Logger,
+		Ready: a.Store.Ping,
+		SmartConfiguration: func(ctx context.Context) ([]byte, error) {
+			e := secEndpoints(ctx)
+			if e == nil {
+				return nil, fhir.Errorf(fhir.KindNotFound, "authorization is disabled on this server")
+			}
+			return conformance.SmartConfiguration(*e), nil
+		},
+		Extra: extra,
+	})
+	return a, nil
+}
+
+func originOf(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// auditSink stores audit events as AuditEvent resources (indexed, so a
+// patient can search "who looked at my record").
+func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
+	ops := make([]store.Op, 0, len(events))
+	for _, e := range events {
+		id := server.NewID()
+		raw := audit.Build(e, id)
+		rec, err := a.Server.Version("AuditEvent", id, raw)
+		if err != nil {
+			return fmt.Errorf("audit: build event: %w", err)
+		}
+		rec.Release = a.heldUntil(ctx, e.Resources)
+		ops = append(ops, store.Op{Kind: store.OpCreate, Record: rec})
+	}
+	// One op per Transact: an audit batch is not a transaction, and a
+	// failure must not take the other events with it.
+	var errs []error
+	for _, op := range ops {
+		if err := a.Store.Transact(ctx, []store.Op{op}); err != nil && !errors.Is(err, store.ErrConflict) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// heldUntil is the release state an AuditEvent inherits from the resources
+// it names: visible to patient-facing callers only when all of them are.
+func (a *App) heldUntil(ctx context.Context, keys []string) store.Release {
+	var out store.Release
+	for _, k := range keys {
+		parts := strings.Split(k, "/")
+		if len(parts) < 2 {
+			continue
+		}
+		r, err := a.Store.Read(ctx, parts[0], parts[1])
+		if err != nil {
+			continue
+		}
+		if r.Release.Patient.After(out.Patient) {
+			out.Patient, out.Rule, out.State = r.Release.Patient, r.Release.Rule, r.Release.State
+		}
+		if r.Release.Proxy.After(out.Proxy) {
+			out.Proxy = r.Release.Proxy
+		}
+	}
+	return out
+}
+
+// Close stops everything: audit flush first (it writes to the store).
+func (a *App) Close(ctx context.Context) {
+	if a.stopWatch != nil {
+		a.stopWatch()
+	}
+	if a.Audit != nil {
+		if err := a.Audit.Close(ctx); err != nil {
+			a.Opt.Logger.Error("audit flush failed", "err", err)
+		}
+	}
+	if a.Store != nil {
+		_ = a.Store.Close(ctx)
+	}
+	if a.embedded != nil {
+		a.embedded.Stop()
+	}
+}
+
+// Token mints a development-issuer token (the `fhirgate token` command).
+func (a *App) Token(opts devissuer.MintOptions) (string, error) {
+	if a.DevIssuer == nil {
+		return "", errors.New("the development issuer is off (FHIRGATE_OIDC_ISSUER is set)")
+	}
+	return a.DevIssuer.Mint(opts)
+}

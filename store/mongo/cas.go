@@ -1,0 +1,231 @@
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Conditional single-document writes, the one primitive the transaction
+// locks, the journal commit point and Lock are built on.
+//
+// On MongoDB a write whose filter carries the condition is atomic. On
+// FerretDB v1.24 it is not (a query, then a write by _id), and only a
+// filter that is exactly {_id: "string"} avoids a full scan; so there each
+// conditional write reads the document by _id, checks the condition in Go
+// and writes by _id, all under the per-database mutex of this process
+// (serialFor). Both paths give the same answers.
+
+// cond is one condition on a top-level field.
+type cond struct {
+	field string
+	op    byte // '=' equals v, '!' absent, '<' a date <= v
+	v     any  // string, int64, bool or time.Time
+}
+
+func eq(f string, v any) cond             { return cond{f, '=', v} }
+func absent(f string) cond                { return cond{f, '!', nil} }
+func notAfter(f string, t time.Time) cond { return cond{f, '<', t} }
+
+// condFilter renders id and cs as a MongoDB filter.
+func condFilter(id string, cs []cond) bson.D {
+	f := bson.D{{Key: "_id", Value: id}}
+	for _, c := range cs {
+		switch c.op {
+		case '=':
+			f = append(f, bson.E{Key: c.field, Value: c.v})
+		case '!':
+			f = append(f, bson.E{Key: c.field, Value: bson.D{{Key: "$exists", Value: false}}})
+		case '<':
+			f = append(f, bson.E{Key: c.field, Value: bson.D{{Key: "$lte", Value: c.v}}})
+		}
+	}
+	return f
+}
+
+// condHolds evaluates cs on a document, as condFilter would match it.
+func condHolds(doc bson.Raw, cs []cond) bool {
+	for _, c := range cs {
+		v, err := doc.LookupErr(c.field)
+		if c.op == '!' {
+			if err == nil {
+				return false
+			}
+			continue
+		}
+		if err != nil {
+			return false
+		}
+		switch want := c.v.(type) {
+		case string:
+			if s, ok := v.StringValueOK(); !ok || s != want {
+				return false
+			}
+		case int64:
+			if n, ok := v.AsInt64OK(); !ok || n != want {
+				return false
+			}
+		case bool:
+			if b, ok := v.BooleanOK(); !ok || b != want {
+				return false
+			}
+		case time.Time:
+			t, ok := v.TimeOK()
+			if !ok || (c.op == '<' && t.After(want)) || (c.op == '=' && !t.Equal(want)) {
+				return false
+			}
+		default:
+			panic(fmt.Sprintf("mongo: condition value of type %T", c.v))
+		}
+	}
+	return true
+}
+
+// condWrite is a conditional update (Update, with operators) or
+// replacement (Replace) of document ID.
+type condWrite struct {
+	ID      string
+	If      []cond
+	Update  bson.D
+	Replace any
+}
+
+// writeEach applies every write whose condition holds; it returns which
+// matched (nil on MongoDB, where a bulk write only counts) and how many.
+func (s *Store) writeEach(ctx context.Context, coll *mongo.Collection, ws []condWrite) ([]bool, int, error) {
+	if len(ws) == 0 {
+		return nil, 0, nil
+	}
+	if s.serial == nil {
+		models := make([]mongo.WriteModel, len(ws))
+		for i, w := range ws {
+			if w.Replace != nil {
+				models[i] = mongo.NewReplaceOneModel().SetFilter(condFilter(w.ID, w.If)).SetReplacement(w.Replace)
+			} else {
+				models[i] = mongo.NewUpdateOneModel().SetFilter(condFilter(w.ID, w.If)).SetUpdate(w.Update)
+			}
+		}
+		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		if err != nil {
+			return nil, 0, err
+		}
+		return nil, int(res.MatchedCount), nil
+	}
+	s.serial.Lock()
+	defer s.serial.Unlock()
+	matched := make([]bool, len(ws))
+	n := 0
+	for i, w := range ws {
+		ok, err := s.holds(ctx, coll, w.ID, w.If)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !ok {
+			continue
+		}
+		var res *mongo.UpdateResult
+		byID := bson.D{{Key: "_id", Value: w.ID}}
+		if w.Replace != nil {
+			res, err = coll.ReplaceOne(ctx, byID, w.Replace)
+		} else {
+			res, err = coll.UpdateOne(ctx, byID, w.Update)
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		if res.MatchedCount > 0 {
+			matched[i] = true
+			n++
+		}
+	}
+	return matched, n, nil
+}
+
+// updateIf is writeEach for one update; it reports whether it matched.
+func (s *Store) updateIf(ctx context.Context, coll *mongo.Collection, id string, cs []cond, update bson.D) (bool, error) {
+	_, n, err := s.writeEach(ctx, coll, []condWrite{{ID: id, If: cs, Update: update}})
+	return n > 0, err
+}
+
+// deleteIf deletes each of ids whose condition cs holds; it returns how
+// many it deleted.
+func (s *Store) deleteIf(ctx context.Context, coll *mongo.Collection, ids []string, cs []cond) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if s.serial == nil {
+		models := make([]mongo.WriteModel, len(ids))
+		for i, id := range ids {
+			models[i] = mongo.NewDeleteOneModel().SetFilter(condFilter(id, cs))
+		}
+		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		if err != nil {
+			return 0, err
+		}
+		return int(res.DeletedCount), nil
+	}
+	s.serial.Lock()
+	defer s.serial.Unlock()
+	n := 0
+	for _, id := range ids {
+		ok, err := s.holds(ctx, coll, id, cs)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			continue
+		}
+		res, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+		if err != nil {
+			return 0, err
+		}
+		n += int(res.DeletedCount)
+	}
+	return n, nil
+}
+
+// holds reads document id and evaluates cs (false if there is none).
+func (s *Store) holds(ctx context.Context, coll *mongo.Collection, id string, cs []cond) (bool, error) {
+	raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return condHolds(raw, cs), nil
+}
+
+// findIDs returns the documents with the given _ids (in no particular
+// order), reading them one by one on FerretDB where only that is indexed.
+func (s *Store) findIDs(ctx context.Context, coll *mongo.Collection, ids []string, projection bson.D) ([]bson.Raw, error) {
+	if s.serial == nil {
+		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find().SetProjection(projection))
+		if err != nil {
+			return nil, err
+		}
+		defer cur.Close(ctx)
+		var out []bson.Raw
+		for cur.Next(ctx) {
+			out = append(out, append(bson.Raw(nil), cur.Current...))
+		}
+		return out, cur.Err()
+	}
+	var out []bson.Raw
+	for _, id := range ids {
+		raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(projection)).Raw()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, raw)
+	}
+	return out, nil
+}

@@ -1,0 +1,265 @@
+// Package mongo is the MongoDB backend of store.Store. It talks to MongoDB
+// (standalone, replica set or sharded) and to FerretDB (the embedded default,
+// store/embedded) through the official driver, and uses only features both
+// have: single-document atomic writes, unique _id, ordinary indexes. Writes
+// are made all-or-nothing (R4 http.html#transaction) by a journal in the
+// txlog collection, not by multi-document transactions; see README.md.
+package mongo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/fhirgate/fhirgate/store"
+	"github.com/fhirgate/fhirgate/store/mongo/mquery"
+)
+
+// Collection names.
+const (
+	collResources = "resources"
+	collHistory   = "history"
+	collTxlog     = "txlog"
+	collLocks     = "locks"
+	collMeta      = "meta"
+)
+
+// DefaultLease is how old a transaction journal must be before another
+// process may recover (roll forward or back) the transaction it describes.
+const DefaultLease = 30 * time.Second
+
+// Options configures Open.
+type Options struct {
+	// Now is the clock (journal and lock timestamps); nil: time.Now.
+	Now func() time.Time
+	// Logger receives recovery and index messages; nil: discarded.
+	Logger *slog.Logger
+	// RecoverAll makes Open recover every unfinished transaction journal,
+	// not only those older than Lease. Only set it when no other process
+	// writes the same database (the embedded single-process mode).
+	RecoverAll bool
+	// Lease is the age after which a journal of another (presumably dead)
+	// process is recovered; 0: DefaultLease. It must exceed the longest
+	// time a live Transact can take.
+	Lease time.Duration
+}
+
+// Store is the MongoDB implementation of store.Store. It is safe for
+// concurrent use by many goroutines and many processes.
+type Store struct {
+	client *mongo.Client
+	db     *mongo.Database
+	res    *mongo.Collection // current version per resource
+	hist   *mongo.Collection // every version
+	txlog  *mongo.Collection // transaction journals
+	locks  *mongo.Collection // Lock leases
+	meta   *mongo.Collection // store-wide settings (cursor key)
+
+	now   func() time.Time
+	log   *slog.Logger
+	owner string // random id of this Store instance (journal owner)
+	lease time.Duration
+	key   []byte // HMAC key of paging cursors, shared by every process
+
+	dialect mquery.Dialect
+	// serial, on FerretDB only, serialises this process's conditional
+	// writes (see cas.go).
+	serial *sync.Mutex
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to uri, uses database, creates the indexes (idempotently,
+// one at a time) and recovers unfinished transactions before returning.
+func Open(ctx context.Context, uri, database string, opts Options) (*Store, error) {
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		return nil, fmt.Errorf("mongo: connect: %w", err)
+	}
+	s, err := open(ctx, client, uri, database, opts)
+	if err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, client *mongo.Client, uri, database string, opts Options) (*Store, error) {
+	if database == "" {
+		return nil, errors.New("mongo: empty database name")
+	}
+	s := &Store{
+		client: client,
+		db:     client.Database(database),
+		now:    opts.Now,
+		log:    opts.Logger,
+		owner:  randomID(),
+		lease:  opts.Lease,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.lease <= 0 {
+		s.lease = DefaultLease
+	}
+	s.res = s.db.Collection(collResources)
+	s.hist = s.db.Collection(collHistory)
+	s.txlog = s.db.Collection(collTxlog)
+	s.locks = s.db.Collection(collLocks)
+	s.meta = s.db.Collection(collMeta)
+	if err := client.Ping(ctx, nil); err != nil {
+		return nil, fmt.Errorf("mongo: ping: %w", err)
+	}
+	d, err := mquery.Detect(ctx, s.db)
+	if err != nil {
+		return nil, err
+	}
+	s.dialect = d
+	if d == mquery.FerretDB {
+		s.serial = serialFor(uri, database)
+	}
+	if err := s.ensureIndexes(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.loadCursorKey(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.recover(ctx, opts.RecoverAll); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// indexSpec is one index of one collection.
+type indexSpec struct {
+	coll  *mongo.Collection
+	model mongo.IndexModel
+}
+
+// indexes lists every index the store needs (README.md explains which
+// query each serves). mquery.Indexes() adds the search indexes.
+func (s *Store) indexes() []indexSpec {
+	ix := func(c *mongo.Collection, name string, keys bson.D) indexSpec {
+		return indexSpec{c, mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}}
+	}
+	specs := []indexSpec{
+		// Search tie-breakers / default order, ForEach by type.
+		ix(s.res, "t_i", bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}}),
+		// Instance history and the per-resource pick of History.At.
+		ix(s.hist, "t_i_lu_v", bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "lu", Value: -1}, {Key: "v", Value: -1}}),
+		// Type history, newest first.
+		ix(s.hist, "t_lu_i_v", bson.D{{Key: "t", Value: 1}, {Key: "lu", Value: -1}, {Key: "i", Value: 1}, {Key: "v", Value: -1}}),
+		// System history, newest first.
+		ix(s.hist, "lu_t_i_v", bson.D{{Key: "lu", Value: -1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "v", Value: -1}}),
+		// Patient-compartment history (CompartmentCond filter), newest first.
+		ix(s.hist, "cpt_lu", bson.D{{Key: "idx.cpt", Value: 1}, {Key: "lu", Value: -1}}),
+		// Recovery scans: journal headers by age, chunks by transaction.
+		ix(s.txlog, "at", bson.D{{Key: "at", Value: 1}}),
+		ix(s.txlog, "tx", bson.D{{Key: "tx", Value: 1}}),
+	}
+	for _, m := range mquery.Indexes() {
+		specs = append(specs, indexSpec{s.res, m})
+	}
+	return specs
+}
+
+// ensureIndexes creates the indexes one CreateOne at a time: FerretDB
+// v1.24 panics on a createIndexes listing several indexes when some exist.
+func (s *Store) ensureIndexes(ctx context.Context) error {
+	if s.dialect == mquery.FerretDB {
+		return nil
+	}
+	for _, sp := range s.indexes() {
+		if _, err := sp.coll.Indexes().CreateOne(ctx, sp.model); err != nil {
+			return fmt.Errorf("mongo: create index %v on %s: %w", sp.model.Keys, sp.coll.Name(), err)
+		}
+	}
+	return nil
+}
+
+// loadCursorKey reads (creating it on first use) the random HMAC key that
+// signs paging cursors, so every process of a cluster accepts the others'.
+func (s *Store) loadCursorKey(ctx context.Context) error {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return fmt.Errorf("mongo: cursor key: %w", err)
+	}
+	_, err := s.meta.InsertOne(ctx, bson.D{{Key: "_id", Value: "cursorKey"}, {Key: "k", Value: k}})
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("mongo: store cursor key: %w", err)
+	}
+	var m struct {
+		K []byte `bson:"k"`
+	}
+	if err := s.meta.FindOne(ctx, bson.D{{Key: "_id", Value: "cursorKey"}}).Decode(&m); err != nil {
+		return fmt.Errorf("mongo: load cursor key: %w", err)
+	}
+	if len(m.K) < 16 {
+		return errors.New("mongo: load cursor key: key too short")
+	}
+	s.key = m.K
+	return nil
+}
+
+// Ping checks the connection.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, nil); err != nil {
+		return fmt.Errorf("mongo: ping: %w", err)
+	}
+	return nil
+}
+
+// Close disconnects. Transactions in flight may be left to recovery.
+func (s *Store) Close(ctx context.Context) error {
+	if err := s.client.Disconnect(ctx); err != nil {
+		return fmt.Errorf("mongo: disconnect: %w", err)
+	}
+	return nil
+}
+
+// FerretDB v1.24 runs an update, findAndModify or delete as a query
+// followed by a write by _id, not atomically: two concurrent conditional
+// updates of one document can both match. MongoDB's single-document
+// atomicity is what the transaction locks, the journal commit point and
+// Lock rely on, so on FerretDB every conditional write of this process to
+// one database goes through one mutex. That restores the guarantees for
+// the embedded (single-process) deployment; several processes writing to
+// one FerretDB are not supported (README.md).
+var (
+	serialMu sync.Mutex
+	serials  = map[string]*sync.Mutex{}
+)
+
+func serialFor(uri, database string) *sync.Mutex {
+	serialMu.Lock()
+	defer serialMu.Unlock()
+	k := uri + "\x00" + database
+	if serials[k] == nil {
+		serials[k] = new(sync.Mutex)
+	}
+	return serials[k]
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic("mongo: crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}
+
+// notFound wraps store.ErrNotFound with what was looked up.
+func notFound(what string) error { return fmt.Errorf("mongo: %s: %w", what, store.ErrNotFound) }

@@ -1,0 +1,404 @@
+package mongo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/store"
+	"github.com/fhirgate/fhirgate/store/mongo/mquery"
+)
+
+// Read returns the current version (a tombstone with Deleted set).
+// A create placeholder of a transaction in flight reads as absent.
+func (s *Store) Read(ctx context.Context, typ, id string) (store.Record, error) {
+	var d doc
+	err := s.res.FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && d.Pending) {
+		return store.Record{}, notFound(currentID(typ, id))
+	}
+	if err != nil {
+		return store.Record{}, fmt.Errorf("mongo: read %s/%s: %w", typ, id, err)
+	}
+	return d.record(), nil
+}
+
+// VRead returns version vid (http.html#vread).
+func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Record, error) {
+	var d doc
+	err := s.hist.FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return store.Record{}, notFound(historyID(typ, id, vid))
+	}
+	if err != nil {
+		return store.Record{}, fmt.Errorf("mongo: vread %s: %w", historyID(typ, id, vid), err)
+	}
+	return d.record(), nil
+}
+
+// searchOrder is the order of a search: the _sort keys compiled by mquery,
+// then t and i ascending (the tie-breakers of the store.Query contract).
+func searchOrder(keys []search.SortKey) ([]sortField, error) {
+	var fields []sortField
+	seen := map[string]bool{}
+	for _, e := range mquery.SortFields(keys) {
+		dir, ok := direction(e.Value)
+		if !ok {
+			return nil, fmt.Errorf("mongo: unsupported sort direction %v for %s", e.Value, e.Key)
+		}
+		if seen[e.Key] {
+			continue
+		}
+		seen[e.Key] = true
+		fields = append(fields, sortField{e.Key, dir})
+	}
+	for _, p := range []string{"t", "i"} {
+		if !seen[p] {
+			fields = append(fields, sortField{p, 1})
+		}
+	}
+	return fields, nil
+}
+
+func direction(v any) (int, bool) {
+	var f float64
+	switch v := v.(type) {
+	case int:
+		f = float64(v)
+	case int32:
+		f = float64(v)
+	case int64:
+		f = float64(v)
+	case float64:
+		f = v
+	default:
+		return 0, false
+	}
+	switch {
+	case f > 0:
+		return 1, true
+	case f < 0:
+		return -1, true
+	}
+	return 0, false
+}
+
+// historyOrder is newest first; t, i, v make it total.
+var historyOrder = []sortField{{"lu", -1}, {"t", 1}, {"i", 1}, {"v", -1}}
+
+// Search answers q from the current versions (search.html). Deleted
+// resources and create placeholders never match.
+func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
+	f, m, err := s.compile(q.Filter, false)
+	if err != nil {
+		return store.Page{}, err
+	}
+	base := and(typesFilter(q.Types), bson.D{{Key: "del", Value: false}}, f)
+	fields, err := searchOrder(q.Sort)
+	if err != nil {
+		return store.Page{}, err
+	}
+	types := append([]string(nil), q.Types...)
+	sort.Strings(types)
+	sig := orderSig("s", types, fields)
+	return s.page(ctx, s.res, "s", sig, base, m, fields, q.Count, q.Cursor, q.Total)
+}
+
+// compile compiles a search filter for this server. On FerretDB the
+// filter may select a superset; the returned Matcher (nil when the filter
+// is exact) then decides in Go.
+func (s *Store) compile(e search.Expr, history bool) (bson.D, *mquery.Matcher, error) {
+	f, exact, err := mquery.Compile(e, mquery.Options{Dialect: s.dialect, History: history})
+	if err != nil {
+		return nil, nil, fmt.Errorf("mongo: filter: %w", err)
+	}
+	if exact {
+		return f, nil, nil
+	}
+	m, err := mquery.NewMatcher(e)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mongo: filter: %w", err)
+	}
+	return f, m, nil
+}
+
+func typesFilter(types []string) bson.D {
+	switch len(types) {
+	case 0:
+		return nil
+	case 1:
+		return bson.D{{Key: "t", Value: types[0]}}
+	}
+	return bson.D{{Key: "t", Value: bson.D{{Key: "$in", Value: types}}}}
+}
+
+// page runs one keyset page of base (and m, if not nil) in order fields.
+func (s *Store) page(ctx context.Context, coll *mongo.Collection, kind, sig string, base bson.D, m *mquery.Matcher, fields []sortField, count int, cursor string, total bool) (store.Page, error) {
+	p := store.Page{Total: -1}
+	filter := base
+	if cursor != "" {
+		vals, err := s.decodeCursor(cursor, kind, sig, len(fields))
+		if err != nil {
+			return store.Page{}, err
+		}
+		filter = and(base, keysetFilter(fields, vals))
+	}
+	if total {
+		n, err := s.count(ctx, coll, base, m)
+		if err != nil {
+			return store.Page{}, err
+		}
+		p.Total = n
+	}
+	if count <= 0 {
+		return p, nil
+	}
+	opts := options.Find().SetSort(sortDoc(fields))
+	if m == nil {
+		opts.SetLimit(int64(count) + 1)
+	} else {
+		opts.SetBatchSize(int32(min(max(2*count, 100), 1000)))
+	}
+	cur, err := coll.Find(ctx, filter, opts)
+	if err != nil {
+		return store.Page{}, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
+	}
+	defer cur.Close(ctx)
+	var last bson.Raw
+	for cur.Next(ctx) {
+		if len(p.Records) == count {
+			next, err := s.encodeCursor(kind, sig, sortValues(last, fields))
+			if err != nil {
+				return store.Page{}, err
+			}
+			p.Next = next
+			break
+		}
+		var d doc
+		if err := cur.Decode(&d); err != nil {
+			return store.Page{}, fmt.Errorf("mongo: decode %s: %w", coll.Name(), err)
+		}
+		r := d.record()
+		if m != nil && !m.Match(r) {
+			continue
+		}
+		last = bytes.Clone(cur.Current)
+		p.Records = append(p.Records, r)
+	}
+	if err := cur.Err(); err != nil {
+		return store.Page{}, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
+	}
+	return p, nil
+}
+
+// count counts the documents of base that m (if not nil) accepts.
+func (s *Store) count(ctx context.Context, coll *mongo.Collection, base bson.D, m *mquery.Matcher) (int64, error) {
+	if m == nil {
+		n, err := coll.CountDocuments(ctx, base)
+		if err != nil {
+			return 0, fmt.Errorf("mongo: count %s: %w", coll.Name(), err)
+		}
+		return n, nil
+	}
+	cur, err := coll.Find(ctx, base, options.Find().SetProjection(bson.D{{Key: "raw", Value: 0}}))
+	if err != nil {
+		return 0, fmt.Errorf("mongo: count %s: %w", coll.Name(), err)
+	}
+	defer cur.Close(ctx)
+	var n int64
+	for cur.Next(ctx) {
+		var d doc
+		if err := cur.Decode(&d); err != nil {
+			return 0, fmt.Errorf("mongo: count %s: %w", coll.Name(), err)
+		}
+		if m.Match(d.record()) {
+			n++
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return 0, fmt.Errorf("mongo: count %s: %w", coll.Name(), err)
+	}
+	return n, nil
+}
+
+// History lists versions newest first (http.html#history): by lastUpdated
+// descending, then type, id ascending and version descending.
+func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Page, error) {
+	if q.ID != "" && q.Type == "" {
+		return store.Page{}, errors.New("mongo: history of an id needs a type")
+	}
+	var scope bson.D
+	if q.Type != "" {
+		scope = append(scope, bson.E{Key: "t", Value: q.Type})
+	}
+	if q.ID != "" {
+		scope = append(scope, bson.E{Key: "i", Value: q.ID})
+	}
+	f, m, err := s.compile(q.Filter, true)
+	if err != nil {
+		return store.Page{}, err
+	}
+	var since bson.D
+	if !q.Since.IsZero() {
+		since = bson.D{{Key: "lu", Value: bson.D{{Key: "$gte", Value: q.Since}}}}
+	}
+	base := and(scope, since, f)
+	if !q.At.IsZero() {
+		ids, err := s.versionsAt(ctx, scope, q.At)
+		if err != nil {
+			return store.Page{}, err
+		}
+		if len(ids) == 0 {
+			base = matchNothing()
+		} else {
+			base = and(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, since, f)
+		}
+	}
+	parts := []string{q.Type, q.ID}
+	if !q.At.IsZero() {
+		parts = append(parts, q.At.UTC().Format(time.RFC3339Nano))
+	}
+	sig := orderSig("h", parts, historyOrder)
+	return s.page(ctx, s.hist, "h", sig, base, m, historyOrder, q.Count, q.Cursor, q.Total)
+}
+
+// versionsAt returns the history _ids of the version of each resource in
+// scope that was current at at: its newest version with lu <= at.
+// It reads one small projection per version up to at, so a whole-system
+// _at is proportional to the history size (README.md, gaps).
+func (s *Store) versionsAt(ctx context.Context, scope bson.D, at time.Time) ([]string, error) {
+	filter := and(scope, bson.D{{Key: "lu", Value: bson.D{{Key: "$lte", Value: at}}}})
+	opts := options.Find().
+		SetSort(bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "lu", Value: -1}, {Key: "v", Value: -1}}).
+		SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}})
+	cur, err := s.hist.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mongo: history at: %w", err)
+	}
+	defer cur.Close(ctx)
+	var ids []string
+	prev := ""
+	for cur.Next(ctx) {
+		var d struct {
+			ID string `bson:"_id"`
+			T  string `bson:"t"`
+			I  string `bson:"i"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			return nil, fmt.Errorf("mongo: history at: %w", err)
+		}
+		if k := currentID(d.T, d.I); k != prev {
+			prev = k
+			ids = append(ids, d.ID)
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("mongo: history at: %w", err)
+	}
+	return ids, nil
+}
+
+// ForEach calls fn with every current non-deleted version of typ ("" = all).
+func (s *Store) ForEach(ctx context.Context, typ string, fn func(store.Record) error) error {
+	filter := and(typesFilter(nonEmpty(typ)), bson.D{{Key: "del", Value: false}})
+	cur, err := s.res.Find(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("mongo: foreach: %w", err)
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var d doc
+		if err := cur.Decode(&d); err != nil {
+			return fmt.Errorf("mongo: foreach decode: %w", err)
+		}
+		if err := fn(d.record()); err != nil {
+			return err
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return fmt.Errorf("mongo: foreach: %w", err)
+	}
+	return nil
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+// SetDerived replaces Index and/or Release (nil: unchanged) of version vid
+// in history and, when vid is current, in the current document.
+func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *search.Index, rel *store.Release) error {
+	set := bson.D{}
+	if idx != nil {
+		set = append(set, bson.E{Key: "idx", Value: idx})
+	}
+	if rel != nil {
+		set = append(set, bson.E{Key: "rel", Value: rel})
+	}
+	hid := historyID(typ, id, vid)
+	if len(set) == 0 {
+		n, err := s.hist.CountDocuments(ctx, bson.D{{Key: "_id", Value: hid}})
+		if err != nil {
+			return fmt.Errorf("mongo: set derived %s: %w", hid, err)
+		}
+		if n == 0 {
+			return notFound(hid)
+		}
+		return nil
+	}
+	upd := bson.D{{Key: "$set", Value: set}}
+	ok, err := s.updateIf(ctx, s.hist, hid, nil, upd)
+	if err != nil {
+		return fmt.Errorf("mongo: set derived %s: %w", hid, err)
+	}
+	if !ok {
+		return notFound(hid)
+	}
+	// A transaction writing vid may have inserted its history document but
+	// not yet replaced the current one (Transact step 5), which would then
+	// overwrite this change: wait for it, within the lease.
+	key := currentID(typ, id)
+	deadline := s.now().Add(s.lease)
+	for {
+		ok, err := s.updateIf(ctx, s.res, key, []cond{eq("v", vid)}, upd)
+		if err != nil {
+			return fmt.Errorf("mongo: set derived %s: %w", key, err)
+		}
+		if ok {
+			return nil
+		}
+		var cur struct {
+			V  int64  `bson:"v"`
+			Tx string `bson:"tx"`
+		}
+		err = s.res.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&cur)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("mongo: set derived %s: %w", key, err)
+		}
+		if cur.V >= vid || cur.Tx == "" {
+			return nil // vid is not current (any more), or no write in flight
+		}
+		if s.now().After(deadline) {
+			return fmt.Errorf("mongo: set derived %s: version %d still being written", key, vid)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("mongo: set derived %s: %w", key, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

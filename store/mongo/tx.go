@@ -1,0 +1,621 @@
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/fhirgate/fhirgate/store"
+)
+
+// Transactions without multi-document transactions (README.md, "Transact"):
+//
+//  1. validate the ops;
+//  2. insert a journal (txlog) in state "prepared" holding every new
+//     document (split into chunk documents beyond chunkLimit);
+//  3. lock every touched current document by setting its tx field, with the
+//     version check in the same single-document update; a create inserts a
+//     pending placeholder instead, made race-free by the unique _id. Any
+//     failure releases what was taken and reports ErrConflict;
+//  4. commit: journal state "prepared" -> "committed" (one atomic update,
+//     the commit point);
+//  5. insert the history documents, replace the current documents still
+//     locked by this transaction (unsetting tx);
+//  6. delete the journal.
+//
+// A crash before 4 leaves a prepared journal that recovery rolls back; a
+// crash after 4 a committed one that recovery rolls forward. Recovery takes
+// over a journal with one atomic update of its state, so the owner (if it
+// is alive after all) cannot commit it any more.
+
+// Journal states.
+const (
+	statePrepared  = "prepared"
+	stateCommitted = "committed"
+	stateAborted   = "aborted"
+)
+
+// chunkLimit is the size of the op documents a journal keeps inline; more
+// goes to chunk documents of at most chunkLimit each (MongoDB caps a
+// document at 16 MiB). A variable for tests.
+var chunkLimit = 12 << 20
+
+// jkey names one touched current document; If is the expected version (0:
+// a create, locked by a placeholder).
+type jkey struct {
+	K  string `bson:"k"`
+	If int64  `bson:"if"`
+}
+
+// journal is the header document of a transaction in txlog.
+type journal struct {
+	ID     string     `bson:"_id"`
+	State  string     `bson:"state"`
+	At     time.Time  `bson:"at"`
+	Owner  string     `bson:"owner"`
+	Keys   []jkey     `bson:"keys"`
+	Chunks int        `bson:"chunks"`
+	Ops    []bson.Raw `bson:"ops,omitempty"` // inline docs when Chunks == 0
+}
+
+// jchunk holds part of the new documents of a large transaction.
+type jchunk struct {
+	ID  string     `bson:"_id"` // txid.n
+	Tx  string     `bson:"tx"`
+	At  time.Time  `bson:"at"`
+	N   int        `bson:"n"`
+	Ops []bson.Raw `bson:"ops"`
+}
+
+// tx is a transaction being applied by this process.
+type tx struct {
+	id   string
+	ops  []store.Op
+	keys []jkey
+	docs []doc // new current documents, in op order
+}
+
+// Transact applies ops all-or-nothing (see the protocol above).
+func (s *Store) Transact(ctx context.Context, ops []store.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if err := validateOps(ops); err != nil {
+		return err
+	}
+	t := &tx{id: randomID(), ops: ops}
+	for _, op := range ops {
+		d := toDoc(op.Record)
+		t.docs = append(t.docs, d)
+		t.keys = append(t.keys, jkey{K: d.ID, If: op.IfVersion})
+	}
+	if err := s.prepare(ctx, t); err != nil {
+		return err
+	}
+	return s.commit(ctx, t)
+}
+
+// validateOps checks the shape of every op (store.Op contract).
+func validateOps(ops []store.Op) error {
+	seen := make(map[string]bool, len(ops))
+	for i, op := range ops {
+		bad := func(f string, a ...any) error {
+			return &store.OpError{Index: i, Err: fmt.Errorf("mongo: invalid op: "+f, a...)}
+		}
+		r := op.Record
+		if r.Type == "" || r.ID == "" || strings.Contains(r.Type, "/") || strings.Contains(r.ID, "/") {
+			return bad("bad type %q or id %q", r.Type, r.ID)
+		}
+		if op.IfVersion < 0 || r.VersionID != op.IfVersion+1 {
+			return bad("%s/%s: version %d does not follow %d", r.Type, r.ID, r.VersionID, op.IfVersion)
+		}
+		switch op.Kind {
+		case store.OpCreate:
+			if op.IfVersion != 0 {
+				return bad("create with IfVersion %d", op.IfVersion)
+			}
+			fallthrough
+		case store.OpPut:
+			if r.Deleted || len(r.Raw) == 0 {
+				return bad("%s/%s: a write needs a resource and no deleted flag", r.Type, r.ID)
+			}
+		case store.OpDelete:
+			if !r.Deleted || len(r.Raw) != 0 {
+				return bad("%s/%s: a tombstone has Deleted set and no resource", r.Type, r.ID)
+			}
+			if op.IfVersion == 0 {
+				return bad("%s/%s: delete of an absent resource", r.Type, r.ID)
+			}
+		default:
+			return bad("unknown kind %d", op.Kind)
+		}
+		k := r.Key()
+		if seen[k] {
+			return bad("%s written twice in one transaction", k)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// prepare writes the journal and takes the locks (steps 2 and 3). On
+// failure nothing of the transaction is left behind (or, if even the
+// clean-up fails, a prepared journal that recovery rolls back).
+func (s *Store) prepare(ctx context.Context, t *tx) error {
+	if err := s.writeJournal(ctx, t); err != nil {
+		s.cleanup(ctx, t, "journal write failed")
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		idx, err := s.lockAll(ctx, t)
+		if err == nil && idx < 0 {
+			return nil
+		}
+		s.cleanup(ctx, t, "lock failed")
+		if err != nil {
+			return err
+		}
+		// A lock may be left by a transaction whose process died: recover
+		// such journals (older than the lease) and try once more.
+		if attempt == 0 {
+			if n, rerr := s.recoverHolders(ctx, t); rerr == nil && n > 0 {
+				if err := s.writeJournal(ctx, t); err != nil {
+					s.cleanup(ctx, t, "journal write failed")
+					return err
+				}
+				continue
+			}
+		}
+		return &store.OpError{Index: idx, Err: fmt.Errorf("mongo: %s: %w", t.keys[idx].K, store.ErrConflict)}
+	}
+}
+
+// cleanup releases the locks of t and deletes its journal (owner-side
+// rollback of an uncommitted transaction). Errors are logged: a journal
+// left behind is rolled back by recovery.
+func (s *Store) cleanup(ctx context.Context, t *tx, why string) {
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.rollback(bg, t.id, t.keys); err != nil {
+		s.log.Warn("mongo: transaction clean-up failed; recovery will finish it",
+			"tx", t.id, "reason", why, "err", err)
+	}
+}
+
+func (s *Store) writeJournal(ctx context.Context, t *tx) error {
+	var chunks [][]bson.Raw
+	var cur []bson.Raw
+	size := 0
+	for _, d := range t.docs {
+		raw, err := bson.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("mongo: encode %s: %w", d.ID, err)
+		}
+		if size+len(raw) > chunkLimit && len(cur) > 0 {
+			chunks = append(chunks, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, raw)
+		size += len(raw)
+	}
+	chunks = append(chunks, cur)
+	now := s.now().UTC()
+	j := journal{ID: t.id, State: statePrepared, At: now, Owner: s.owner, Keys: t.keys}
+	if len(chunks) == 1 {
+		j.Ops = chunks[0]
+	} else {
+		// Header first: a recoverer that finds chunks always finds the
+		// header (or deletes chunks older than the lease that have none).
+		j.Chunks = len(chunks)
+	}
+	if _, err := s.txlog.InsertOne(ctx, j); err != nil {
+		return fmt.Errorf("mongo: write journal: %w", err)
+	}
+	if j.Chunks > 0 {
+		for n, c := range chunks {
+			ch := jchunk{ID: t.id + "." + strconv.Itoa(n), Tx: t.id, At: now, N: n, Ops: c}
+			if _, err := s.txlog.InsertOne(ctx, ch); err != nil {
+				return fmt.Errorf("mongo: write journal chunk: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// lockAll locks every touched document (step 3). It returns the index of
+// the first op that could not be locked (a version conflict), or -1.
+func (s *Store) lockAll(ctx context.Context, t *tx) (int, error) {
+	var upd []condWrite
+	var updIdx []int
+	var ins []any
+	var insIdx []int
+	for i, k := range t.keys {
+		if k.If == 0 {
+			d := t.docs[i]
+			ins = append(ins, bson.D{
+				{Key: "_id", Value: k.K}, {Key: "t", Value: d.T}, {Key: "i", Value: d.I},
+				{Key: "v", Value: int64(0)}, {Key: "del", Value: true},
+				{Key: "pending", Value: true}, {Key: "tx", Value: t.id},
+			})
+			insIdx = append(insIdx, i)
+			continue
+		}
+		upd = append(upd, condWrite{ID: k.K, If: []cond{eq("v", k.If), absent("tx")},
+			Update: bson.D{{Key: "$set", Value: bson.D{{Key: "tx", Value: t.id}}}}})
+		updIdx = append(updIdx, i)
+	}
+	conflict := -1
+	note := func(i int) {
+		if conflict < 0 || i < conflict {
+			conflict = i
+		}
+	}
+	if len(ins) > 0 {
+		_, err := s.res.InsertMany(ctx, ins, options.InsertMany().SetOrdered(false))
+		var bwe mongo.BulkWriteException
+		switch {
+		case err == nil:
+		case errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0:
+			for _, we := range bwe.WriteErrors {
+				if we.Code != 11000 {
+					return -1, fmt.Errorf("mongo: lock %s: %w", t.keys[insIdx[we.Index]].K, err)
+				}
+				note(insIdx[we.Index])
+			}
+		default:
+			return -1, fmt.Errorf("mongo: lock: %w", err)
+		}
+	}
+	if len(upd) > 0 {
+		matched, n, err := s.writeEach(ctx, s.res, upd)
+		if err != nil {
+			return -1, fmt.Errorf("mongo: lock: %w", err)
+		}
+		if n != len(upd) {
+			if matched == nil { // MongoDB counts only: find out which we hold
+				keys := make([]string, len(updIdx))
+				for j, i := range updIdx {
+					keys[j] = t.keys[i].K
+				}
+				held, err := s.heldBy(ctx, keys, t.id)
+				if err != nil {
+					return -1, err
+				}
+				matched = make([]bool, len(updIdx))
+				for j, i := range updIdx {
+					matched[j] = held[t.keys[i].K]
+				}
+			}
+			for j, ok := range matched {
+				if !ok {
+					note(updIdx[j])
+				}
+			}
+		}
+	}
+	return conflict, nil
+}
+
+// heldBy returns which of keys are locked by transaction id.
+func (s *Store) heldBy(ctx context.Context, keys []string, id string) (map[string]bool, error) {
+	docs, err := s.findIDs(ctx, s.res, keys, bson.D{{Key: "_id", Value: 1}, {Key: "tx", Value: 1}})
+	if err != nil {
+		return nil, fmt.Errorf("mongo: lock check: %w", err)
+	}
+	held := make(map[string]bool, len(docs))
+	for _, d := range docs {
+		if condHolds(d, []cond{eq("tx", id)}) {
+			held[d.Lookup("_id").StringValue()] = true
+		}
+	}
+	return held, nil
+}
+
+// recoverHolders recovers the transactions holding locks on t's documents
+// whose journals are older than the lease (or gone). It returns how many
+// it recovered.
+func (s *Store) recoverHolders(ctx context.Context, t *tx) (int, error) {
+	keys := make([]string, len(t.keys))
+	for i, k := range t.keys {
+		keys[i] = k.K
+	}
+	docs, err := s.findIDs(ctx, s.res, keys, bson.D{{Key: "_id", Value: 1}, {Key: "tx", Value: 1}})
+	if err != nil {
+		return 0, err
+	}
+	var locked []struct {
+		ID string `bson:"_id"`
+		Tx string `bson:"tx"`
+	}
+	for _, d := range docs {
+		if tx, ok := d.Lookup("tx").StringValueOK(); ok {
+			locked = append(locked, struct {
+				ID string `bson:"_id"`
+				Tx string `bson:"tx"`
+			}{d.Lookup("_id").StringValue(), tx})
+		}
+	}
+	n := 0
+	done := map[string]bool{}
+	for _, l := range locked {
+		if l.Tx == t.id || done[l.Tx] {
+			continue
+		}
+		done[l.Tx] = true
+		var j journal
+		err := s.txlog.FindOne(ctx, bson.D{{Key: "_id", Value: l.Tx}}, options.FindOne().SetProjection(bson.D{{Key: "ops", Value: 0}})).Decode(&j)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			// An orphan lock (its transaction gave up after recovery
+			// aborted it, then died): release it. The filters name the
+			// transaction, so a lock it no longer holds is left alone.
+			if err := s.releaseOrphan(ctx, l.ID, l.Tx); err != nil {
+				return n, err
+			}
+			n++
+		case err != nil:
+			return n, err
+		case s.now().Sub(j.At) > s.lease:
+			if err := s.recoverJournal(ctx, l.Tx); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// releaseOrphan releases the lock of transaction txid on key.
+func (s *Store) releaseOrphan(ctx context.Context, key, txid string) error {
+	if _, err := s.updateIf(ctx, s.res, key, []cond{eq("tx", txid), absent("pending")},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "tx", Value: ""}}}}); err != nil {
+		return fmt.Errorf("mongo: release orphan lock: %w", err)
+	}
+	if _, err := s.deleteIf(ctx, s.res, []string{key}, []cond{eq("tx", txid), eq("pending", true)}); err != nil {
+		return fmt.Errorf("mongo: release orphan lock: %w", err)
+	}
+	return nil
+}
+
+// commit marks the journal committed (step 4, the commit point), then
+// applies and deletes it (steps 5 and 6). From the commit point on, the
+// caller's cancellation no longer stops the work.
+func (s *Store) commit(ctx context.Context, t *tx) error {
+	if err := ctx.Err(); err != nil {
+		s.cleanup(ctx, t, "cancelled")
+		return fmt.Errorf("mongo: transact: %w", err)
+	}
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.lease)
+	defer cancel()
+	ok, err := s.updateIf(bg, s.txlog, t.id, []cond{eq("state", statePrepared)},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: stateCommitted}}}})
+	if err != nil {
+		// Unknown outcome: the journal decides; recovery finishes it.
+		return fmt.Errorf("mongo: commit transaction %s (outcome left to recovery): %w", t.id, err)
+	}
+	if !ok {
+		s.cleanup(ctx, t, "aborted by recovery")
+		return fmt.Errorf("mongo: transaction %s was rolled back by recovery (lease %s expired)", t.id, s.lease)
+	}
+	var last error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		if last = s.apply(bg, t.id, t.docs); last == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("mongo: transaction %s committed but not yet applied (recovery will finish it): %w", t.id, last)
+}
+
+// apply writes the documents of a committed transaction and deletes its
+// journal (steps 5 and 6). It is idempotent: recovery repeats it.
+func (s *Store) apply(ctx context.Context, id string, docs []doc) error {
+	hist := make([]any, len(docs))
+	repl := make([]condWrite, len(docs))
+	for i, d := range docs {
+		hist[i] = d.historyDoc()
+		cur := d
+		cur.Tx, cur.Pending = "", false
+		repl[i] = condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: cur}
+	}
+	// History first: whoever reads the new current version can VRead it.
+	if _, err := s.hist.InsertMany(ctx, hist, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
+		return fmt.Errorf("mongo: write history: %w", err)
+	}
+	if _, _, err := s.writeEach(ctx, s.res, repl); err != nil {
+		return fmt.Errorf("mongo: write current versions: %w", err)
+	}
+	return s.deleteJournal(ctx, id)
+}
+
+// onlyDuplicates reports whether every write error of err is a duplicate
+// key (the document is already there: a repeated apply).
+func onlyDuplicates(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
+}
+
+// rollback releases the locks of transaction id and deletes its journal.
+// Idempotent.
+func (s *Store) rollback(ctx context.Context, id string, keys []jkey) error {
+	var release []condWrite
+	var created []string
+	for _, k := range keys {
+		if k.If == 0 {
+			created = append(created, k.K)
+		} else {
+			release = append(release, condWrite{ID: k.K, If: []cond{eq("tx", id)},
+				Update: bson.D{{Key: "$unset", Value: bson.D{{Key: "tx", Value: ""}}}}})
+		}
+	}
+	if _, _, err := s.writeEach(ctx, s.res, release); err != nil {
+		return fmt.Errorf("mongo: release locks: %w", err)
+	}
+	if _, err := s.deleteIf(ctx, s.res, created, []cond{eq("tx", id), eq("pending", true)}); err != nil {
+		return fmt.Errorf("mongo: delete placeholders: %w", err)
+	}
+	return s.deleteJournal(ctx, id)
+}
+
+// deleteJournal deletes the chunks, then the header.
+func (s *Store) deleteJournal(ctx context.Context, id string) error {
+	if _, err := s.txlog.DeleteMany(ctx, bson.D{{Key: "tx", Value: id}}); err != nil {
+		return fmt.Errorf("mongo: delete journal chunks: %w", err)
+	}
+	if _, err := s.txlog.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+		return fmt.Errorf("mongo: delete journal: %w", err)
+	}
+	return nil
+}
+
+// Recover finishes the transactions of processes that died (journals
+// older than the lease): committed ones are rolled forward, the others
+// rolled back. Open calls it; a long-running server may call it
+// periodically (Transact also recovers the holders of locks it runs into).
+func (s *Store) Recover(ctx context.Context) error { return s.recover(ctx, false) }
+
+func (s *Store) recover(ctx context.Context, all bool) error {
+	cutoff := s.now().Add(-s.lease)
+	filter := bson.D{{Key: "state", Value: bson.D{{Key: "$exists", Value: true}}}}
+	if !all {
+		filter = append(filter, bson.E{Key: "at", Value: bson.D{{Key: "$lt", Value: cutoff}}})
+	}
+	cur, err := s.txlog.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("mongo: recover: %w", err)
+	}
+	var heads []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &heads); err != nil {
+		return fmt.Errorf("mongo: recover: %w", err)
+	}
+	for _, h := range heads {
+		if err := s.recoverJournal(ctx, h.ID); err != nil {
+			return err
+		}
+	}
+	// Chunks whose header is gone (a writer that died mid-way, or gave up
+	// after its journal was rolled back).
+	cfilter := bson.D{{Key: "tx", Value: bson.D{{Key: "$exists", Value: true}}}}
+	if !all {
+		cfilter = append(cfilter, bson.E{Key: "at", Value: bson.D{{Key: "$lt", Value: cutoff}}})
+	}
+	var chunks []struct {
+		Tx string `bson:"tx"`
+	}
+	cur, err = s.txlog.Find(ctx, cfilter, options.Find().SetProjection(bson.D{{Key: "tx", Value: 1}}))
+	if err == nil {
+		err = cur.All(ctx, &chunks)
+	}
+	if err != nil {
+		return fmt.Errorf("mongo: recover chunks: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, c := range chunks {
+		if seen[c.Tx] {
+			continue
+		}
+		seen[c.Tx] = true
+		n, err := s.txlog.CountDocuments(ctx, bson.D{{Key: "_id", Value: c.Tx}})
+		if err != nil {
+			return fmt.Errorf("mongo: recover chunks: %w", err)
+		}
+		if n == 0 {
+			if _, err := s.txlog.DeleteMany(ctx, bson.D{{Key: "tx", Value: c.Tx}}); err != nil {
+				return fmt.Errorf("mongo: recover chunks: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// recoverJournal rolls transaction id forward (committed) or back.
+func (s *Store) recoverJournal(ctx context.Context, id string) error {
+	for {
+		var j journal
+		err := s.txlog.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&j)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil // finished meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("mongo: recover %s: %w", id, err)
+		}
+		switch j.State {
+		case statePrepared:
+			// Take it over: after this the owner can no longer commit.
+			ok, err := s.updateIf(ctx, s.txlog, id, []cond{eq("state", statePrepared)},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: stateAborted}}}})
+			if err != nil {
+				return fmt.Errorf("mongo: recover %s: %w", id, err)
+			}
+			if !ok {
+				continue // committed meanwhile: look again
+			}
+			fallthrough
+		case stateAborted:
+			s.log.Info("mongo: rolling back unfinished transaction", "tx", id, "owner", j.Owner, "at", j.At)
+			return s.rollback(ctx, id, j.Keys)
+		case stateCommitted:
+			s.log.Info("mongo: rolling forward committed transaction", "tx", id, "owner", j.Owner, "at", j.At)
+			docs, err := s.journalDocs(ctx, &j)
+			if err != nil {
+				return err
+			}
+			return s.apply(ctx, id, docs)
+		default:
+			return fmt.Errorf("mongo: recover %s: unknown journal state %q", id, j.State)
+		}
+	}
+}
+
+// journalDocs returns the new documents of a journal (inline or chunks).
+func (s *Store) journalDocs(ctx context.Context, j *journal) ([]doc, error) {
+	raws := j.Ops
+	if j.Chunks > 0 {
+		cur, err := s.txlog.Find(ctx, bson.D{{Key: "tx", Value: j.ID}})
+		if err != nil {
+			return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
+		}
+		var chunks []jchunk
+		if err := cur.All(ctx, &chunks); err != nil {
+			return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
+		}
+		if len(chunks) != j.Chunks {
+			return nil, fmt.Errorf("mongo: recover %s: %d of %d journal chunks", j.ID, len(chunks), j.Chunks)
+		}
+		sort.Slice(chunks, func(a, b int) bool { return chunks[a].N < chunks[b].N })
+		raws = nil
+		for _, c := range chunks {
+			raws = append(raws, c.Ops...)
+		}
+	}
+	if len(raws) != len(j.Keys) {
+		return nil, fmt.Errorf("mongo: recover %s: %d documents for %d keys", j.ID, len(raws), len(j.Keys))
+	}
+	docs := make([]doc, len(raws))
+	for i, r := range raws {
+		if err := bson.Unmarshal(r, &docs[i]); err != nil {
+			return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
+		}
+	}
+	return docs, nil
+}
