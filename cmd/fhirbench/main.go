@@ -304,10 +304,9 @@ func ingest(ctx context.Context, dir, uri string) {
 			for i, g := range groups {
 				b := gen.Transaction(g)
 				if kind == "batch" {
-					b = bytes.Replace(b, []byte(`"type":"transaction"`), []byte(`"type":"batch"`), 1)
-					b = gen.Rekey(b, fmt.Sprintf("%s%d", kind, c))
-				} else {
-					b = gen.Rekey(b, fmt.Sprintf("%s%d", kind, c))
+					// A batch cannot resolve urn:uuid references between its
+					// entries (http.html#brules): upsert with client ids instead.
+					b = gen.Upsert(g, "batch")
 				}
 				bodies[i] = b
 			}
@@ -375,8 +374,7 @@ func searchPhase(ctx context.Context, dir, uri string) {
 		rs := gen.Generate(7, patients, gen.Options{})
 		obsCount := 0
 		for _, g := range gen.Chunks(rs, 500) {
-			b := bytes.Replace(gen.Transaction(g), []byte(`"type":"transaction"`), []byte(`"type":"batch"`), 1)
-			in.do("POST", "", b, "")
+			in.do("POST", "", gen.Upsert(g, "batch"), "")
 			for _, r := range g {
 				if r.Type == "Observation" {
 					obsCount++
@@ -427,8 +425,7 @@ func policyPhase(ctx context.Context, dir, uri string) {
 	}
 	for _, in := range []*instance{none, with} {
 		for _, g := range gen.Chunks(rs, 500) {
-			bb := bytes.Replace(gen.Transaction(g), []byte(`"type":"transaction"`), []byte(`"type":"batch"`), 1)
-			in.do("POST", "", bb, in.token)
+			in.do("POST", "", gen.Upsert(g, "batch"), in.token)
 		}
 	}
 	tok := func(in *instance) string {

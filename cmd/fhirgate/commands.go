@@ -123,8 +123,8 @@ func Reindex(ctx context.Context, a *app.App, release bool) (int, error) {
 	return n, err
 }
 
-// gen writes a generated, realistic data set as transaction Bundles.
-func gen(ctx context.Context, args []string) error {
+// genCmd writes a generated, realistic data set as transaction Bundles.
+func genCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
 	patients := fs.Int("patients", 10, "number of patients")
 	seed := fs.Int64("seed", 1, "random seed (the data set is deterministic)")

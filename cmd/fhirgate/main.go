@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string) error {
 	case "reindex":
 		return reindex(ctx, args)
 	case "gen":
-		return gen(ctx, args)
+		return genCmd(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Println("usage: fhirgate [serve|token|reindex|gen] [flags]; fhirgate CMD -h for flags")
 		return nil

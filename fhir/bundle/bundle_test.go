@@ -667,3 +667,32 @@ func BenchmarkTransaction1000(b *testing.B) {
 		}
 	}
 }
+
+// TestConcurrentConditionalCreate: two transactions with the same
+// ifNoneExist race; the lock makes exactly one of them create.
+func TestConcurrentConditionalCreate(t *testing.T) {
+	f := newFake()
+	f.matchDelay = time.Millisecond
+	body := bundleOf("transaction", ent("", "POST", "Patient", `{"resourceType":"Patient","identifier":[{"system":"s","value":"1"}]}`, `"ifNoneExist":"identifier=s|1"`))
+	const n = 8
+	got := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			resp := Process(context.Background(), f, body, Options{Base: base})
+			var b gotBundle
+			_ = json.Unmarshal(resp.Body, &b)
+			if len(b.Entry) == 1 {
+				got <- b.Entry[0].Response.Status
+			} else {
+				got <- fmt.Sprint(resp.Status)
+			}
+		}()
+	}
+	counts := map[string]int{}
+	for i := 0; i < n; i++ {
+		counts[<-got]++
+	}
+	if counts["201 Created"] != 1 || counts["200 OK"] != n-1 {
+		t.Fatalf("statuses %v", counts)
+	}
+}

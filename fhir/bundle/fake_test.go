@@ -38,6 +38,8 @@ type fake struct {
 	// commitErr makes Commit fail.
 	commitErr error
 	now       time.Time
+	// matchDelay widens the window between a search and the commit.
+	matchDelay time.Duration
 }
 
 func newFake() *fake {
@@ -116,6 +118,11 @@ func (f *fake) Match(ctx context.Context, typ string, q url.Values) ([]string, e
 		}
 	}
 	sort.Strings(keys)
+	if f.matchDelay > 0 {
+		f.mu.Unlock()
+		time.Sleep(f.matchDelay)
+		f.mu.Lock()
+	}
 	if len(keys) > 2 {
 		keys = keys[:2]
 	}

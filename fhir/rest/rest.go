@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -60,56 +59,74 @@ func New(cfg Config) *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = false
 	r.Use(requestID(), accessLog(cfg.Logger), recovery(cfg.Logger))
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
-		defer cancel()
-		if cfg.Ready != nil {
-			if err := cfg.Ready(ctx); err != nil {
-				cfg.Logger.WarnContext(ctx, "not ready", "err", err)
-				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "store unreachable"})
-				return
-			}
-		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready"})
-	})
-	smartCfg := func(c *gin.Context) {
-		if cfg.SmartConfiguration == nil {
-			writeError(c, fhir.Errorf(fhir.KindNotFound, "SMART is not configured"), false)
-			return
-		}
-		b, err := cfg.SmartConfiguration(c.Request.Context())
-		if err != nil {
-			writeError(c, err, false)
-			return
-		}
-		c.Header("Cache-Control", "public, max-age=300")
-		c.Data(http.StatusOK, "application/json", b)
-	}
-	r.GET("/fhir/.well-known/smart-configuration", smartCfg)
-	r.GET("/.well-known/smart-configuration", smartCfg)
-	for prefix, h := range cfg.Extra {
-		r.Any(prefix+"/*rest", gin.WrapH(h))
-	}
 	h := &handler{cfg: cfg}
-	r.Any("/fhir", h.serve)
-	r.Any("/fhir/*path", h.serve)
-	r.NoRoute(func(c *gin.Context) {
-		writeError(c, fhir.Errorf(fhir.KindNotFound, "no endpoint at %s; the FHIR base is /fhir", c.Request.URL.Path), false)
+	// One catch-all route: gin's tree cannot hold /fhir/*path beside
+	// /fhir/.well-known and mounted prefixes, so the few fixed endpoints
+	// are matched here and everything under /fhir goes to the pipeline.
+	r.Any("/*path", func(c *gin.Context) {
+		p := c.Request.URL.Path
+		switch {
+		case p == "/healthz":
+			c.JSON(http.StatusOK, gin.H{"status": "ok"})
+		case p == "/readyz":
+			h.ready(c)
+		case p == "/fhir/.well-known/smart-configuration" || p == "/.well-known/smart-configuration":
+			h.smartConfiguration(c)
+		case p == "/fhir" || strings.HasPrefix(p, "/fhir/"):
+			h.serve(c, strings.Trim(strings.TrimPrefix(p, "/fhir"), "/"))
+		default:
+			for prefix, x := range cfg.Extra {
+				if strings.HasPrefix(p, prefix+"/") {
+					x.ServeHTTP(c.Writer, c.Request)
+					return
+				}
+			}
+			writeError(c, fhir.Errorf(fhir.KindNotFound, "no endpoint at %s; the FHIR base is /fhir", p), false)
+		}
 	})
 	return r
 }
 
 type handler struct{ cfg Config }
 
+func (h *handler) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+	defer cancel()
+	if h.cfg.Ready != nil {
+		if err := h.cfg.Ready(ctx); err != nil {
+			h.cfg.Logger.WarnContext(ctx, "not ready", "err", err)
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "store unreachable"})
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+func (h *handler) smartConfiguration(c *gin.Context) {
+	if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
+		writeError(c, fhir.Errorf(fhir.KindNotAllowed, "use GET"), false)
+		return
+	}
+	if h.cfg.SmartConfiguration == nil {
+		writeError(c, fhir.Errorf(fhir.KindNotFound, "SMART is not configured"), false)
+		return
+	}
+	b, err := h.cfg.SmartConfiguration(c.Request.Context())
+	if err != nil {
+		writeError(c, err, false)
+		return
+	}
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Data(http.StatusOK, "application/json", b)
+}
+
 // publicPaths need no token (SMART App Launch: discovery stays public).
 func public(path string) bool {
 	return path == "metadata" || path == ".well-known/smart-configuration"
 }
 
-func (h *handler) serve(c *gin.Context) {
+func (h *handler) serve(c *gin.Context, path string) {
 	pretty := c.Query("_pretty") == "true"
-	path := strings.Trim(c.Param("path"), "/")
 	if err := negotiate(c); err != nil {
 		writeError(c, err, pretty)
 		return
@@ -316,6 +333,3 @@ func recovery(l *slog.Logger) gin.HandlerFunc {
 		c.Next()
 	}
 }
-
-// QueryUnescape helps tests.
-var _ = url.QueryUnescape

@@ -219,6 +219,9 @@ func lexQuoted(s string, q byte) (string, int, error) {
 
 // ---------------------------------------------------------------- parser
 
+// maxExprLen bounds expression size (custom SearchParameters are client input).
+const maxExprLen = 8192
+
 type fpParser struct {
 	toks []token
 	i    int
@@ -227,6 +230,9 @@ type fpParser struct {
 
 // compileFHIRPath parses a FHIRPath expression (fhirpath.html#grammar).
 func compileFHIRPath(src string) (fpExpr, error) {
+	if len(src) > maxExprLen {
+		return nil, fmt.Errorf("fhirpath expression longer than %d characters", maxExprLen)
+	}
 	toks, err := lexFHIRPath(src)
 	if err != nil {
 		return nil, fmt.Errorf("fhirpath %q: %w", src, err)

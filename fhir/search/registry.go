@@ -47,7 +47,8 @@ type Component struct {
 }
 
 // Param is a search parameter definition (a SearchParameter resource
-// reduced to what searching needs).
+// reduced to what searching needs). Params returned by a Registry are
+// shared: treat them as read-only.
 type Param struct {
 	URL, Code, Name string
 	Type            ParamType

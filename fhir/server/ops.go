@@ -323,7 +323,7 @@ func (s *Server) bundle(ctx context.Context, x *exchange) (*fhir.Response, error
 	if strings.Contains(string(x.req.Body), `"transaction"`) {
 		x.interaction = "transaction"
 	}
-	resp := bundle.Process(ctx, bundleHandler{s}, x.req.Body, bundle.Options{MaxEntries: s.cfg.MaxEntries, Base: s.cfg.Base, Now: s.cfg.Now})
+	resp := bundle.Process(ctx, bundleHandler{s}, x.req.Body, bundle.Options{MaxEntries: s.cfg.MaxEntries, Base: s.cfg.Base, Now: s.cfg.Now, Prefer: x.req.Header.Get("Prefer")})
 	if resp.Err != nil {
 		return nil, resp.Err
 	}
@@ -366,7 +366,7 @@ func (h bundleHandler) Match(ctx context.Context, typ string, q url.Values) ([]s
 }
 
 func (h bundleHandler) Lock(ctx context.Context, key string) (func(), error) {
-	return h.s.cfg.Store.Lock(ctx, "bundle:"+key, lockTTL)
+	return h.s.cfg.Store.Lock(ctx, key, lockTTL)
 }
 
 func (h bundleHandler) NewID() string { return h.s.cfg.NewID() }

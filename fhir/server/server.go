@@ -96,15 +96,17 @@ type route struct {
 // returns a Response (errors as OperationOutcome).
 func (s *Server) Handle(ctx context.Context, req *fhir.Request) *fhir.Response {
 	start := s.cfg.Now()
-	c, err := s.caller(ctx)
+	rt, err := parsePath(req.Path)
 	if err != nil {
 		return s.fail(ctx, req, nil, err, start)
 	}
-	ctx = withCaller(ctx, c)
-	rt, err := parsePath(req.Path)
-	if err != nil {
-		return s.fail(ctx, req, c, err, start)
+	var c *caller
+	if rt.typ == "" && rt.op == "metadata" {
+		c = &caller{} // the CapabilityStatement is public (SMART App Launch)
+	} else if c, err = s.caller(ctx); err != nil {
+		return s.fail(ctx, req, nil, err, start)
 	}
+	ctx = withCaller(ctx, c)
 	x := &exchange{req: req, rt: rt, c: c, start: start}
 	resp, err := s.dispatch(ctx, x)
 	if err != nil {

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/bundle"
 	"github.com/fhirgate/fhirgate/fhir/patch"
 	"github.com/fhirgate/fhirgate/policy"
 	"github.com/fhirgate/fhirgate/smart"
@@ -176,21 +176,7 @@ func conditionQuery(typ, cond string) (url.Values, error) {
 // lockCondition serialises conditional writes with the same condition, so N
 // concurrent identical conditional creates yield exactly one resource.
 func (s *Server) lockCondition(ctx context.Context, typ string, q url.Values) (func(), error) {
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString("cond:" + typ + "?")
-	for _, k := range keys {
-		vs := append([]string(nil), q[k]...)
-		sort.Strings(vs)
-		for _, v := range vs {
-			b.WriteString(url.QueryEscape(k) + "=" + url.QueryEscape(v) + "&")
-		}
-	}
-	unlock, err := s.cfg.Store.Lock(ctx, b.String(), lockTTL)
+	unlock, err := s.cfg.Store.Lock(ctx, bundle.ConditionKey(typ, q), lockTTL)
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			return nil, fhir.Errorf(fhir.KindConflict, "a concurrent conditional write with the same condition did not finish in time; retry").Wrap(err)

@@ -82,7 +82,7 @@ func loadSchema() (map[string]any, error) {
 //     would pass;
 //   - integer, positiveInt and unsignedInt must be JSON integers with their
 //     minimum (datatypes.html#primitive); the official schema says "number";
-//   - xhtml must be a string (narrative.html);
+//   - xhtml must be a string (narrative.html); Extension.url is required;
 //   - date, dateTime and instant get a format that checks the day exists;
 //   - canonical-typed elements get their _element partner, which the
 //     official schema forgot (json.html#primitive allows it for every
@@ -139,6 +139,10 @@ func patchSchema(doc map[string]any) error {
 		}
 	}
 	defs["xhtml"] = map[string]any{"type": "string"}
+	// Extension.url is 1..1 (extensibility.html#Extension) and, being an XML
+	// attribute, has no _url form; the official schema forgot to require it
+	// (it requires every other element of that kind, such as Narrative.div).
+	asMap(defs["Extension"])["required"] = []any{"url"}
 	for _, name := range []string{"date", "dateTime", "instant"} {
 		def, ok := defs[name].(map[string]any)
 		if !ok {

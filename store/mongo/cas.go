@@ -101,7 +101,11 @@ func (s *Store) writeEach(ctx context.Context, coll *mongo.Collection, ws []cond
 	if len(ws) == 0 {
 		return nil, 0, nil
 	}
-	if s.serial == nil {
+	if s.serial == nil || s.mongoPaths {
+		if s.serial != nil {
+			s.serial.Lock()
+			defer s.serial.Unlock()
+		}
 		models := make([]mongo.WriteModel, len(ws))
 		for i, w := range ws {
 			if w.Replace != nil {
@@ -158,7 +162,11 @@ func (s *Store) deleteIf(ctx context.Context, coll *mongo.Collection, ids []stri
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	if s.serial == nil {
+	if s.serial == nil || s.mongoPaths {
+		if s.serial != nil {
+			s.serial.Lock()
+			defer s.serial.Unlock()
+		}
 		models := make([]mongo.WriteModel, len(ids))
 		for i, id := range ids {
 			models[i] = mongo.NewDeleteOneModel().SetFilter(condFilter(id, cs))
@@ -204,7 +212,7 @@ func (s *Store) holds(ctx context.Context, coll *mongo.Collection, id string, cs
 // findIDs returns the documents with the given _ids (in no particular
 // order), reading them one by one on FerretDB where only that is indexed.
 func (s *Store) findIDs(ctx context.Context, coll *mongo.Collection, ids []string, projection bson.D) ([]bson.Raw, error) {
-	if s.serial == nil {
+	if s.serial == nil || s.mongoPaths {
 		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find().SetProjection(projection))
 		if err != nil {
 			return nil, err

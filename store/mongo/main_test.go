@@ -63,6 +63,11 @@ func TestConformance(t *testing.T) {
 	t.Run("ferretdb", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, embeddedURI, Options{}) })
 	})
+	// The MongoDB write paths (conditions in filters, bulk writes, indexes)
+	// run on FerretDB too when serialised.
+	t.Run("ferretdb-mongopaths", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, embeddedURI, Options{mongoPaths: true}) })
+	})
 	if uri := os.Getenv("FHIRGATE_TEST_MONGO_URI"); uri != "" {
 		t.Run("mongodb", func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, uri, Options{}) })

@@ -2,34 +2,36 @@ package mongo
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"github.com/fhirgate/fhirgate/store"
 )
 
-func TestScratchTiming(t *testing.T) {
+func TestScratchSteps(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, embeddedURI, Options{})
-	for k := 1; k <= 5; k++ {
+	var tj, tl, tc, th, tr, td time.Duration
+	N := 100
+	for i := 0; i < N; i++ {
+		tx := newTx([]store.Op{{Kind: store.OpCreate, Record: benchRecord(fmt.Sprintf("o%d", i))}})
 		t0 := time.Now()
-		if err := s.Transact(ctx, crashOps(k)); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("tx %d: %v", k, time.Since(t0))
+		s.writeJournal(ctx, tx)
+		tj += time.Since(t0); t0 = time.Now()
+		s.lockAll(ctx, tx)
+		tl += time.Since(t0); t0 = time.Now()
+		s.updateIf(ctx, s.txlog, tx.id, []cond{eq("state", statePrepared)}, bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: stateCommitted}}}})
+		tc += time.Since(t0); t0 = time.Now()
+		s.hist.InsertMany(ctx, []any{tx.docs[0].historyDoc()})
+		th += time.Since(t0); t0 = time.Now()
+		cur := tx.docs[0]
+		s.writeEach(ctx, s.res, []condWrite{{ID: cur.ID, If: []cond{eq("tx", tx.id)}, Replace: cur}})
+		tr += time.Since(t0); t0 = time.Now()
+		s.deleteJournal(ctx, tx.id)
+		td += time.Since(t0)
 	}
-	t0 := time.Now()
-	tx := &tx{id: randomID()}
-	for _, op := range crashOps(6) {
-		d := toDoc(op.Record)
-		tx.docs = append(tx.docs, d)
-		tx.keys = append(tx.keys, jkey{K: d.ID, If: op.IfVersion})
-	}
-	s.writeJournal(ctx, tx)
-	t.Logf("journal %v", time.Since(t0))
-	t0 = time.Now()
-	s.lockAll(ctx, tx)
-	t.Logf("lock %v", time.Since(t0))
-	t0 = time.Now()
-	s.commit(ctx, tx)
-	t.Logf("commit+apply %v", time.Since(t0))
-	t0 = time.Now()
+	d := time.Duration(N)
+	t.Logf("journal %v lock %v commit %v hist %v replace %v deljournal %v", tj/d, tl/d, tc/d, th/d, tr/d, td/d)
 }

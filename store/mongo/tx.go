@@ -91,16 +91,21 @@ func (s *Store) Transact(ctx context.Context, ops []store.Op) error {
 	if err := validateOps(ops); err != nil {
 		return err
 	}
+	t := newTx(ops)
+	if err := s.prepare(ctx, t); err != nil {
+		return err
+	}
+	return s.commit(ctx, t)
+}
+
+func newTx(ops []store.Op) *tx {
 	t := &tx{id: randomID(), ops: ops}
 	for _, op := range ops {
 		d := toDoc(op.Record)
 		t.docs = append(t.docs, d)
 		t.keys = append(t.keys, jkey{K: d.ID, If: op.IfVersion})
 	}
-	if err := s.prepare(ctx, t); err != nil {
-		return err
-	}
-	return s.commit(ctx, t)
+	return t
 }
 
 // validateOps checks the shape of every op (store.Op contract).
