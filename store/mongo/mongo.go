@@ -173,9 +173,10 @@ func (s *Store) indexes() []indexSpec {
 		ix(s.hist, "lu_t_i_v", bson.D{{Key: "lu", Value: -1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "v", Value: -1}}),
 		// Patient-compartment history (CompartmentCond filter), newest first.
 		ix(s.hist, "cpt_lu", bson.D{{Key: "idx.cpt", Value: 1}, {Key: "lu", Value: -1}}),
-		// Recovery scans: journal headers by age, chunks by transaction.
-		ix(s.txlog, "at", bson.D{{Key: "at", Value: 1}}),
-		ix(s.txlog, "tx", bson.D{{Key: "tx", Value: 1}}),
+		// Recovery scans: journal documents by kind and age, chunks by
+		// transaction.
+		ix(s.txlog, "k_at", bson.D{{Key: "k", Value: 1}, {Key: "at", Value: 1}}),
+		ix(s.txlog, "k_tx", bson.D{{Key: "k", Value: 1}, {Key: "tx", Value: 1}}),
 	}
 	for _, m := range mquery.Indexes() {
 		specs = append(specs, indexSpec{s.res, m})

@@ -48,10 +48,8 @@ func crashedTx(t *testing.T, s *Store, committed bool) *tx {
 		t.Fatal(err)
 	}
 	if committed {
-		ok, err := s.updateIf(ctx, s.txlog, tr.id, []cond{eq("state", statePrepared)},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: stateCommitted}}}})
-		if err != nil || !ok {
-			t.Fatalf("commit: %v %v", ok, err)
+		if o, err := s.decide(ctx, tr.id, outcomeCommitted); err != nil || o != outcomeCommitted {
+			t.Fatalf("commit: %v %v", o, err)
 		}
 	}
 	return tr
@@ -245,8 +243,7 @@ func TestChunkedJournal(t *testing.T) {
 	if n := count(t, s, collTxlog, bson.D{{Key: "tx", Value: tr.id}}); n < 3 {
 		t.Fatalf("%d chunks, want >= 3", n)
 	}
-	if _, err := s.updateIf(ctx, s.txlog, tr.id, []cond{eq("state", statePrepared)},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: stateCommitted}}}}); err != nil {
+	if _, err := s.decide(ctx, tr.id, outcomeCommitted); err != nil {
 		t.Fatal(err)
 	}
 	s2 := reopen(t, s, Options{RecoverAll: true})
@@ -271,14 +268,18 @@ func TestChunkedJournal(t *testing.T) {
 	}
 	// Chunks of a writer that died before its header was written... or
 	// whose header is gone: deleted once older than the lease.
-	if _, err := s2.txlog.InsertOne(ctx, jchunk{ID: "dead.0", Tx: "dead", At: time.Now().Add(-time.Hour), N: 0}); err != nil {
+	longAgo := time.Now().Add(-time.Hour)
+	if _, err := s2.txlog.InsertOne(ctx, jchunk{ID: "dead.0", Kind: kindChunk, Tx: "dead", At: longAgo}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.txlog.InsertOne(ctx, decision{ID: "gone.d", Kind: kindDecision, Tx: "gone", At: longAgo, Outcome: outcomeCommitted}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s2.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, s2, collTxlog, bson.D{}); n != 0 {
-		t.Errorf("orphan chunk not deleted")
+		t.Errorf("orphan chunk or decision not deleted")
 	}
 }
 

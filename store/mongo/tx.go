@@ -1,6 +1,7 @@
 package mongo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,28 +20,33 @@ import (
 // Transactions without multi-document transactions (README.md, "Transact"):
 //
 //  1. validate the ops;
-//  2. insert a journal (txlog) in state "prepared" holding every new
-//     document (split into chunk documents beyond chunkLimit);
+//  2. insert a journal header (txlog, kind "h") holding every new document
+//     (in chunk documents, kind "c", beyond chunkLimit);
 //  3. lock every touched current document by setting its tx field, with the
 //     version check in the same single-document update; a create inserts a
 //     pending placeholder instead, made race-free by the unique _id. Any
 //     failure releases what was taken and reports ErrConflict;
-//  4. commit: journal state "prepared" -> "committed" (one atomic update,
-//     the commit point);
+//  4. commit: insert the decision document {_id: txid.d, outcome:
+//     "committed"} (the commit point);
 //  5. insert the history documents, replace the current documents still
 //     locked by this transaction (unsetting tx);
-//  6. delete the journal.
+//  6. delete the journal (decision, chunks, header).
 //
-// A crash before 4 leaves a prepared journal that recovery rolls back; a
-// crash after 4 a committed one that recovery rolls forward. Recovery takes
-// over a journal with one atomic update of its state, so the owner (if it
-// is alive after all) cannot commit it any more.
+// A crash before 4 leaves a journal without decision, which recovery rolls
+// back; a crash after 4 a committed one, which it rolls forward. Recovery
+// decides an undecided journal by inserting the decision "aborted": the
+// unique _id makes commit and abort mutually exclusive with a plain insert,
+// the one write that is atomic on MongoDB and FerretDB alike, so an owner
+// that was only slow cannot commit after recovery rolled it back.
 
-// Journal states.
+// Journal document kinds and outcomes.
 const (
-	statePrepared  = "prepared"
-	stateCommitted = "committed"
-	stateAborted   = "aborted"
+	kindHeader   = "h"
+	kindChunk    = "c"
+	kindDecision = "d"
+
+	outcomeCommitted = "committed"
+	outcomeAborted   = "aborted"
 )
 
 // chunkLimit is the size of the op documents a journal keeps inline; more
@@ -58,7 +64,7 @@ type jkey struct {
 // journal is the header document of a transaction in txlog.
 type journal struct {
 	ID     string     `bson:"_id"`
-	State  string     `bson:"state"`
+	Kind   string     `bson:"k"` // kindHeader
 	At     time.Time  `bson:"at"`
 	Owner  string     `bson:"owner"`
 	Keys   []jkey     `bson:"keys"`
@@ -68,19 +74,34 @@ type journal struct {
 
 // jchunk holds part of the new documents of a large transaction.
 type jchunk struct {
-	ID  string     `bson:"_id"` // txid.n
-	Tx  string     `bson:"tx"`
-	At  time.Time  `bson:"at"`
-	N   int        `bson:"n"`
-	Ops []bson.Raw `bson:"ops"`
+	ID   string     `bson:"_id"` // txid.n
+	Kind string     `bson:"k"`   // kindChunk
+	Tx   string     `bson:"tx"`
+	At   time.Time  `bson:"at"`
+	N    int        `bson:"n"`
+	Ops  []bson.Raw `bson:"ops"`
 }
+
+// decision is the commit point of a transaction: its outcome.
+type decision struct {
+	ID      string    `bson:"_id"` // txid.d
+	Kind    string    `bson:"k"`   // kindDecision
+	Tx      string    `bson:"tx"`
+	At      time.Time `bson:"at"`
+	Outcome string    `bson:"outcome"`
+}
+
+func decisionID(txid string) string { return txid + ".d" }
+
+func chunkID(txid string, n int) string { return txid + "." + strconv.Itoa(n) }
 
 // tx is a transaction being applied by this process.
 type tx struct {
-	id   string
-	ops  []store.Op
-	keys []jkey
-	docs []doc // new current documents, in op order
+	id     string
+	ops    []store.Op
+	keys   []jkey
+	docs   []doc // new current documents, in op order
+	chunks int   // journal chunk documents (0: inline)
 }
 
 // Transact applies ops all-or-nothing (see the protocol above).
@@ -189,7 +210,7 @@ func (s *Store) prepare(ctx context.Context, t *tx) error {
 func (s *Store) cleanup(ctx context.Context, t *tx, why string) {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := s.rollback(bg, t.id, t.keys); err != nil {
+	if err := s.rollback(bg, t.id, t.keys, t.chunks); err != nil {
 		s.log.Warn("mongo: transaction clean-up failed; recovery will finish it",
 			"tx", t.id, "reason", why, "err", err)
 	}
@@ -213,7 +234,7 @@ func (s *Store) writeJournal(ctx context.Context, t *tx) error {
 	}
 	chunks = append(chunks, cur)
 	now := s.now().UTC()
-	j := journal{ID: t.id, State: statePrepared, At: now, Owner: s.owner, Keys: t.keys}
+	j := journal{ID: t.id, Kind: kindHeader, At: now, Owner: s.owner, Keys: t.keys}
 	if len(chunks) == 1 {
 		j.Ops = chunks[0]
 	} else {
@@ -221,12 +242,13 @@ func (s *Store) writeJournal(ctx context.Context, t *tx) error {
 		// header (or deletes chunks older than the lease that have none).
 		j.Chunks = len(chunks)
 	}
+	t.chunks = j.Chunks
 	if _, err := s.txlog.InsertOne(ctx, j); err != nil {
 		return fmt.Errorf("mongo: write journal: %w", err)
 	}
 	if j.Chunks > 0 {
 		for n, c := range chunks {
-			ch := jchunk{ID: t.id + "." + strconv.Itoa(n), Tx: t.id, At: now, N: n, Ops: c}
+			ch := jchunk{ID: chunkID(t.id, n), Kind: kindChunk, Tx: t.id, At: now, N: n, Ops: c}
 			if _, err := s.txlog.InsertOne(ctx, ch); err != nil {
 				return fmt.Errorf("mongo: write journal chunk: %w", err)
 			}
@@ -390,9 +412,10 @@ func (s *Store) releaseOrphan(ctx context.Context, key, txid string) error {
 	return nil
 }
 
-// commit marks the journal committed (step 4, the commit point), then
-// applies and deletes it (steps 5 and 6). From the commit point on, the
-// caller's cancellation no longer stops the work.
+// commit inserts the decision "committed" (step 4, the commit point),
+// then applies the transaction and deletes its journal (steps 5 and 6).
+// From the commit point on, the caller's cancellation no longer stops the
+// work.
 func (s *Store) commit(ctx context.Context, t *tx) error {
 	if err := ctx.Err(); err != nil {
 		s.cleanup(ctx, t, "cancelled")
@@ -400,31 +423,73 @@ func (s *Store) commit(ctx context.Context, t *tx) error {
 	}
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.lease)
 	defer cancel()
-	ok, err := s.updateIf(bg, s.txlog, t.id, []cond{eq("state", statePrepared)},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: stateCommitted}}}})
+	outcome, err := s.decide(bg, t.id, outcomeCommitted)
 	if err != nil {
 		// Unknown outcome: the journal decides; recovery finishes it.
 		return fmt.Errorf("mongo: commit transaction %s (outcome left to recovery): %w", t.id, err)
 	}
-	if !ok {
+	if outcome != outcomeCommitted {
 		s.cleanup(ctx, t, "aborted by recovery")
 		return fmt.Errorf("mongo: transaction %s was rolled back by recovery (lease %s expired)", t.id, s.lease)
+	}
+	// The decision may also have been inserted after recovery rolled the
+	// transaction back and deleted its journal (header first, decision
+	// last): then the header is gone and nothing may be applied.
+	n, err := s.txlog.CountDocuments(bg, bson.D{{Key: "_id", Value: t.id}})
+	if err != nil {
+		return fmt.Errorf("mongo: commit transaction %s (outcome left to recovery): %w", t.id, err)
+	}
+	if n == 0 {
+		return s.lateCommit(bg, t)
 	}
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		}
-		if last = s.apply(bg, t.id, t.docs); last == nil {
+		if last = s.apply(bg, t.id, t.docs, t.chunks); last == nil {
 			return nil
 		}
 	}
 	return fmt.Errorf("mongo: transaction %s committed but not yet applied (recovery will finish it): %w", t.id, last)
 }
 
+// lateCommit handles a commit decision inserted after the journal was
+// recovered: either recovery had rolled the transaction back (before the
+// decision) or it rolled it forward (after it).
+func (s *Store) lateCommit(ctx context.Context, t *tx) error {
+	if _, err := s.txlog.DeleteOne(ctx, bson.D{{Key: "_id", Value: decisionID(t.id)}}); err != nil {
+		s.log.Warn("mongo: delete stray decision", "tx", t.id, "err", err)
+	}
+	d := t.docs[0].historyDoc()
+	var h doc
+	err := s.hist.FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&h)
+	if err == nil && bytes.Equal(h.Raw, d.Raw) && h.LU.Equal(d.LU) && h.LUN == d.LUN && h.Del == d.Del {
+		return nil // rolled forward by recovery
+	}
+	return fmt.Errorf("mongo: transaction %s was rolled back by recovery (lease %s expired)", t.id, s.lease)
+}
+
+// decide records outcome for transaction id unless it is decided
+// already, and returns the outcome that holds.
+func (s *Store) decide(ctx context.Context, id, outcome string) (string, error) {
+	_, err := s.txlog.InsertOne(ctx, decision{ID: decisionID(id), Kind: kindDecision, Tx: id, At: s.now().UTC(), Outcome: outcome})
+	if err == nil {
+		return outcome, nil
+	}
+	if !mongo.IsDuplicateKeyError(err) {
+		return "", err
+	}
+	var d decision
+	if err := s.txlog.FindOne(ctx, bson.D{{Key: "_id", Value: decisionID(id)}}).Decode(&d); err != nil {
+		return "", err
+	}
+	return d.Outcome, nil
+}
+
 // apply writes the documents of a committed transaction and deletes its
 // journal (steps 5 and 6). It is idempotent: recovery repeats it.
-func (s *Store) apply(ctx context.Context, id string, docs []doc) error {
+func (s *Store) apply(ctx context.Context, id string, docs []doc, chunks int) error {
 	hist := make([]any, len(docs))
 	repl := make([]condWrite, len(docs))
 	for i, d := range docs {
@@ -440,7 +505,7 @@ func (s *Store) apply(ctx context.Context, id string, docs []doc) error {
 	if _, _, err := s.writeEach(ctx, s.res, repl); err != nil {
 		return fmt.Errorf("mongo: write current versions: %w", err)
 	}
-	return s.deleteJournal(ctx, id)
+	return s.deleteJournal(ctx, id, chunks)
 }
 
 // onlyDuplicates reports whether every write error of err is a duplicate
@@ -459,8 +524,9 @@ func onlyDuplicates(err error) bool {
 }
 
 // rollback releases the locks of transaction id and deletes its journal.
-// Idempotent.
-func (s *Store) rollback(ctx context.Context, id string, keys []jkey) error {
+// Idempotent, and harmless once the transaction is fully applied (it
+// holds no lock any more).
+func (s *Store) rollback(ctx context.Context, id string, keys []jkey, chunks int) error {
 	var release []condWrite
 	var created []string
 	for _, k := range keys {
@@ -477,16 +543,26 @@ func (s *Store) rollback(ctx context.Context, id string, keys []jkey) error {
 	if _, err := s.deleteIf(ctx, s.res, created, []cond{eq("tx", id), eq("pending", true)}); err != nil {
 		return fmt.Errorf("mongo: delete placeholders: %w", err)
 	}
-	return s.deleteJournal(ctx, id)
+	return s.deleteJournal(ctx, id, chunks)
 }
 
-// deleteJournal deletes the chunks, then the header.
-func (s *Store) deleteJournal(ctx context.Context, id string) error {
-	if _, err := s.txlog.DeleteMany(ctx, bson.D{{Key: "tx", Value: id}}); err != nil {
-		return fmt.Errorf("mongo: delete journal chunks: %w", err)
+// deleteJournal deletes the documents of journal id: header and chunks,
+// then the decision. It runs after the transaction is applied or rolled
+// back, so any part of the journal it leaves is harmless: committed with
+// chunks missing reads as applied; chunks or a decision without header
+// are swept by recovery.
+func (s *Store) deleteJournal(ctx context.Context, id string, chunks int) error {
+	ids := bson.A{id}
+	for n := 0; n < chunks; n++ {
+		ids = append(ids, chunkID(id, n))
 	}
-	if _, err := s.txlog.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+	if _, err := s.txlog.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
 		return fmt.Errorf("mongo: delete journal: %w", err)
+	}
+	// The decision goes last: while the header exists, a decision exists
+	// once made, so a late owner cannot commit what recovery rolled back.
+	if _, err := s.txlog.DeleteOne(ctx, bson.D{{Key: "_id", Value: decisionID(id)}}); err != nil {
+		return fmt.Errorf("mongo: delete journal decision: %w", err)
 	}
 	return nil
 }
@@ -499,11 +575,13 @@ func (s *Store) Recover(ctx context.Context) error { return s.recover(ctx, false
 
 func (s *Store) recover(ctx context.Context, all bool) error {
 	cutoff := s.now().Add(-s.lease)
-	filter := bson.D{{Key: "state", Value: bson.D{{Key: "$exists", Value: true}}}}
-	if !all {
-		filter = append(filter, bson.E{Key: "at", Value: bson.D{{Key: "$lt", Value: cutoff}}})
+	older := func(f bson.D) bson.D {
+		if !all {
+			f = append(f, bson.E{Key: "at", Value: bson.D{{Key: "$lt", Value: cutoff}}})
+		}
+		return f
 	}
-	cur, err := s.txlog.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	cur, err := s.txlog.Find(ctx, older(bson.D{{Key: "k", Value: kindHeader}}), options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		return fmt.Errorf("mongo: recover: %w", err)
 	}
@@ -518,85 +596,79 @@ func (s *Store) recover(ctx context.Context, all bool) error {
 			return err
 		}
 	}
-	// Chunks whose header is gone (a writer that died mid-way, or gave up
-	// after its journal was rolled back).
-	cfilter := bson.D{{Key: "tx", Value: bson.D{{Key: "$exists", Value: true}}}}
-	if !all {
-		cfilter = append(cfilter, bson.E{Key: "at", Value: bson.D{{Key: "$lt", Value: cutoff}}})
-	}
-	var chunks []struct {
+	// Chunks and decisions whose header is gone (a writer that died
+	// mid-way, or a journal deletion cut short).
+	var strays []struct {
+		ID string `bson:"_id"`
 		Tx string `bson:"tx"`
 	}
-	cur, err = s.txlog.Find(ctx, cfilter, options.Find().SetProjection(bson.D{{Key: "tx", Value: 1}}))
+	cur, err = s.txlog.Find(ctx, older(bson.D{{Key: "k", Value: bson.D{{Key: "$in", Value: bson.A{kindChunk, kindDecision}}}}}),
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "tx", Value: 1}}))
 	if err == nil {
-		err = cur.All(ctx, &chunks)
+		err = cur.All(ctx, &strays)
 	}
 	if err != nil {
-		return fmt.Errorf("mongo: recover chunks: %w", err)
+		return fmt.Errorf("mongo: recover: %w", err)
 	}
-	seen := map[string]bool{}
-	for _, c := range chunks {
-		if seen[c.Tx] {
-			continue
+	header := map[string]bool{}
+	for _, st := range strays {
+		has, ok := header[st.Tx]
+		if !ok {
+			n, err := s.txlog.CountDocuments(ctx, bson.D{{Key: "_id", Value: st.Tx}})
+			if err != nil {
+				return fmt.Errorf("mongo: recover: %w", err)
+			}
+			has = n > 0
+			header[st.Tx] = has
 		}
-		seen[c.Tx] = true
-		n, err := s.txlog.CountDocuments(ctx, bson.D{{Key: "_id", Value: c.Tx}})
-		if err != nil {
-			return fmt.Errorf("mongo: recover chunks: %w", err)
-		}
-		if n == 0 {
-			if _, err := s.txlog.DeleteMany(ctx, bson.D{{Key: "tx", Value: c.Tx}}); err != nil {
-				return fmt.Errorf("mongo: recover chunks: %w", err)
+		if !has {
+			if _, err := s.txlog.DeleteOne(ctx, bson.D{{Key: "_id", Value: st.ID}}); err != nil {
+				return fmt.Errorf("mongo: recover: %w", err)
 			}
 		}
 	}
 	return nil
 }
 
-// recoverJournal rolls transaction id forward (committed) or back.
+// recoverJournal rolls transaction id forward (committed) or back
+// (aborted, or undecided: then it decides "aborted" first).
 func (s *Store) recoverJournal(ctx context.Context, id string) error {
-	for {
-		var j journal
-		err := s.txlog.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&j)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return nil // finished meanwhile
-		}
-		if err != nil {
-			return fmt.Errorf("mongo: recover %s: %w", id, err)
-		}
-		switch j.State {
-		case statePrepared:
-			// Take it over: after this the owner can no longer commit.
-			ok, err := s.updateIf(ctx, s.txlog, id, []cond{eq("state", statePrepared)},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: stateAborted}}}})
-			if err != nil {
-				return fmt.Errorf("mongo: recover %s: %w", id, err)
-			}
-			if !ok {
-				continue // committed meanwhile: look again
-			}
-			fallthrough
-		case stateAborted:
-			s.log.Info("mongo: rolling back unfinished transaction", "tx", id, "owner", j.Owner, "at", j.At)
-			return s.rollback(ctx, id, j.Keys)
-		case stateCommitted:
-			s.log.Info("mongo: rolling forward committed transaction", "tx", id, "owner", j.Owner, "at", j.At)
-			docs, err := s.journalDocs(ctx, &j)
-			if err != nil {
-				return err
-			}
-			return s.apply(ctx, id, docs)
-		default:
-			return fmt.Errorf("mongo: recover %s: unknown journal state %q", id, j.State)
-		}
+	var j journal
+	err := s.txlog.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&j)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil // finished meanwhile
 	}
+	if err != nil {
+		return fmt.Errorf("mongo: recover %s: %w", id, err)
+	}
+	outcome, err := s.decide(ctx, id, outcomeAborted)
+	if err != nil {
+		return fmt.Errorf("mongo: recover %s: %w", id, err)
+	}
+	if outcome != outcomeCommitted {
+		s.log.Info("mongo: rolling back unfinished transaction", "tx", id, "owner", j.Owner, "at", j.At)
+		return s.rollback(ctx, id, j.Keys, j.Chunks)
+	}
+	s.log.Info("mongo: rolling forward committed transaction", "tx", id, "owner", j.Owner, "at", j.At)
+	docs, err := s.journalDocs(ctx, &j)
+	if errors.Is(err, errChunksGone) {
+		return s.deleteJournal(ctx, id, j.Chunks) // applied; its deletion was cut short
+	}
+	if err != nil {
+		return err
+	}
+	return s.apply(ctx, id, docs, j.Chunks)
 }
+
+// errChunksGone: a committed journal lost chunks, which only its deletion
+// after a complete apply does.
+var errChunksGone = errors.New("mongo: journal chunks gone")
 
 // journalDocs returns the new documents of a journal (inline or chunks).
 func (s *Store) journalDocs(ctx context.Context, j *journal) ([]doc, error) {
 	raws := j.Ops
 	if j.Chunks > 0 {
-		cur, err := s.txlog.Find(ctx, bson.D{{Key: "tx", Value: j.ID}})
+		cur, err := s.txlog.Find(ctx, bson.D{{Key: "k", Value: kindChunk}, {Key: "tx", Value: j.ID}})
 		if err != nil {
 			return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
 		}
@@ -605,7 +677,7 @@ func (s *Store) journalDocs(ctx context.Context, j *journal) ([]doc, error) {
 			return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
 		}
 		if len(chunks) != j.Chunks {
-			return nil, fmt.Errorf("mongo: recover %s: %d of %d journal chunks", j.ID, len(chunks), j.Chunks)
+			return nil, errChunksGone
 		}
 		sort.Slice(chunks, func(a, b int) bool { return chunks[a].N < chunks[b].N })
 		raws = nil
