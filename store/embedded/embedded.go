@@ -24,7 +24,7 @@ type Server struct {
 }
 
 // Start starts FerretDB with its SQLite files under dir, listening on a free
-// loopback port. Logs go to logger at warn level and above (nil: discarded).
+// loopback port. Logs go to logger at error level (FerretDB warns about every command it lacks, e.g. endSessions) (nil: discarded).
 func Start(ctx context.Context, dir string, logger *slog.Logger) (*Server, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -36,7 +36,7 @@ func Start(ctx context.Context, dir string, logger *slog.Logger) (*Server, error
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	} else {
-		logger = slog.New(levelFilter{logger.Handler(), slog.LevelWarn})
+		logger = slog.New(levelFilter{logger.Handler(), slog.LevelError})
 	}
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},

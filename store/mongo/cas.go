@@ -123,7 +123,7 @@ func (s *Store) writeEach(ctx context.Context, coll *mongo.Collection, ws []cond
 	s.serial.Lock()
 	defer s.serial.Unlock()
 	matched := make([]bool, len(ws))
-	n := 0
+	var models []mongo.WriteModel
 	for i, w := range ws {
 		ok, err := s.holds(ctx, coll, w.ID, w.If)
 		if err != nil {
@@ -132,22 +132,24 @@ func (s *Store) writeEach(ctx context.Context, coll *mongo.Collection, ws []cond
 		if !ok {
 			continue
 		}
-		var res *mongo.UpdateResult
+		matched[i] = true
 		byID := bson.D{{Key: "_id", Value: w.ID}}
 		if w.Replace != nil {
-			res, err = coll.ReplaceOne(ctx, byID, w.Replace)
+			models = append(models, mongo.NewReplaceOneModel().SetFilter(byID).SetReplacement(w.Replace))
 		} else {
-			res, err = coll.UpdateOne(ctx, byID, w.Update)
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		if res.MatchedCount > 0 {
-			matched[i] = true
-			n++
+			models = append(models, mongo.NewUpdateOneModel().SetFilter(byID).SetUpdate(w.Update))
 		}
 	}
-	return matched, n, nil
+	if len(models) == 0 {
+		return matched, 0, nil
+	}
+	// Nothing else of this process writes these documents meanwhile, and
+	// documents are never deleted while a condition on them holds, so
+	// every model matches.
+	if _, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+		return nil, 0, err
+	}
+	return matched, len(models), nil
 }
 
 // updateIf is writeEach for one update; it reports whether it matched.
@@ -179,22 +181,24 @@ func (s *Store) deleteIf(ctx context.Context, coll *mongo.Collection, ids []stri
 	}
 	s.serial.Lock()
 	defer s.serial.Unlock()
-	n := 0
+	var models []mongo.WriteModel
 	for _, id := range ids {
 		ok, err := s.holds(ctx, coll, id, cs)
 		if err != nil {
 			return 0, err
 		}
-		if !ok {
-			continue
+		if ok {
+			models = append(models, mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}))
 		}
-		res, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-		if err != nil {
-			return 0, err
-		}
-		n += int(res.DeletedCount)
 	}
-	return n, nil
+	if len(models) == 0 {
+		return 0, nil
+	}
+	res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if err != nil {
+		return 0, err
+	}
+	return int(res.DeletedCount), nil
 }
 
 // holds reads document id and evaluates cs (false if there is none).
