@@ -517,12 +517,13 @@ func (p *parser) leaf(types []string, full string, prm *Param, mod string, hasMo
 		// search.html#missing
 		switch value {
 		case "true":
-			if prm.Code == "_id" {
+			if prm.Code == "_id" || prm.Code == "_lastUpdated" {
+				// Every resource has an id and meta.lastUpdated.
 				return &Criteria{Filter: Const{Value: false}}, nil
 			}
 			return &Criteria{Filter: MissingCond{Param: prm.Code, Missing: true}}, nil
 		case "false":
-			if prm.Code == "_id" {
+			if prm.Code == "_id" || prm.Code == "_lastUpdated" {
 				return &Criteria{Filter: Const{Value: true}}, nil
 			}
 			return &Criteria{Filter: MissingCond{Param: prm.Code}}, nil

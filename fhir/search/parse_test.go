@@ -119,6 +119,8 @@ func TestParseFilter(t *testing.T) {
 		// search.html#missing
 		{"missing true", "Patient", "gender:missing=true", MissingCond{Param: "gender", Missing: true}},
 		{"missing false", "Observation", "date:missing=false", MissingCond{Param: "date"}},
+		{"_id:missing", "Patient", "_id:missing=true", Const{Value: false}},
+		{"_lastUpdated:missing", "Patient", "_lastUpdated:missing=false", Const{Value: true}},
 		// search.html#combining: comma = OR, repeated = AND
 		{"or", "Patient", "gender=male,female", Or{Args: []Expr{TokenCond{Param: "gender", Code: sptr("male")}, TokenCond{Param: "gender", Code: sptr("female")}}}},
 		{"and", "Observation", "date=ge2020&date=lt2021", And{Args: []Expr{

@@ -166,7 +166,7 @@ func (s *Server) search(ctx context.Context, x *exchange) (*fhir.Response, error
 	}
 	res, err := s.engine.Search(ctx, ereq)
 	if err != nil {
-		return nil, err
+		return nil, engine.AsFHIR(err)
 	}
 	x.touched(res.Matches...)
 	x.touched(res.Included...)

@@ -11,6 +11,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/bundle"
 	"github.com/fhirgate/fhirgate/fhir/patch"
+	"github.com/fhirgate/fhirgate/fhir/search/engine"
 	"github.com/fhirgate/fhirgate/policy"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"
@@ -190,11 +191,7 @@ func (s *Server) lockCondition(ctx context.Context, typ string, q url.Values) (f
 func (s *Server) match(ctx context.Context, c *caller, typ string, q url.Values, what string) ([]store.Record, error) {
 	recs, err := s.engine.Match(ctx, typ, q, s.constrain(c), 2)
 	if err != nil {
-		var fe *fhir.Error
-		if errors.As(err, &fe) && fe.Kind == fhir.KindInvalid {
-			return nil, err
-		}
-		return nil, err
+		return nil, engine.AsFHIR(err)
 	}
 	return recs, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/rest"
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/fhir/search/engine"
 	"github.com/fhirgate/fhirgate/fhir/server"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/policy"
@@ -71,6 +72,7 @@ type App struct {
 	Verifier  *smart.Verifier
 	embedded  *embedded.Server
 	stopWatch context.CancelFunc
+	stopWarm  context.CancelFunc
 }
 
 // DevIssuerPath is where the development issuer is served.
@@ -127,6 +129,11 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("validator: %w", err)
 	}
+	// Compile every type's schema in the background: start-up stays fast,
+	// and the first write of a type does not pay the compile.
+	warmCtx, stopWarm := context.WithCancel(context.Background())
+	a.stopWarm = stopWarm
+	go val.Warm(warmCtx)
 
 	var pol *policy.Policy
 	if o.PolicyFile != "" {
@@ -145,7 +152,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 			CompileQuery: func(typ string, q url.Values) (search.Expr, error) {
 				p, err := reg.Parse(typ, q, search.ParseOptions{Strict: true, Now: o.Now, Base: o.BaseURL})
 				if err != nil {
-					return nil, err
+					return nil, engine.AsFHIR(err)
 				}
 				if len(p.Chains) > 0 || len(p.Has) > 0 {
 					return nil, errors.New("chained and _has parameters are not allowed in scopes")
@@ -306,6 +313,9 @@ func (a *App) heldUntil(ctx context.Context, keys []string) store.Release {
 func (a *App) Close(ctx context.Context) {
 	if a.stopWatch != nil {
 		a.stopWatch()
+	}
+	if a.stopWarm != nil {
+		a.stopWarm()
 	}
 	if a.Audit != nil {
 		if err := a.Audit.Close(ctx); err != nil {

@@ -227,13 +227,16 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	count := min(p.Count, e.maxCount())
+	// search.html#total: _total=accurate/estimate always counts, none never;
+	// by default the first page carries the total.
+	wantTotal := p.Total == "accurate" || p.Total == "estimate" || p.Total == "" && p.Cursor == ""
 	q := store.Query{
 		Types:  p.Types,
 		Filter: search.AllOf(filter, compartment, r.constraint(p.Types)),
 		Sort:   p.Sort,
 		Count:  count,
 		Cursor: p.Cursor,
-		Total:  p.Total != "none" || count == 0,
+		Total:  count == 0 && p.Total != "none",
 	}
 	page, err := e.Store.Search(ctx, q)
 	if err != nil {
@@ -242,9 +245,21 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		}
 		return nil, fmt.Errorf("engine: search: %w", err)
 	}
-	res := &Result{Matches: page.Records, Total: page.Total, Next: page.Next}
-	if !q.Total {
-		res.Total = -1
+	res := &Result{Matches: page.Records, Total: -1, Next: page.Next}
+	switch {
+	case q.Total:
+		res.Total = page.Total
+	case !wantTotal || count == 0:
+	case p.Cursor == "" && page.Next == "":
+		// Everything fit in the first page: no second query.
+		res.Total = int64(len(page.Records))
+	default:
+		q.Count, q.Cursor, q.Total = 0, "", true
+		tp, err := e.Store.Search(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("engine: search total: %w", err)
+		}
+		res.Total = tp.Total
 	}
 	for _, w := range p.Warnings {
 		res.Warnings = append(res.Warnings, fhir.Issue(w))

@@ -412,6 +412,14 @@ func TestConstrain(t *testing.T) {
 	if got := sorted(keys(res.Matches)); !slices.Equal(got, []string{"Organization/1", "Organization/f001", "Patient/example"}) {
 		t.Fatalf("system search: %v", got)
 	}
+	// Several types from the caller (a _type list).
+	res, err = e.Search(ctx, Request{Types: []string{"Patient", "Organization"}, Params: query(t, "_id=example,1"), Constrain: perType})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sorted(keys(res.Matches)); !slices.Equal(got, []string{"Organization/1", "Patient/example"}) {
+		t.Fatalf("two types: %v", got)
+	}
 	res, err = e.Search(ctx, Request{Params: query(t, "_id=example,f001&_count=100"), Constrain: perType})
 	if err != nil {
 		t.Fatal(err)
@@ -480,7 +488,7 @@ func TestPaging(t *testing.T) {
 	ctx := context.Background()
 	for _, sortKey := range []string{"date", "-date", "_id"} {
 		t.Run(sortKey, func(t *testing.T) {
-			params := query(t, "subject=Patient/pg&_count=10&_sort="+sortKey)
+			params := query(t, "subject=Patient/pg&_count=10&_total=accurate&_sort="+sortKey)
 			var all []string
 			var sizes []int
 			for page := 0; page < 10; page++ {
@@ -517,8 +525,24 @@ func TestPaging(t *testing.T) {
 			}
 		})
 	}
+	// By default only the first page carries the total; a single page
+	// counts its matches without a second query.
+	params := query(t, "subject=Patient/pg&_count=10")
+	res, err := e.Search(ctx, Request{Types: []string{"Observation"}, Params: params})
+	if err != nil || res.Total != 25 || res.Next == "" {
+		t.Fatalf("first page: total %d next %q err %v", res.Total, res.Next, err)
+	}
+	params.Set("_cursor", res.Next)
+	res, err = e.Search(ctx, Request{Types: []string{"Observation"}, Params: params})
+	if err != nil || res.Total != -1 {
+		t.Fatalf("second page: total %d err %v", res.Total, err)
+	}
+	res, err = e.Search(ctx, Request{Types: []string{"Observation"}, Params: query(t, "subject=Patient/pg&_count=100")})
+	if err != nil || res.Total != 25 || res.Next != "" {
+		t.Fatalf("single page: total %d next %q err %v", res.Total, res.Next, err)
+	}
 	// A cursor the store did not issue is a 400 at _cursor.
-	_, err := e.Search(ctx, Request{Types: []string{"Observation"}, Params: query(t, "_cursor=bogus")})
+	_, err = e.Search(ctx, Request{Types: []string{"Observation"}, Params: query(t, "_cursor=bogus")})
 	assertInvalid(t, err, "_cursor", "invalid")
 }
 
