@@ -9,12 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/gen"
 	"github.com/fhirgate/fhirgate/internal/app"
-	"github.com/fhirgate/fhirgate/policy"
 	"github.com/fhirgate/fhirgate/smart/devissuer"
-	"github.com/fhirgate/fhirgate/store"
 )
 
 // token prints an access token signed by the development issuer
@@ -90,37 +87,12 @@ func reindex(ctx context.Context, args []string) error {
 		return err
 	}
 	defer a.Close(context.Background())
-	n, err := Reindex(ctx, a, release)
+	n, err := a.Reindex(ctx, release)
 	if err != nil {
 		return err
 	}
 	log.Info("reindex done", "resources", n, "release", release)
 	return nil
-}
-
-// Reindex re-extracts (and optionally re-evaluates release of) every current version.
-func Reindex(ctx context.Context, a *app.App, release bool) (int, error) {
-	pol := a.Server.Policy()
-	n := 0
-	err := a.Store.ForEach(ctx, "", func(r store.Record) error {
-		m, err := fhir.Decode(r.Raw)
-		if err != nil {
-			return fmt.Errorf("reindex %s: %w", r.Key(), err)
-		}
-		idx, err := a.Registry.Extract(r.Type, m)
-		if err != nil {
-			return fmt.Errorf("reindex %s: %w", r.Key(), err)
-		}
-		var rel *store.Release
-		if release {
-			prev := r.Release
-			nr := pol.Evaluate(policy.Input{Type: r.Type, Resource: m, LastUpdated: r.LastUpdated, Previous: &prev})
-			rel = &nr
-		}
-		n++
-		return a.Store.SetDerived(ctx, r.Type, r.ID, r.VersionID, &idx, rel)
-	})
-	return n, err
 }
 
 // genCmd writes a generated, realistic data set as transaction Bundles.

@@ -205,6 +205,9 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		Capabilities: func() []byte { return capabilities },
 	})
 	a.Server.SetPolicy(pol)
+	if err := a.applyPolicyIfChanged(ctx); err != nil {
+		return nil, err
+	}
 	secEndpoints := func(ctx context.Context) *conformance.Endpoints {
 		if endpoints == nil {
 			return nil
@@ -224,7 +227,10 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		go policy.Watch(wctx, o.PolicyFile, 5*time.Second, func(p *policy.Policy) {
 			p.Now = o.Now
 			a.Server.SetPolicy(p)
-			o.Logger.Info("release policy reloaded; run `fhirgate reindex --release` to apply it to stored data", "file", o.PolicyFile, "hash", p.Hash())
+			o.Logger.Info("release policy reloaded; recomputing stored release states", "file", o.PolicyFile, "hash", p.Hash())
+			if err := a.applyPolicyIfChanged(wctx); err != nil {
+				o.Logger.Error("release states not recomputed; run fhirgate reindex --release", "err", err)
+			}
 		}, func(err error) {
 			o.Logger.Error("release policy not reloaded; keeping the previous one", "file", o.PolicyFile, "err", err)
 		})
