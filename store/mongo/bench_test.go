@@ -76,8 +76,10 @@ func BenchmarkRead(b *testing.B) {
 		ops = append(ops, store.Op{Kind: store.OpCreate, Record: r})
 		docs = append(docs, toDoc(r))
 	}
-	if err := s.Transact(ctx, ops); err != nil {
-		b.Fatal(err)
+	for i := 0; i < n; i += 100 {
+		if err := s.Transact(ctx, ops[i:i+100]); err != nil {
+			b.Fatal(err)
+		}
 	}
 	if _, err := coll.InsertMany(ctx, docs); err != nil {
 		b.Fatal(err)

@@ -114,7 +114,7 @@ func (s *Store) writeEach(ctx context.Context, coll *mongo.Collection, ws []cond
 				models[i] = mongo.NewUpdateOneModel().SetFilter(condFilter(w.ID, w.If)).SetUpdate(w.Update)
 			}
 		}
-		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		res, err := s.bulkWrite(ctx, coll, models)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -122,14 +122,18 @@ func (s *Store) writeEach(ctx context.Context, coll *mongo.Collection, ws []cond
 	}
 	s.serial.Lock()
 	defer s.serial.Unlock()
+	ids := make([]string, len(ws))
+	for i, w := range ws {
+		ids[i] = w.ID
+	}
+	docs, err := s.docsByID(ctx, coll, ids)
+	if err != nil {
+		return nil, 0, err
+	}
 	matched := make([]bool, len(ws))
 	var models []mongo.WriteModel
 	for i, w := range ws {
-		ok, err := s.holds(ctx, coll, w.ID, w.If)
-		if err != nil {
-			return nil, 0, err
-		}
-		if !ok {
+		if d, ok := docs[w.ID]; !ok || !condHolds(d, w.If) {
 			continue
 		}
 		matched[i] = true
@@ -146,7 +150,7 @@ func (s *Store) writeEach(ctx context.Context, coll *mongo.Collection, ws []cond
 	// Nothing else of this process writes these documents meanwhile, and
 	// documents are never deleted while a condition on them holds, so
 	// every model matches.
-	if _, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+	if _, err := s.bulkWrite(ctx, coll, models); err != nil {
 		return nil, 0, err
 	}
 	return matched, len(models), nil
@@ -173,7 +177,7 @@ func (s *Store) deleteIf(ctx context.Context, coll *mongo.Collection, ids []stri
 		for i, id := range ids {
 			models[i] = mongo.NewDeleteOneModel().SetFilter(condFilter(id, cs))
 		}
-		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		res, err := s.bulkWrite(ctx, coll, models)
 		if err != nil {
 			return 0, err
 		}
@@ -181,43 +185,79 @@ func (s *Store) deleteIf(ctx context.Context, coll *mongo.Collection, ids []stri
 	}
 	s.serial.Lock()
 	defer s.serial.Unlock()
+	docs, err := s.docsByID(ctx, coll, ids)
+	if err != nil {
+		return 0, err
+	}
 	var models []mongo.WriteModel
 	for _, id := range ids {
-		ok, err := s.holds(ctx, coll, id, cs)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
+		if d, ok := docs[id]; ok && condHolds(d, cs) {
 			models = append(models, mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}))
 		}
 	}
 	if len(models) == 0 {
 		return 0, nil
 	}
-	res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	res, err := s.bulkWrite(ctx, coll, models)
 	if err != nil {
 		return 0, err
 	}
 	return int(res.DeletedCount), nil
 }
 
-// holds reads document id and evaluates cs (false if there is none).
-func (s *Store) holds(ctx context.Context, coll *mongo.Collection, id string, cs []cond) (bool, error) {
-	raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return false, nil
+// ferretBatch caps the statements of one write command on FerretDB:
+// v1.24's update command keeps a SQLite connection per statement until
+// the command ends and deadlocks beyond its pool of 100.
+const ferretBatch = 50
+
+// bulkWrite is an unordered BulkWrite, split into batches on FerretDB.
+func (s *Store) bulkWrite(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) (*mongo.BulkWriteResult, error) {
+	if s.serial == nil {
+		return coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 	}
+	total := &mongo.BulkWriteResult{}
+	for len(models) > 0 {
+		n := min(len(models), ferretBatch)
+		res, err := coll.BulkWrite(ctx, models[:n], options.BulkWrite().SetOrdered(false))
+		if err != nil {
+			return nil, err
+		}
+		total.MatchedCount += res.MatchedCount
+		total.ModifiedCount += res.ModifiedCount
+		total.DeletedCount += res.DeletedCount
+		models = models[n:]
+	}
+	return total, nil
+}
+
+// docsByID reads the documents with the given _ids, by _id.
+func (s *Store) docsByID(ctx context.Context, coll *mongo.Collection, ids []string) (map[string]bson.Raw, error) {
+	raws, err := s.findIDs(ctx, coll, ids, nil)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return condHolds(raw, cs), nil
+	m := make(map[string]bson.Raw, len(raws))
+	for _, r := range raws {
+		if id, ok := r.Lookup("_id").StringValueOK(); ok {
+			m[id] = r
+		}
+	}
+	return m, nil
 }
 
 // findIDs returns the documents with the given _ids (in no particular
-// order), reading them one by one on FerretDB where only that is indexed.
+// order). FerretDB v1.24 scans the collection for any query, even by _id
+// (its _id index does not match the expression it queries); a query that
+// is exactly {_id: string} is a scan inside SQLite, any other filter one
+// that decodes every document, several times slower: so a few ids are
+// read one by one there.
 func (s *Store) findIDs(ctx context.Context, coll *mongo.Collection, ids []string, projection bson.D) ([]bson.Raw, error) {
-	if s.serial == nil || s.mongoPaths {
-		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find().SetProjection(projection))
+	if s.serial == nil || s.mongoPaths || len(ids) > 3 {
+		opts := options.Find()
+		if projection != nil {
+			opts.SetProjection(projection)
+		}
+		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -230,7 +270,11 @@ func (s *Store) findIDs(ctx context.Context, coll *mongo.Collection, ids []strin
 	}
 	var out []bson.Raw
 	for _, id := range ids {
-		raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(projection)).Raw()
+		opts := options.FindOne()
+		if projection != nil {
+			opts.SetProjection(projection)
+		}
+		raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, opts).Raw()
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			continue
 		}

@@ -221,14 +221,15 @@ func TestCrashRecovery(t *testing.T) {
 			}
 			close(lines)
 		}()
-		// Most kills land in the transaction loop, some during start-up
-		// and recovery.
+		// Most kills land in the transaction loop (at a random moment
+		// after the child's first commit, so every child makes progress
+		// however slow the machine), some during start-up and recovery.
 		var killAfter time.Duration
 		early := kill%5 == 4
 		if early {
 			killAfter = time.Duration(rng.IntN(150)) * time.Millisecond
 		} else {
-			killAfter = time.Duration(50+rng.IntN(550)) * time.Millisecond
+			killAfter = time.Duration(rng.IntN(500)) * time.Millisecond
 		}
 		var timer <-chan time.Time
 		if early {
@@ -253,11 +254,11 @@ func TestCrashRecovery(t *testing.T) {
 						t.Fatalf("child %d: recovered state is tx %d, but tx %d was reported committed", kill, v, committed)
 					}
 					verified++
+				case len(f) == 2 && f[0] == "committed":
+					committed, _ = strconv.Atoi(f[1])
 					if timer == nil {
 						timer = time.After(killAfter)
 					}
-				case len(f) == 2 && f[0] == "committed":
-					committed, _ = strconv.Atoi(f[1])
 				case len(f) == 3 && f[0] == "recovered":
 					b, _ := strconv.Atoi(f[1])
 					fw, _ := strconv.Atoi(f[2])

@@ -1,9 +1,10 @@
 // Package mongo is the MongoDB backend of store.Store. It talks to MongoDB
 // (standalone, replica set or sharded) and to FerretDB (the embedded default,
 // store/embedded) through the official driver, and uses only features both
-// have: single-document atomic writes, unique _id, ordinary indexes. Writes
-// are made all-or-nothing (R4 http.html#transaction) by a journal in the
-// txlog collection, not by multi-document transactions; see README.md.
+// have: inserts with a unique _id, single-document conditional writes (made
+// atomic on FerretDB by an in-process mutex, cas.go), ordinary indexes.
+// Writes are all-or-nothing (R4 http.html#transaction) through a journal in
+// the txlog collection, not multi-document transactions; see README.md.
 package mongo
 
 import (

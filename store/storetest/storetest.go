@@ -612,7 +612,7 @@ func testHistoryPaging(t *testing.T, s store.Store) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("Count %d: %v, want %v", count, got, want)
 		}
-		if min := (len(want) + count - 1) / count; pages < min || pages > min+1 {
+		if least := (len(want) + count - 1) / count; pages < least || pages > least+1 {
 			t.Errorf("Count %d: %d pages", count, pages)
 		}
 	}
@@ -971,8 +971,7 @@ func testLockExclusion(t *testing.T, s store.Store) {
 					return
 				}
 				n := inside.Add(1)
-				if n > maxInside.Load() {
-					maxInside.Store(n)
+				for m := maxInside.Load(); n > m && !maxInside.CompareAndSwap(m, n); m = maxInside.Load() {
 				}
 				time.Sleep(2 * time.Millisecond)
 				total.Add(1)
