@@ -36,6 +36,9 @@ import (
 	"github.com/fhirgate/fhirgate/store/embedded"
 )
 
+// fdb is the embedded store shared by every fhirgate instance and the direct driver calls.
+var fdb *embedded.Server
+
 var (
 	bin      = flag.String("bin", "bin/fhirgate", "fhirgate binary")
 	dur      = flag.Duration("d", 4*time.Second, "duration of each throughput phase")
@@ -53,7 +56,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	fdb, err := embedded.Start(ctx, filepath.Join(dir, "ferretdb"), nil)
+	fdb, err = embedded.Start(ctx, filepath.Join(dir, "ferretdb"), nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -127,6 +130,11 @@ func start(dir, uri, db string, auth bool, extraEnv ...string) *instance {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Same treatment as fhirgate's own embedded store: the _id expression
+	// index FerretDB lacks (store/embedded.IndexIDs).
+	if err := fdb.IndexIDs(context.Background(), db); err != nil {
+		log.Fatal(err)
+	}
 	if auth {
 		out, err := exec.Command(*bin, "token", "--scope", "system/*.cruds", "--data-dir", data, "--base-url", base).Output()
 		if err != nil {
@@ -197,6 +205,10 @@ const obsTemplate = `{"resourceType":"Observation","status":"final","category":[
 func crud(ctx context.Context, dir, uri string, client *mongo.Client) {
 	in := start(dir, uri, "bench_crud", false)
 	defer in.stop()
+	_ = client.Database("bench_raw").CreateCollection(ctx, "resources")
+	if err := fdb.IndexIDs(ctx, "bench_raw"); err != nil {
+		log.Fatal(err)
+	}
 	coll := client.Database("bench_raw").Collection("resources")
 	var ids []string
 	var mu sync.Mutex

@@ -107,9 +107,17 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		uri = a.embedded.URI
 		o.Logger.Info("embedded store started", "dir", filepath.Join(o.DataDir, "ferretdb"))
 	}
-	a.Store, err = mongo.Open(ctx, uri, o.Database, mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == ""})
+	a.Store, err = mongo.Open(ctx, uri, o.Database, mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == ""})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := a.Store.EnsureCollections(ctx); err != nil {
+		return nil, err
+	}
+	if a.embedded != nil {
+		if err := a.embedded.IndexIDs(ctx, o.Database); err != nil {
+			return nil, err
+		}
 	}
 
 	reg := search.Default()
@@ -281,8 +289,12 @@ func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
 		rec.Release = a.heldUntil(ctx, e.Resources)
 		ops = append(ops, store.Op{Kind: store.OpCreate, Record: rec})
 	}
-	// One op per Transact: an audit batch is not a transaction, and a
-	// failure must not take the other events with it.
+	// One Transact for the batch (one journal instead of one per event);
+	// should it fail, each event on its own, so one bad event cannot take
+	// the others with it.
+	if err := a.Store.Transact(ctx, ops); err == nil {
+		return nil
+	}
 	var errs []error
 	for _, op := range ops {
 		if err := a.Store.Transact(ctx, []store.Op{op}); err != nil && !errors.Is(err, store.ErrConflict) {

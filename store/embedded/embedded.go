@@ -19,6 +19,7 @@ import (
 // Server is a running embedded FerretDB.
 type Server struct {
 	URI    string
+	dir    string
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -41,14 +42,14 @@ func Start(ctx context.Context, dir string, logger *slog.Logger) (*Server, error
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
+		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(normal)",
 		Logger:    logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded: start ferretdb: %w", err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cancel: cancel, done: make(chan error, 1)}
+	s := &Server{cancel: cancel, done: make(chan error, 1), dir: abs}
 	go func() { s.done <- f.Run(rctx) }()
 	s.URI = f.MongoDBURI()
 	return s, nil

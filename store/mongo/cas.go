@@ -252,7 +252,7 @@ func (s *Store) docsByID(ctx context.Context, coll *mongo.Collection, ids []stri
 // that decodes every document, several times slower: so a few ids are
 // read one by one there.
 func (s *Store) findIDs(ctx context.Context, coll *mongo.Collection, ids []string, projection bson.D) ([]bson.Raw, error) {
-	if s.serial == nil || s.mongoPaths || len(ids) > 3 {
+	if s.serial == nil || s.mongoPaths || (len(ids) > 3 && !s.indexedIDs) {
 		opts := options.Find()
 		if projection != nil {
 			opts.SetProjection(projection)

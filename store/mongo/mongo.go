@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -49,6 +50,10 @@ type Options struct {
 	// not only those older than Lease. Only set it when no other process
 	// writes the same database (the embedded single-process mode).
 	RecoverAll bool
+	// IndexedIDs tells the store that lookups by exact _id are index
+	// lookups on this FerretDB (store/embedded.IndexIDs), so reading many
+	// documents one by one beats one $in query that decodes the collection.
+	IndexedIDs bool
 	// Lease is the age after which a journal of another (presumably dead)
 	// process is recovered; 0: DefaultLease. It must exceed the longest
 	// time a live Transact can take.
@@ -81,6 +86,7 @@ type Store struct {
 	// writes (see cas.go).
 	serial     *sync.Mutex
 	mongoPaths bool // see Options.mongoPaths
+	indexedIDs bool // see Options.IndexedIDs
 }
 
 var _ store.Store = (*Store)(nil)
@@ -113,6 +119,7 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 		lease:  opts.Lease,
 
 		mongoPaths: opts.mongoPaths,
+		indexedIDs: opts.IndexedIDs,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -275,3 +282,26 @@ func randomID() string {
 
 // notFound wraps store.ErrNotFound with what was looked up.
 func notFound(what string) error { return fmt.Errorf("mongo: %s: %w", what, store.ErrNotFound) }
+
+// EnsureCollections creates the store's collections that do not exist yet
+// (MongoDB and FerretDB create them lazily on the first write; the
+// embedded store indexes their tables at start-up).
+func (s *Store) EnsureCollections(ctx context.Context) error {
+	names, err := s.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("mongo: list collections: %w", err)
+	}
+	have := map[string]bool{}
+	for _, n := range names {
+		have[n] = true
+	}
+	for _, c := range []string{collResources, collHistory, collTxlog, collLocks, s.meta.Name()} {
+		if have[c] {
+			continue
+		}
+		if err := s.db.CreateCollection(ctx, c); err != nil && !strings.Contains(err.Error(), "already exists") {
+			return fmt.Errorf("mongo: create collection %s: %w", c, err)
+		}
+	}
+	return nil
+}

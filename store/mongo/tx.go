@@ -435,11 +435,11 @@ func (s *Store) commit(ctx context.Context, t *tx) error {
 	// The decision may also have been inserted after recovery rolled the
 	// transaction back and deleted its journal (header first, decision
 	// last): then the header is gone and nothing may be applied.
-	n, err := s.txlog.CountDocuments(bg, bson.D{{Key: "_id", Value: t.id}})
-	if err != nil {
+	err = s.txlog.FindOne(bg, bson.D{{Key: "_id", Value: t.id}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return fmt.Errorf("mongo: commit transaction %s (outcome left to recovery): %w", t.id, err)
 	}
-	if n == 0 {
+	if errors.Is(err, mongo.ErrNoDocuments) {
 		return s.lateCommit(bg, t)
 	}
 	var last error
@@ -556,7 +556,15 @@ func (s *Store) deleteJournal(ctx context.Context, id string, chunks int) error 
 	for n := 0; n < chunks; n++ {
 		ids = append(ids, chunkID(id, n))
 	}
-	if _, err := s.txlog.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
+	if s.serial != nil && !s.mongoPaths {
+		// FerretDB pushes only a filter that is exactly {_id: string} down
+		// to SQLite; anything else decodes every journal document.
+		for _, jid := range ids {
+			if _, err := s.txlog.DeleteOne(ctx, bson.D{{Key: "_id", Value: jid}}); err != nil {
+				return fmt.Errorf("mongo: delete journal: %w", err)
+			}
+		}
+	} else if _, err := s.txlog.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
 		return fmt.Errorf("mongo: delete journal: %w", err)
 	}
 	// The decision goes last: while the header exists, a decision exists
