@@ -49,6 +49,12 @@ type Event struct {
 	UserAgent string // User-Agent header
 	RequestID string // X-Request-Id
 	Server    string // base URL of this server (the observer)
+
+	// HeldUntilPatient / HeldUntilProxy are the latest release instants of
+	// the resources named (zero: all released). Not rendered: the sink
+	// gives the AuditEvent this release state, so a patient's audit view
+	// does not reveal a held resource before it is released.
+	HeldUntilPatient, HeldUntilProxy time.Time
 }
 
 // Code systems and profiles (R4 terminology, DICOM, IHE BALP).

@@ -4,8 +4,9 @@
 // directly with the Mongo driver (the ratio is fhirgate's overhead), the
 // cost of authorization, Bundle ingest, search latency, and release rules.
 //
-// The FerretDB runs inside fhirbench (so the direct driver calls reach the
-// very same store) and fhirgate connects to it with FHIRGATE_MONGODB_URI.
+// Each fhirgate runs on its own embedded store (FerretDB in-process, as
+// `make run` does) listening on FHIRGATE_EMBEDDED_ADDR, so the direct driver
+// calls reach the very same store.
 package main
 
 import (
@@ -36,9 +37,6 @@ import (
 	"github.com/fhirgate/fhirgate/store/embedded"
 )
 
-// fdb is the embedded store shared by every fhirgate instance and the direct driver calls.
-var fdb *embedded.Server
-
 var (
 	bin      = flag.String("bin", "bin/fhirgate", "fhirgate binary")
 	dur      = flag.Duration("d", 4*time.Second, "duration of each throughput phase")
@@ -56,44 +54,36 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	fdb, err = embedded.Start(ctx, filepath.Join(dir, "ferretdb"), nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer fdb.Stop()
-	client, err := mongo.Connect(options.Client().ApplyURI(fdb.URI))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
 	want := map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		want[strings.TrimSpace(p)] = true
 	}
 	fmt.Printf("fhirbench: %d concurrent clients, %s per phase, GOMAXPROCS machine: %d cores\n", *conc, *dur, numCPU())
 	if want["crud"] {
-		crud(ctx, dir, fdb.URI, client)
+		crud(ctx, dir)
 	}
 	if want["auth"] {
-		auth(ctx, dir, fdb.URI)
+		auth(ctx, dir)
 	}
 	if want["ingest"] {
-		ingest(ctx, dir, fdb.URI)
+		ingest(ctx, dir)
 	}
 	if want["search"] {
-		searchPhase(ctx, dir, fdb.URI)
+		searchPhase(ctx, dir)
 	}
 	if want["policy"] {
-		policyPhase(ctx, dir, fdb.URI)
+		policyPhase(ctx, dir)
 	}
 }
 
 // instance is one running fhirgate process.
 type instance struct {
-	cmd   *exec.Cmd
-	base  string
-	token string
-	db    string
+	cmd      *exec.Cmd
+	base     string
+	token    string
+	db       string
+	data     string
+	storeURI string
 }
 
 func freePort() string {
@@ -105,13 +95,15 @@ func freePort() string {
 	return l.Addr().String()
 }
 
-// start runs fhirgate on database db; auth false sets FHIRGATE_AUTH_DISABLED.
-func start(dir, uri, db string, auth bool, extraEnv ...string) *instance {
+// start runs fhirgate on its embedded store (data dir named after db);
+// auth false sets FHIRGATE_AUTH_DISABLED.
+func start(dir, db string, auth bool, extraEnv ...string) *instance {
 	addr := freePort()
+	storeAddr := freePort()
 	base := "http://" + addr + "/fhir"
 	data := filepath.Join(dir, "data-"+db)
-	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_MONGODB_URI="+uri,
-		"FHIRGATE_DATABASE="+db, "FHIRGATE_DATA_DIR="+data, "FHIRGATE_LOG_LEVEL=warn",
+	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_EMBEDDED_ADDR="+storeAddr,
+		"FHIRGATE_DATABASE=fhirgate", "FHIRGATE_DATA_DIR="+data, "FHIRGATE_LOG_LEVEL=warn",
 		fmt.Sprintf("FHIRGATE_AUTH_DISABLED=%v", !auth))
 	env = append(env, extraEnv...)
 	cmd := exec.Command(*bin, "serve")
@@ -120,7 +112,7 @@ func start(dir, uri, db string, auth bool, extraEnv ...string) *instance {
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
-	in := &instance{cmd: cmd, base: base, db: db}
+	in := &instance{cmd: cmd, base: base, db: db, data: data, storeURI: "mongodb://" + storeAddr + "/"}
 	for i := 0; i < 200; i++ {
 		if r, err := http.Get("http://" + addr + "/readyz"); err == nil {
 			r.Body.Close()
@@ -129,11 +121,6 @@ func start(dir, uri, db string, auth bool, extraEnv ...string) *instance {
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-	// Same treatment as fhirgate's own embedded store: the _id expression
-	// index FerretDB lacks (store/embedded.IndexIDs).
-	if err := fdb.IndexIDs(context.Background(), db); err != nil {
-		log.Fatal(err)
 	}
 	if auth {
 		out, err := exec.Command(*bin, "token", "--scope", "system/*.cruds", "--data-dir", data, "--base-url", base).Output()
@@ -202,11 +189,18 @@ const obsTemplate = `{"resourceType":"Observation","status":"final","category":[
 
 // crud compares create/read/update through fhirgate with the same store
 // operations issued directly (one document insert, find by _id, replace).
-func crud(ctx context.Context, dir, uri string, client *mongo.Client) {
-	in := start(dir, uri, "bench_crud", false)
+func crud(ctx context.Context, dir string) {
+	in := start(dir, "bench_crud", false)
 	defer in.stop()
+	client, err := mongo.Connect(options.Client().ApplyURI(in.storeURI))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	// The raw collection gets what fhirgate's collections get on the
+	// embedded store: the _id expression index FerretDB lacks.
 	_ = client.Database("bench_raw").CreateCollection(ctx, "resources")
-	if err := fdb.IndexIDs(ctx, "bench_raw"); err != nil {
+	if err := embedded.IndexIDsAt(ctx, filepath.Join(in.data, "ferretdb"), "bench_raw"); err != nil {
 		log.Fatal(err)
 	}
 	coll := client.Database("bench_raw").Collection("resources")
@@ -274,18 +268,19 @@ func crud(ctx context.Context, dir, uri string, client *mongo.Client) {
 }
 
 // auth compares read and search with and without authorization.
-func auth(ctx context.Context, dir, uri string) {
-	off := start(dir, uri, "bench_auth", false)
-	on := start(dir, uri, "bench_auth", true)
+func auth(ctx context.Context, dir string) {
+	off := start(dir, "bench_auth_off", false)
+	on := start(dir, "bench_auth_on", true)
 	defer off.stop()
 	defer on.stop()
 	var ids []string
 	for i := 0; i < 200; i++ {
-		st, b := off.do("POST", "Observation", []byte(obsTemplate), "")
-		if st == 201 {
-			var r struct{ ID string }
-			_ = json.Unmarshal(b, &r)
-			ids = append(ids, r.ID)
+		id := fmt.Sprintf("obs-%d", i)
+		body := []byte(strings.Replace(obsTemplate, `{"resourceType":"Observation"`, `{"resourceType":"Observation","id":"`+id+`"`, 1))
+		st1, _ := off.do("PUT", "Observation/"+id, body, "")
+		st2, _ := on.do("PUT", "Observation/"+id, body, on.token)
+		if st1 == 201 && st2 == 201 {
+			ids = append(ids, id)
 		}
 	}
 	fmt.Printf("\n== Authorization overhead (same store, same data; token: system/*.cruds JWT, RS256)\n")
@@ -304,8 +299,8 @@ func auth(ctx context.Context, dir, uri string) {
 }
 
 // ingest posts transaction and batch Bundles of ~100 generated resources.
-func ingest(ctx context.Context, dir, uri string) {
-	in := start(dir, uri, "bench_ingest", false)
+func ingest(ctx context.Context, dir string) {
+	in := start(dir, "bench_ingest", false)
 	defer in.stop()
 	rs := gen.Generate(42, 400, gen.Options{})
 	groups := gen.Chunks(rs, 100)
@@ -376,11 +371,11 @@ func latency(in *instance, path, token string, n int) (time.Duration, time.Durat
 }
 
 // searchPhase loads N Observations and measures the issue's queries.
-func searchPhase(ctx context.Context, dir, uri string) {
+func searchPhase(ctx context.Context, dir string) {
 	for _, ns := range strings.Split(*searchNs, ",") {
 		var n int
 		fmt.Sscan(ns, &n)
-		in := start(dir, uri, fmt.Sprintf("bench_search_%d", n), false)
+		in := start(dir, fmt.Sprintf("bench_search_%d", n), false)
 		// ~40 Observations per generated patient.
 		patients := max(1, n/40)
 		rs := gen.Generate(7, patients, gen.Options{})
@@ -415,7 +410,7 @@ func searchPhase(ctx context.Context, dir, uri string) {
 }
 
 // policyPhase compares a patient's search latency with 20 rules vs none.
-func policyPhase(ctx context.Context, dir, uri string) {
+func policyPhase(ctx context.Context, dir string) {
 	polFile := filepath.Join(dir, "policy20.yaml")
 	var b strings.Builder
 	b.WriteString("version: 1\nrules:\n")
@@ -424,8 +419,8 @@ func policyPhase(ctx context.Context, dir, uri string) {
 	}
 	b.WriteString("  - name: pathology\n    match:\n      category: [\"http://terminology.hl7.org/CodeSystem/v2-0074|SP\"]\n    action: delay\n    delay: 168h\n    from: issued\n")
 	_ = os.WriteFile(polFile, []byte(b.String()), 0o600)
-	none := start(dir, uri, "bench_policy_none", true)
-	with := start(dir, uri, "bench_policy_20", true, "FHIRGATE_POLICY_FILE="+polFile)
+	none := start(dir, "bench_policy_none", true)
+	with := start(dir, "bench_policy_20", true, "FHIRGATE_POLICY_FILE="+polFile)
 	defer none.stop()
 	defer with.stop()
 	rs := gen.Generate(11, 40, gen.Options{})
@@ -442,7 +437,7 @@ func policyPhase(ctx context.Context, dir, uri string) {
 	}
 	tok := func(in *instance) string {
 		out, err := exec.Command(*bin, "token", "--scope", "patient/*.rs", "--patient", pid, "--fhir-user", "Patient/"+pid,
-			"--data-dir", filepath.Join(dir, "data-"+in.db), "--base-url", in.base).Output()
+			"--data-dir", in.data, "--base-url", in.base).Output()
 		if err != nil {
 			log.Fatal(err)
 		}

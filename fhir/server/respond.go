@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/fhir"
@@ -125,10 +126,28 @@ func (s *Server) audit(ctx context.Context, x *exchange, resp *fhir.Response) {
 		e.Proxy = c.proxy
 	}
 	for _, ev := range splitByPatient(e, x) {
+		ev.HeldUntilPatient, ev.HeldUntilProxy = heldUntil(x, ev.Resources)
 		if err := s.cfg.Audit.Log(ctx, ev); err != nil {
 			s.cfg.Logger.ErrorContext(ctx, "audit event not queued", "err", err, "interaction", e.Interaction)
 		}
 	}
+}
+
+// heldUntil is the latest release instant per audience among the named
+// resources of x (an AuditEvent is released when all it names are).
+func heldUntil(x *exchange, names []string) (patient, proxy time.Time) {
+	for i, r := range x.resources {
+		if !contains(names, r) {
+			continue
+		}
+		if x.held[i].Patient.After(patient) {
+			patient = x.held[i].Patient
+		}
+		if x.held[i].Proxy.After(proxy) {
+			proxy = x.held[i].Proxy
+		}
+	}
+	return patient, proxy
 }
 
 // splitByPatient records one AuditEvent per patient whose data was touched

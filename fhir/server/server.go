@@ -128,13 +128,16 @@ type exchange struct {
 	patients    []string
 	// owners[i] lists the patient compartments of resources[i].
 	owners [][]string
-	query  string
+	// held[i] is the release state of resources[i].
+	held  []store.Release
+	query string
 }
 
 func (x *exchange) touched(recs ...store.Record) {
 	for _, r := range recs {
 		x.resources = append(x.resources, r.Key()+"/_history/"+itoa(r.VersionID))
 		x.owners = append(x.owners, r.Index.Compartments)
+		x.held = append(x.held, r.Release)
 		for _, p := range r.Index.Compartments {
 			if !contains(x.patients, p) {
 				x.patients = append(x.patients, p)

@@ -37,9 +37,11 @@ import (
 type Options struct {
 	BaseURL  string
 	MongoURI string // empty: embedded FerretDB under DataDir
-	DataDir  string
-	Database string
-	MaxBody  int64
+	// EmbeddedAddr is the embedded store's listen address ("" = a free port).
+	EmbeddedAddr string
+	DataDir      string
+	Database     string
+	MaxBody      int64
 	// MaxEntries bounds Bundle entries (default 10,000).
 	MaxEntries int
 
@@ -100,12 +102,12 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	}()
 	uri := o.MongoURI
 	if uri == "" {
-		a.embedded, err = embedded.Start(ctx, filepath.Join(o.DataDir, "ferretdb"), o.Logger)
+		a.embedded, err = embedded.Start(ctx, filepath.Join(o.DataDir, "ferretdb"), o.EmbeddedAddr, o.Logger)
 		if err != nil {
 			return nil, err
 		}
 		uri = a.embedded.URI
-		o.Logger.Info("embedded store started", "dir", filepath.Join(o.DataDir, "ferretdb"))
+		o.Logger.Info("embedded store started", "dir", filepath.Join(o.DataDir, "ferretdb"), "uri", a.embedded.URI)
 	}
 	a.Store, err = mongo.Open(ctx, uri, o.Database, mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == ""})
 	if err != nil {
@@ -286,7 +288,10 @@ func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
 		if err != nil {
 			return fmt.Errorf("audit: build event: %w", err)
 		}
-		rec.Release = a.heldUntil(ctx, e.Resources)
+		rec.Release = store.Release{Patient: e.HeldUntilPatient, Proxy: e.HeldUntilProxy}
+		if !rec.Release.Patient.IsZero() || !rec.Release.Proxy.IsZero() {
+			rec.Release.State = "follows-subject"
+		}
 		ops = append(ops, store.Op{Kind: store.OpCreate, Record: rec})
 	}
 	// One Transact for the batch (one journal instead of one per event);

@@ -24,9 +24,12 @@ type Server struct {
 	done   chan error
 }
 
-// Start starts FerretDB with its SQLite files under dir, listening on a free
-// loopback port. Logs go to logger at error level (FerretDB warns about every command it lacks, e.g. endSessions) (nil: discarded).
-func Start(ctx context.Context, dir string, logger *slog.Logger) (*Server, error) {
+// Start starts FerretDB with its SQLite files under dir, listening on addr
+// ("" = a free loopback port; set it to reach the store with mongosh). Logs go to logger at error level (FerretDB warns about every command it lacks, e.g. endSessions) (nil: discarded).
+func Start(ctx context.Context, dir, addr string, logger *slog.Logger) (*Server, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: data dir: %w", err)
@@ -37,10 +40,10 @@ func Start(ctx context.Context, dir string, logger *slog.Logger) (*Server, error
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	} else {
-		logger = slog.New(levelFilter{logger.Handler(), slog.LevelError})
+		logger = slog.New(levelFilter{Handler: logger.Handler(), min: slog.LevelError})
 	}
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(normal)",
 		Logger:    logger,
@@ -64,17 +67,38 @@ func (s *Server) Stop() {
 	}
 }
 
+// levelFilter passes records at or above min to the wrapped handler. It
+// keeps attributes and groups itself and applies them only to records it
+// passes: FerretDB derives a logger per connection and command, and the
+// wrapped handler's WithAttrs would copy its state every time.
 type levelFilter struct {
 	slog.Handler
-	min slog.Level
+	min   slog.Level
+	steps []func(slog.Handler) slog.Handler
 }
 
 func (l levelFilter) Enabled(ctx context.Context, lv slog.Level) bool {
 	return lv >= l.min && l.Handler.Enabled(ctx, lv)
 }
-func (l levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
-	return levelFilter{l.Handler.WithAttrs(a), l.min}
+
+func (l levelFilter) Handle(ctx context.Context, r slog.Record) error {
+	h := l.Handler
+	for _, s := range l.steps {
+		h = s(h)
+	}
+	return h.Handle(ctx, r)
 }
+
+func (l levelFilter) with(step func(slog.Handler) slog.Handler) slog.Handler {
+	steps := make([]func(slog.Handler) slog.Handler, len(l.steps), len(l.steps)+1)
+	copy(steps, l.steps)
+	return levelFilter{l.Handler, l.min, append(steps, step)}
+}
+
+func (l levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return l.with(func(h slog.Handler) slog.Handler { return h.WithAttrs(a) })
+}
+
 func (l levelFilter) WithGroup(n string) slog.Handler {
-	return levelFilter{l.Handler.WithGroup(n), l.min}
+	return l.with(func(h slog.Handler) slog.Handler { return h.WithGroup(n) })
 }

@@ -13,7 +13,7 @@ import (
 // through the official driver.
 func TestStartInsertFind(t *testing.T) {
 	ctx := context.Background()
-	s, err := Start(ctx, t.TempDir(), nil)
+	s, err := Start(ctx, t.TempDir(), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,13 @@ import (
 // untouched; the index is plain SQLite maintenance FerretDB keeps up to
 // date on every write like any other index.
 func (s *Server) IndexIDs(ctx context.Context, database string) error {
-	file := filepath.Join(s.dir, database+".sqlite")
+	return IndexIDsAt(ctx, s.dir, database)
+}
+
+// IndexIDsAt is IndexIDs for the embedded store whose files are in dir
+// (another process's, e.g. the benchmark's view of a running fhirgate).
+func IndexIDsAt(ctx context.Context, dir, database string) error {
+	file := filepath.Join(dir, database+".sqlite")
 	db, err := sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		return fmt.Errorf("embedded: open %s: %w", file, err)
