@@ -170,7 +170,7 @@ func crashChild() {
 		os.Exit(1)
 	}
 	ctx := context.Background()
-	srv, err := embedded.Start(ctx, os.Getenv(crashChildEnv), nil)
+	srv, err := embedded.Start(ctx, os.Getenv(crashChildEnv), "", nil)
 	if err != nil {
 		fail("start: %v", err)
 	}
@@ -284,7 +284,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	// Final recovery and check in this process.
 	ctx := context.Background()
-	srv, err := embedded.Start(ctx, dir, nil)
+	srv, err := embedded.Start(ctx, dir, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 // database of its own.
 var (
 	embeddedURI string
+	embeddedSrv *embedded.Server
 	dbSeq       atomic.Int64
 )
 
@@ -29,12 +30,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	srv, err := embedded.Start(context.Background(), dir, nil)
+	srv, err := embedded.Start(context.Background(), dir, "", nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	embeddedURI = srv.URI
+	embeddedURI, embeddedSrv = srv.URI, srv
 	code := m.Run()
 	srv.Stop()
 	os.RemoveAll(dir)

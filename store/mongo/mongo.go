@@ -15,8 +15,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"

@@ -231,10 +231,18 @@ func TestChunkedJournal(t *testing.T) {
 	t.Cleanup(func() { chunkLimit = old })
 	ctx := context.Background()
 	s := setup(t, Options{})
+	// Creates journal no document (their placeholders hold it): chunk the
+	// documents of updates.
 	var ops []store.Op
 	for i := 0; i < 8; i++ {
-		r := basic(fmt.Sprintf("c%d", i), 1, strings.Repeat("z", 600))
+		r := basic(fmt.Sprintf("c%d", i), 1, "small")
 		ops = append(ops, store.Op{Kind: store.OpCreate, Record: r})
+	}
+	if err := s.Transact(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ops {
+		ops[i] = store.Op{Kind: store.OpPut, IfVersion: 1, Record: basic(fmt.Sprintf("c%d", i), 2, strings.Repeat("z", 600))}
 	}
 	tr := newTx(ops)
 	if err := s.prepare(ctx, tr); err != nil {
@@ -258,13 +266,13 @@ func TestChunkedJournal(t *testing.T) {
 	}
 	// And through Transact.
 	for i := range ops {
-		ops[i].Record.ID = fmt.Sprintf("d%d", i)
+		ops[i].IfVersion, ops[i].Record.VersionID = 2, 3
 	}
 	if err := s2.Transact(ctx, ops); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s2.Read(ctx, "Basic", "d7"); err != nil {
-		t.Error(err)
+	if r, err := s2.Read(ctx, "Basic", "c7"); err != nil || r.VersionID != 3 {
+		t.Errorf("c7 = v%d, %v; want v3", r.VersionID, err)
 	}
 	// Chunks of a writer that died before its header was written... or
 	// whose header is gone: deleted once older than the lease.

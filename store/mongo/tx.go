@@ -20,24 +20,29 @@ import (
 // Transactions without multi-document transactions (README.md, "Transact"):
 //
 //  1. validate the ops;
-//  2. insert a journal header (txlog, kind "h") holding every new document
-//     (in chunk documents, kind "c", beyond chunkLimit);
+//  2. insert a journal header (txlog, kind "h") holding the new documents
+//     of the updates and deletes (in chunk documents, kind "c", beyond
+//     chunkLimit); a create journals only its key;
 //  3. lock every touched current document by setting its tx field, with the
-//     version check in the same single-document update; a create inserts a
-//     pending placeholder instead, made race-free by the unique _id. Any
-//     failure releases what was taken and reports ErrConflict;
-//  4. commit: insert the decision document {_id: txid.d, outcome:
-//     "committed"} (the commit point);
+//     version check in the same single-document update; a create inserts
+//     its new document as placeholder (tx, pending, del: hidden from
+//     readers), made race-free by the unique _id. Any failure releases
+//     what was taken and reports ErrConflict;
+//  4. commit: $push "committed" onto the header's decision list d (the
+//     commit point; the first element is the outcome; no match: the
+//     journal is gone, recovery rolled the transaction back);
 //  5. insert the history documents, replace the current documents still
-//     locked by this transaction (unsetting tx);
-//  6. delete the journal (decision, chunks, header).
+//     locked by this transaction (unsetting tx) and reveal the create
+//     placeholders (del false, unset tx and pending);
+//  6. delete the journal (header, chunks).
 //
 // A crash before 4 leaves a journal without decision, which recovery rolls
-// back; a crash after 4 a committed one, which it rolls forward. Recovery
-// decides an undecided journal by inserting the decision "aborted": the
-// unique _id makes commit and abort mutually exclusive with a plain insert,
-// the one write that is atomic on MongoDB and FerretDB alike, so an owner
-// that was only slow cannot commit after recovery rolled it back.
+// back; a crash after 4 a committed one, which it rolls forward (a create
+// from its placeholder). Recovery decides an undecided journal by pushing
+// "aborted": both decisions are one single-document atomic update of the
+// header (on FerretDB under the process mutex) and only the first counts,
+// so an owner that was only slow cannot commit after recovery rolled it
+// back, and the same write tells it whether the header still exists.
 
 // Journal document kinds and outcomes.
 const (
@@ -70,6 +75,9 @@ type journal struct {
 	Keys   []jkey     `bson:"keys"`
 	Chunks int        `bson:"chunks"`
 	Ops    []bson.Raw `bson:"ops,omitempty"` // inline docs when Chunks == 0
+	// D lists the decisions pushed onto the header; the first one is the
+	// outcome (see decide).
+	D []string `bson:"d,omitempty"`
 }
 
 // jchunk holds part of the new documents of a large transaction.
@@ -220,7 +228,10 @@ func (s *Store) writeJournal(ctx context.Context, t *tx) error {
 	var chunks [][]bson.Raw
 	var cur []bson.Raw
 	size := 0
-	for _, d := range t.docs {
+	for i, d := range t.docs {
+		if t.keys[i].If == 0 {
+			continue // a create's document is its placeholder
+		}
 		raw, err := bson.Marshal(d)
 		if err != nil {
 			return fmt.Errorf("mongo: encode %s: %w", d.ID, err)
@@ -266,12 +277,11 @@ func (s *Store) lockAll(ctx context.Context, t *tx) (int, error) {
 	var insIdx []int
 	for i, k := range t.keys {
 		if k.If == 0 {
+			// The placeholder is the new document itself, hidden from
+			// readers (del, pending) until apply clears the flags.
 			d := t.docs[i]
-			ins = append(ins, bson.D{
-				{Key: "_id", Value: k.K}, {Key: "t", Value: d.T}, {Key: "i", Value: d.I},
-				{Key: "v", Value: int64(0)}, {Key: "del", Value: true},
-				{Key: "pending", Value: true}, {Key: "tx", Value: t.id},
-			})
+			d.Del, d.Pending, d.Tx = true, true, t.id
+			ins = append(ins, d)
 			insIdx = append(insIdx, i)
 			continue
 		}
@@ -424,6 +434,11 @@ func (s *Store) commit(ctx context.Context, t *tx) error {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.lease)
 	defer cancel()
 	outcome, err := s.decide(bg, t.id, outcomeCommitted)
+	if errors.Is(err, errJournalGone) {
+		// Recovery rolled the transaction back and deleted its journal
+		// before this decision (only the owner decides "committed").
+		return s.lateCommit(bg, t)
+	}
 	if err != nil {
 		// Unknown outcome: the journal decides; recovery finishes it.
 		return fmt.Errorf("mongo: commit transaction %s (outcome left to recovery): %w", t.id, err)
@@ -432,22 +447,12 @@ func (s *Store) commit(ctx context.Context, t *tx) error {
 		s.cleanup(ctx, t, "aborted by recovery")
 		return fmt.Errorf("mongo: transaction %s was rolled back by recovery (lease %s expired)", t.id, s.lease)
 	}
-	// The decision may also have been inserted after recovery rolled the
-	// transaction back and deleted its journal (header first, decision
-	// last): then the header is gone and nothing may be applied.
-	err = s.txlog.FindOne(bg, bson.D{{Key: "_id", Value: t.id}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
-	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		return fmt.Errorf("mongo: commit transaction %s (outcome left to recovery): %w", t.id, err)
-	}
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return s.lateCommit(bg, t)
-	}
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		}
-		if last = s.apply(bg, t.id, t.docs, t.chunks); last == nil {
+		if last = s.apply(bg, t.id, t.keys, t.docs, t.chunks); last == nil {
 			return nil
 		}
 	}
@@ -458,9 +463,6 @@ func (s *Store) commit(ctx context.Context, t *tx) error {
 // recovered: either recovery had rolled the transaction back (before the
 // decision) or it rolled it forward (after it).
 func (s *Store) lateCommit(ctx context.Context, t *tx) error {
-	if _, err := s.txlog.DeleteOne(ctx, bson.D{{Key: "_id", Value: decisionID(t.id)}}); err != nil {
-		s.log.Warn("mongo: delete stray decision", "tx", t.id, "err", err)
-	}
 	d := t.docs[0].historyDoc()
 	var h doc
 	err := s.hist.FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&h)
@@ -470,37 +472,70 @@ func (s *Store) lateCommit(ctx context.Context, t *tx) error {
 	return fmt.Errorf("mongo: transaction %s was rolled back by recovery (lease %s expired)", t.id, s.lease)
 }
 
+// errJournalGone: the header of the journal no longer exists (the
+// transaction was recovered and its journal deleted).
+var errJournalGone = errors.New("mongo: journal gone")
+
 // decide records outcome for transaction id unless it is decided
-// already, and returns the outcome that holds.
+// already, and returns the outcome that holds. The decision is a $push
+// onto the header's list d, the first element of which is the outcome:
+// one single-document atomic update (on FerretDB under the mutex of this
+// process), so of the owner's "committed" and a recoverer's "aborted"
+// exactly the first counts, and it is the same command that tells the
+// owner whether the header still exists (errJournalGone).
 func (s *Store) decide(ctx context.Context, id, outcome string) (string, error) {
-	_, err := s.txlog.InsertOne(ctx, decision{ID: decisionID(id), Kind: kindDecision, Tx: id, At: s.now().UTC(), Outcome: outcome})
-	if err == nil {
-		return outcome, nil
+	if s.serial != nil {
+		s.serial.Lock()
+		defer s.serial.Unlock()
 	}
-	if !mongo.IsDuplicateKeyError(err) {
+	var j struct {
+		D []string `bson:"d"`
+	}
+	err := s.txlog.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$push", Value: bson.D{{Key: "d", Value: outcome}}}},
+		// No projection: FerretDB v1.24's findAndModify has none.
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&j)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", errJournalGone
+	}
+	if err != nil {
 		return "", err
 	}
-	var d decision
-	if err := s.txlog.FindOne(ctx, bson.D{{Key: "_id", Value: decisionID(id)}}).Decode(&d); err != nil {
-		return "", err
+	if len(j.D) == 0 {
+		return "", fmt.Errorf("mongo: decide %s: no decision recorded", id)
 	}
-	return d.Outcome, nil
+	return j.D[0], nil
 }
 
 // apply writes the documents of a committed transaction and deletes its
-// journal (steps 5 and 6). It is idempotent: recovery repeats it.
-func (s *Store) apply(ctx context.Context, id string, docs []doc, chunks int) error {
-	hist := make([]any, len(docs))
-	repl := make([]condWrite, len(docs))
+// journal (steps 5 and 6). docs holds the new document of each key, or a
+// zero doc (ID "") for a create already applied. It is idempotent:
+// recovery repeats it.
+func (s *Store) apply(ctx context.Context, id string, keys []jkey, docs []doc, chunks int) error {
+	var hist []any
+	var repl []condWrite
 	for i, d := range docs {
-		hist[i] = d.historyDoc()
+		if d.ID == "" {
+			continue
+		}
+		hist = append(hist, d.historyDoc())
+		if keys[i].If == 0 {
+			// The placeholder is the document: reveal it.
+			repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Update: bson.D{
+				{Key: "$set", Value: bson.D{{Key: "del", Value: false}}},
+				{Key: "$unset", Value: bson.D{{Key: "tx", Value: ""}, {Key: "pending", Value: ""}}},
+			}})
+			continue
+		}
 		cur := d
 		cur.Tx, cur.Pending = "", false
-		repl[i] = condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: cur}
+		repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: cur})
 	}
 	// History first: whoever reads the new current version can VRead it.
-	if _, err := s.hist.InsertMany(ctx, hist, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
-		return fmt.Errorf("mongo: write history: %w", err)
+	if len(hist) > 0 {
+		if _, err := s.hist.InsertMany(ctx, hist, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
+			return fmt.Errorf("mongo: write history: %w", err)
+		}
 	}
 	if _, _, err := s.writeEach(ctx, s.res, repl); err != nil {
 		return fmt.Errorf("mongo: write current versions: %w", err)
@@ -546,11 +581,11 @@ func (s *Store) rollback(ctx context.Context, id string, keys []jkey, chunks int
 	return s.deleteJournal(ctx, id, chunks)
 }
 
-// deleteJournal deletes the documents of journal id: header and chunks,
-// then the decision. It runs after the transaction is applied or rolled
-// back, so any part of the journal it leaves is harmless: committed with
-// chunks missing reads as applied; chunks or a decision without header
-// are swept by recovery.
+// deleteJournal deletes the documents of journal id: header (with its
+// decision) and chunks. It runs after the transaction is applied or
+// rolled back, so any part of the journal it leaves is harmless: committed
+// with chunks missing reads as applied; chunks without header are swept
+// by recovery.
 func (s *Store) deleteJournal(ctx context.Context, id string, chunks int) error {
 	ids := bson.A{id}
 	for n := 0; n < chunks; n++ {
@@ -566,11 +601,6 @@ func (s *Store) deleteJournal(ctx context.Context, id string, chunks int) error 
 		}
 	} else if _, err := s.txlog.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
 		return fmt.Errorf("mongo: delete journal: %w", err)
-	}
-	// The decision goes last: while the header exists, a decision exists
-	// once made, so a late owner cannot commit what recovery rolled back.
-	if _, err := s.txlog.DeleteOne(ctx, bson.D{{Key: "_id", Value: decisionID(id)}}); err != nil {
-		return fmt.Errorf("mongo: delete journal decision: %w", err)
 	}
 	return nil
 }
@@ -649,7 +679,23 @@ func (s *Store) recoverJournal(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("mongo: recover %s: %w", id, err)
 	}
-	outcome, err := s.decide(ctx, id, outcomeAborted)
+	vote := outcomeAborted
+	if len(j.D) == 0 {
+		// A journal of a version that kept the decision in a document
+		// of its own (txid.d): adopt that outcome.
+		var d decision
+		err := s.txlog.FindOne(ctx, bson.D{{Key: "_id", Value: decisionID(id)}}).Decode(&d)
+		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+			return fmt.Errorf("mongo: recover %s: %w", id, err)
+		}
+		if err == nil {
+			vote = d.Outcome
+		}
+	}
+	outcome, err := s.decide(ctx, id, vote)
+	if errors.Is(err, errJournalGone) {
+		return nil // finished meanwhile
+	}
 	if err != nil {
 		return fmt.Errorf("mongo: recover %s: %w", id, err)
 	}
@@ -665,7 +711,7 @@ func (s *Store) recoverJournal(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return s.apply(ctx, id, docs, j.Chunks)
+	return s.apply(ctx, id, j.Keys, docs, j.Chunks)
 }
 
 // errChunksGone: a committed journal lost chunks, which only its deletion
@@ -693,14 +739,52 @@ func (s *Store) journalDocs(ctx context.Context, j *journal) ([]doc, error) {
 			raws = append(raws, c.Ops...)
 		}
 	}
-	if len(raws) != len(j.Keys) {
-		return nil, fmt.Errorf("mongo: recover %s: %d documents for %d keys", j.ID, len(raws), len(j.Keys))
+	if len(raws) == len(j.Keys) { // every document inline (older journals)
+		docs := make([]doc, len(raws))
+		for i, r := range raws {
+			if err := bson.Unmarshal(r, &docs[i]); err != nil {
+				return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
+			}
+		}
+		return docs, nil
 	}
-	docs := make([]doc, len(raws))
-	for i, r := range raws {
-		if err := bson.Unmarshal(r, &docs[i]); err != nil {
+	docs := make([]doc, len(j.Keys))
+	var creates []string
+	n := 0
+	for i, k := range j.Keys {
+		if k.If == 0 {
+			creates = append(creates, k.K)
+			continue
+		}
+		if n >= len(raws) {
+			break
+		}
+		if err := bson.Unmarshal(raws[n], &docs[i]); err != nil {
 			return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
 		}
+		n++
+	}
+	if n != len(raws) || n+len(creates) != len(j.Keys) {
+		return nil, fmt.Errorf("mongo: recover %s: %d documents for %d keys", j.ID, len(raws), len(j.Keys))
+	}
+	// A create's document is its placeholder, still locked by the
+	// transaction unless already applied (then history has it too).
+	placeholders, err := s.docsByID(ctx, s.res, creates)
+	if err != nil {
+		return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
+	}
+	for i, k := range j.Keys {
+		raw, ok := placeholders[k.K]
+		if k.If != 0 || !ok || !condHolds(raw, []cond{eq("tx", j.ID), eq("pending", true)}) {
+			continue
+		}
+		if err := bson.Unmarshal(raw, &docs[i]); err != nil {
+			return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
+		}
+		if docs[i].V == 0 { // a bare placeholder of an older version: cannot apply
+			return nil, fmt.Errorf("mongo: recover %s: placeholder of %s without document", j.ID, k.K)
+		}
+		docs[i].Del, docs[i].Tx, docs[i].Pending = false, "", false
 	}
 	return docs, nil
 }

@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	srv, err := embedded.Start(ctx, dir, nil)
+	srv, err := embedded.Start(ctx, dir, "", nil)
 	if err != nil {
 		panic(err)
 	}
