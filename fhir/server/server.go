@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/audit"
+	"github.com/fhirgate/fhirgate/conformance"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/search/engine"
@@ -262,43 +263,45 @@ func (s *Server) dispatch(ctx context.Context, x *exchange) (*fhir.Response, err
 			return nil, notAllowed(m)
 		}
 		return s.vread(ctx, x)
-	case rt.id != "":
-		switch m {
-		case http.MethodGet:
-			x.interaction = "read"
-			return s.read(ctx, x)
-		case http.MethodPut:
-			x.interaction = "update"
-			return s.update(ctx, x)
-		case http.MethodPatch:
-			x.interaction = "patch"
-			return s.patch(ctx, x)
-		case http.MethodDelete:
-			x.interaction = "delete"
-			return s.delete(ctx, x)
+	default:
+		table := typeLevel
+		if rt.id != "" {
+			table = instanceLevel
 		}
-		return nil, notAllowed(m)
-	default: // type level
-		switch m {
-		case http.MethodGet:
-			x.interaction = "search-type"
-			return s.search(ctx, x)
-		case http.MethodPost:
-			x.interaction = "create"
-			return s.create(ctx, x)
-		case http.MethodPut:
-			x.interaction = "update"
-			return s.conditionalUpdate(ctx, x)
-		case http.MethodPatch:
-			x.interaction = "patch"
-			return s.conditionalPatch(ctx, x)
-		case http.MethodDelete:
-			x.interaction = "delete"
-			return s.conditionalDelete(ctx, x)
+		op, ok := table[m]
+		if !ok {
+			return nil, notAllowed(m)
 		}
-		return nil, notAllowed(m)
+		if m != http.MethodGet && m != http.MethodPost && conformance.ImmutableTypes[rt.typ] {
+			return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be changed or deleted", rt.typ)
+		}
+		x.interaction = op.interaction
+		return op.run(s, ctx, x)
 	}
 }
+
+// levelOp is an interaction and the pipeline step that runs it.
+type levelOp struct {
+	interaction string
+	run         func(*Server, context.Context, *exchange) (*fhir.Response, error)
+}
+
+// instanceLevel and typeLevel map HTTP methods to interactions (http.html).
+var (
+	instanceLevel = map[string]levelOp{
+		http.MethodGet:    {"read", (*Server).read},
+		http.MethodPut:    {"update", (*Server).update},
+		http.MethodPatch:  {"patch", (*Server).patch},
+		http.MethodDelete: {"delete", (*Server).delete},
+	}
+	typeLevel = map[string]levelOp{
+		http.MethodGet:    {"search-type", (*Server).search},
+		http.MethodPost:   {"create", (*Server).create},
+		http.MethodPut:    {"update", (*Server).conditionalUpdate},
+		http.MethodPatch:  {"patch", (*Server).conditionalPatch},
+		http.MethodDelete: {"delete", (*Server).conditionalDelete},
+	}
+)
 
 func notAllowed(m string) error {
 	return fhir.Errorf(fhir.KindNotAllowed, "method %s is not allowed here", m)

@@ -23,9 +23,6 @@ const maxRetries = 8
 // lockTTL bounds how long a conditional write may hold its condition lock.
 const lockTTL = 30 * time.Second
 
-// immutableTypes cannot be updated or deleted through the API.
-var immutableTypes = map[string]bool{"AuditEvent": true}
-
 // checkBody checks what the body of a create/update must be before schema
 // validation: a JSON object of the URL's type (http.html#create).
 func (s *Server) checkBody(typ string, body []byte) (*fhir.Object, error) {
@@ -198,9 +195,6 @@ func (s *Server) match(ctx context.Context, c *caller, typ string, q url.Values,
 
 // update is http.html#update, with create-on-update and If-Match.
 func (s *Server) update(ctx context.Context, x *exchange) (*fhir.Response, error) {
-	if immutableTypes[x.rt.typ] {
-		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be changed", x.rt.typ)
-	}
 	if _, err := s.allow(x.c, "update", x.rt.typ); err != nil {
 		return nil, err
 	}
@@ -291,9 +285,6 @@ func (s *Server) conditionalUpdate(ctx context.Context, x *exchange) (*fhir.Resp
 	if len(x.req.Query) == 0 {
 		return nil, fhir.Errorf(fhir.KindNotAllowed, "PUT needs a resource id or a search condition")
 	}
-	if immutableTypes[x.rt.typ] {
-		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be changed", x.rt.typ)
-	}
 	if _, err := s.allow(x.c, "update", x.rt.typ); err != nil {
 		return nil, err
 	}
@@ -332,9 +323,6 @@ func (s *Server) conditionalUpdate(ctx context.Context, x *exchange) (*fhir.Resp
 
 // patch is http.html#patch: JSON Patch or FHIRPath Patch, validated like any write.
 func (s *Server) patch(ctx context.Context, x *exchange) (*fhir.Response, error) {
-	if immutableTypes[x.rt.typ] {
-		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be changed", x.rt.typ)
-	}
 	return s.patchID(ctx, x, x.rt.id)
 }
 
@@ -419,9 +407,6 @@ func (s *Server) conditionalPatch(ctx context.Context, x *exchange) (*fhir.Respo
 
 // delete is http.html#delete: a tombstone version.
 func (s *Server) delete(ctx context.Context, x *exchange) (*fhir.Response, error) {
-	if immutableTypes[x.rt.typ] {
-		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be deleted", x.rt.typ)
-	}
 	return s.deleteID(ctx, x, x.rt.id)
 }
 
@@ -475,9 +460,6 @@ func (s *Server) deleteID(ctx context.Context, x *exchange, id string) (*fhir.Re
 func (s *Server) conditionalDelete(ctx context.Context, x *exchange) (*fhir.Response, error) {
 	if len(x.req.Query) == 0 {
 		return nil, fhir.Errorf(fhir.KindNotAllowed, "DELETE needs a resource id or a search condition")
-	}
-	if immutableTypes[x.rt.typ] {
-		return nil, fhir.Errorf(fhir.KindNotAllowed, "%s resources cannot be deleted", x.rt.typ)
 	}
 	matches, err := s.match(ctx, x.c, x.rt.typ, x.req.Query, "condition")
 	if err != nil {
