@@ -163,3 +163,43 @@ func TestManualAndExclude(t *testing.T) {
 		}
 	}
 }
+
+// Release rules apply to proxies too: a parent sees the child's pathology
+// result only after the delay, or after a clinician's $release.
+func TestReleaseForParentProxy(t *testing.T) {
+	w := newWorld(t, withPolicy(t))
+	h := w.h
+	put(h, "Observation", "path-c", pathology(w.pc))
+	put(h, "Observation", "path-c2", pathology(w.pc))
+	tok := func() string {
+		return h.token(devissuer.MintOptions{Scope: "patient/*.rs", Patient: w.pc, FHIRUser: "RelatedPerson/" + w.parent})
+	}
+	doc := h.token(devissuer.MintOptions{Scope: "user/*.cruds", FHIRUser: "Practitioner/dr-1"})
+	h.req("GET", "Observation/path-c", nil, tok()).must(t, 404)
+	if got := ids(h.req("GET", "Observation", nil, tok()).must(t, 200)); has(got, "Observation/path-c") {
+		t.Errorf("held result in the parent's search: %v", got)
+	}
+	h.req("POST", "Observation/path-c2/$release", nil, doc).must(t, 200)
+	h.req("GET", "Observation/path-c2", nil, tok()).must(t, 200)
+	h.req("GET", "Observation/path-c", nil, tok()).must(t, 404)
+	h.clock.Set(time.Date(2026, 6, 8, 8, 0, 1, 0, time.UTC))
+	h.req("GET", "Observation/path-c", nil, tok()).must(t, 200)
+}
+
+// Conditional operations run through the same constrained search: a held
+// result never matches a patient's condition (and so is never returned).
+func TestReleaseConditionalOps(t *testing.T) {
+	w := newWorld(t, withPolicy(t))
+	h := w.h
+	put(h, "Observation", "path-a", pathology(w.pa))
+	pt := w.patientToken(w.pa, "patient/Observation.cruds")
+	self := `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"22637-3"}]},"subject":{"reference":"Patient/pat-a"},"valueString":"self-reported"}`
+	r := h.req("POST", "Observation", self, pt, "If-None-Exist: code=http://loinc.org|22637-3")
+	if r.Status != 201 || strings.Contains(string(r.Body), "benign") {
+		t.Errorf("conditional create matched a held result: %d %s", r.Status, r.Body)
+	}
+	// Conditional delete cannot reach it either.
+	h.req("DELETE", "Observation?code=http://loinc.org|22637-3&value-string=benign", nil, pt).must(t, 204)
+	doc := h.token(devissuer.MintOptions{Scope: "user/*.cruds", FHIRUser: "Practitioner/dr-1"})
+	h.req("GET", "Observation/path-a", nil, doc).must(t, 200)
+}
