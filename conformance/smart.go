@@ -24,17 +24,22 @@ var Capabilities = []string{
 // Launch 2.x conformance.html) from the issuer's endpoints.
 func SmartConfiguration(e Endpoints) []byte {
 	m := map[string]any{
-		"issuer":                                e.Issuer,
-		"jwks_uri":                              e.JWKSURI,
-		"authorization_endpoint":                e.Authorization,
-		"token_endpoint":                        e.Token,
-		"grant_types_supported":                 []string{"authorization_code", "client_credentials", "refresh_token"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+		"grant_types_supported":                            []string{"authorization_code", "client_credentials", "refresh_token"},
+		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS256", "RS384", "ES256", "ES384"},
 		"response_types_supported":                         []string{"code"},
 		"scopes_supported":                                 ScopesSupported,
 		"capabilities":                                     Capabilities,
 		"code_challenge_methods_supported":                 []string{"S256"},
+	}
+	// Endpoints come from the issuer's discovery; the development issuer
+	// has none for authorization and tokens, so absent ones are omitted
+	// rather than advertised empty.
+	for k, v := range map[string]string{"issuer": e.Issuer, "jwks_uri": e.JWKSURI,
+		"authorization_endpoint": e.Authorization, "token_endpoint": e.Token} {
+		if v != "" {
+			m[k] = v
+		}
 	}
 	if e.Introspection != "" {
 		m["introspection_endpoint"] = e.Introspection

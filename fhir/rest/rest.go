@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -150,7 +151,13 @@ func (h *handler) serve(c *gin.Context, path string) {
 		writeError(c, err, pretty)
 		return
 	}
-	q := c.Request.URL.Query()
+	q, err := url.ParseQuery(c.Request.URL.RawQuery)
+	if err != nil {
+		// url.Query() would silently drop the malformed pair and widen the search.
+		writeError(c, fhir.Invalid("", "the query string is malformed: %v", err), pretty)
+		return
+	}
+	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark (RFC 8259 §8.1)
 	for _, k := range []string{"_format", "_pretty"} {
 		q.Del(k)
 	}

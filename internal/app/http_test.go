@@ -315,3 +315,11 @@ func TestHealthAndRequestID(t *testing.T) {
 		t.Errorf("request id not generated")
 	}
 }
+
+// A malformed query string is a 400, never a silently wider search; a UTF-8
+// byte order mark before the JSON is accepted (RFC 8259 §8.1).
+func TestMalformedQueryAndBOM(t *testing.T) {
+	h := newHarness(t)
+	h.req("GET", "Patient?name=%ZZ", nil, "").must(t, 400).outcome(t)
+	h.req("POST", "Patient", "\xef\xbb\xbf"+patientJSON, "").must(t, 201)
+}
