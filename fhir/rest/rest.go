@@ -59,6 +59,9 @@ func New(cfg Config) *gin.Engine {
 	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = false
+	// The client address audited is the connection's: X-Forwarded-For is not
+	// trusted from arbitrary peers (it would let a caller forge the audit trail).
+	_ = r.SetTrustedProxies(nil)
 	r.Use(requestID(), accessLog(cfg.Logger), recovery(cfg.Logger))
 	h := &handler{cfg: cfg}
 	// One catch-all route: gin's tree cannot hold /fhir/*path beside

@@ -37,8 +37,6 @@ func (s *Server) read(ctx context.Context, x *exchange) (*fhir.Response, error) 
 		if prev, perr := s.cfg.Store.VRead(ctx, rec.Type, rec.ID, rec.VersionID-1); perr == nil && !visible(where, prev) {
 			return nil, fhir.NotFound(x.rt.typ, x.rt.id)
 		}
-		h := http.Header{}
-		versionHeaders(h, rec)
 		return nil, gone(rec)
 	}
 	if !visible(where, rec) {
@@ -195,14 +193,19 @@ func (s *Server) history(ctx context.Context, x *exchange) (*fhir.Response, erro
 	} else if x.c != nil && x.c.p != nil {
 		// System history: every type the caller may see, each with its constraint.
 		var ors []search.Expr
+		all := true
 		for _, t := range fhir.ResourceTypes {
 			w, err := s.allow(x.c, smart.HistoryType, t)
 			if err != nil {
+				all = false
 				continue
 			}
+			all = all && w == nil
 			ors = append(ors, search.AllOf(typeCond(t), w))
 		}
-		where = search.Or{Args: ors}
+		if !all { // every type unconstrained (a backend service): no filter at all
+			where = search.Or{Args: ors}
+		}
 	}
 	q.Filter = where
 	x.query = x.req.Query.Encode()
