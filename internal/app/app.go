@@ -109,7 +109,13 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		uri = a.embedded.URI
 		o.Logger.Info("embedded store started", "dir", filepath.Join(o.DataDir, "ferretdb"), "uri", a.embedded.URI)
 	}
-	a.Store, err = mongo.Open(ctx, uri, o.Database, mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == ""})
+	mopts := mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == ""}
+	if a.embedded != nil {
+		// Each resource type's new tables get the _id index (IndexIDs).
+		srv := a.embedded
+		mopts.OnNewCollection = func(ctx context.Context) error { return srv.IndexIDs(ctx, o.Database) }
+	}
+	a.Store, err = mongo.Open(ctx, uri, o.Database, mopts)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -75,7 +75,7 @@ func crashVerify(ctx context.Context, s *Store) (int, error) {
 	if n, err := s.txlog.CountDocuments(ctx, bson.D{}); err != nil || n != 0 {
 		return 0, fmt.Errorf("txlog has %d documents after recovery (%v)", n, err)
 	}
-	if n, err := s.res.CountDocuments(ctx, bson.D{{Key: "$or", Value: bson.A{
+	if n, err := s.resColl("Basic").CountDocuments(ctx, bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: "tx", Value: bson.D{{Key: "$exists", Value: true}}}},
 		bson.D{{Key: "pending", Value: bson.D{{Key: "$exists", Value: true}}}},
 	}}}); err != nil || n != 0 {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -240,4 +241,99 @@ func and(fs ...bson.D) bson.D {
 		return xs[0].(bson.D)
 	}
 	return bson.D{{Key: "$and", Value: xs}}
+}
+
+// compareTuples compares two sort tuples in the order fields, as MongoDB
+// (and FerretDB) sort them: what merges the pages of several collections.
+func compareTuples(a, b []bson.RawValue, fields []sortField) int {
+	for i, f := range fields {
+		if c := compareValues(a[i], b[i]); c != 0 {
+			if f.Dir < 0 {
+				return -c
+			}
+			return c
+		}
+	}
+	return 0
+}
+
+// typeRank is the BSON comparison order of the scalar types a sort value
+// may have (null and missing lowest, then numbers, strings, booleans,
+// dates).
+func typeRank(v bson.RawValue) int {
+	switch v.Type {
+	case bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128:
+		return 2
+	case bson.TypeString:
+		return 3
+	case bson.TypeBoolean:
+		return 8
+	case bson.TypeDateTime:
+		return 9
+	}
+	return 1 // null, missing, anything sortValues treats as null
+}
+
+func compareValues(a, b bson.RawValue) int {
+	ra, rb := typeRank(a), typeRank(b)
+	if ra != rb {
+		return cmpInt(ra, rb)
+	}
+	switch ra {
+	case 2:
+		x, y := number(a), number(b)
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	case 3:
+		return strings.Compare(a.StringValue(), b.StringValue())
+	case 8:
+		x, y := 0, 0
+		if a.Boolean() {
+			x = 1
+		}
+		if b.Boolean() {
+			y = 1
+		}
+		return cmpInt(x, y)
+	case 9:
+		x, y := a.DateTime(), b.DateTime()
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	}
+	return 0
+}
+
+func number(v bson.RawValue) float64 {
+	switch v.Type {
+	case bson.TypeDouble:
+		return v.Double()
+	case bson.TypeInt32:
+		return float64(v.Int32())
+	case bson.TypeInt64:
+		return float64(v.Int64())
+	case bson.TypeDecimal128:
+		f, _ := strconv.ParseFloat(v.Decimal128().String(), 64)
+		return f
+	}
+	return 0
+}
+
+func cmpInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,12 +27,11 @@ import (
 )
 
 // Collection names.
+// (Resource collections are per type: collections.go.)
 const (
-	collResources = "resources"
-	collHistory   = "history"
-	collTxlog     = "txlog"
-	collLocks     = "locks"
-	collMeta      = "meta"
+	collTxlog = "txlog"
+	collLocks = "locks"
+	collMeta  = "meta"
 )
 
 // DefaultLease is how old a transaction journal must be before another
@@ -58,6 +56,12 @@ type Options struct {
 	// process is recovered; 0: DefaultLease. It must exceed the longest
 	// time a live Transact can take.
 	Lease time.Duration
+	// OnNewCollection, if set, is called after Open ensured the
+	// collections of the types stored already, and whenever this process
+	// creates the collections of a type it writes for the first time (the
+	// embedded mode passes store/embedded's IndexIDs, so the new SQLite
+	// tables get their _id index). An error fails the write.
+	OnNewCollection func(ctx context.Context) error
 
 	// mongoPaths (tests only) uses the MongoDB write paths on FerretDB,
 	// still serialised by the mutex.
@@ -69,8 +73,6 @@ type Options struct {
 type Store struct {
 	client *mongo.Client
 	db     *mongo.Database
-	res    *mongo.Collection // current version per resource
-	hist   *mongo.Collection // every version
 	txlog  *mongo.Collection // transaction journals
 	locks  *mongo.Collection // Lock leases
 	meta   *mongo.Collection // store-wide settings (cursor key)
@@ -87,6 +89,10 @@ type Store struct {
 	serial     *sync.Mutex
 	mongoPaths bool // see Options.mongoPaths
 	indexedIDs bool // see Options.IndexedIDs
+
+	onNew    func(ctx context.Context) error // see Options.OnNewCollection
+	ensured  *sync.Map                       // type -> true: collections ensured
+	ensureMu *sync.Mutex                     // serialises collection creation
 }
 
 var _ store.Store = (*Store)(nil)
@@ -120,6 +126,9 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 
 		mongoPaths: opts.mongoPaths,
 		indexedIDs: opts.IndexedIDs,
+		onNew:      opts.OnNewCollection,
+		ensured:    new(sync.Map),
+		ensureMu:   new(sync.Mutex),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -130,8 +139,6 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 	if s.lease <= 0 {
 		s.lease = DefaultLease
 	}
-	s.res = s.db.Collection(collResources)
-	s.hist = s.db.Collection(collHistory)
 	s.txlog = s.db.Collection(collTxlog)
 	s.locks = s.db.Collection(collLocks)
 	s.meta = s.db.Collection(collMeta)
@@ -146,7 +153,11 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 	if d == mquery.FerretDB {
 		s.serial = serialFor(uri, database)
 	}
-	if err := s.ensureIndexes(ctx); err != nil {
+	if err := s.ensureIndexes(ctx, s.controlIndexes()); err != nil {
+		return nil, err
+	}
+	// The collections of the types stored already (recovery writes them).
+	if err := s.ensureStored(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.loadCursorKey(ctx); err != nil {
@@ -164,44 +175,52 @@ type indexSpec struct {
 	model mongo.IndexModel
 }
 
-// indexes lists every index the store needs (README.md explains which
-// query each serves). mquery.Indexes() adds the search indexes.
-func (s *Store) indexes() []indexSpec {
-	ix := func(c *mongo.Collection, name string, keys bson.D) indexSpec {
-		return indexSpec{c, mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}}
-	}
+func ix(c *mongo.Collection, name string, keys bson.D) indexSpec {
+	return indexSpec{c, mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}}
+}
+
+// typeIndexes lists the indexes of the collections of one type (README.md
+// explains which query each serves); mquery.Indexes() adds the search
+// indexes. They keep t in front although it is constant within a
+// collection: the compiled filters and orders name it.
+func (s *Store) typeIndexes(typ string) []indexSpec {
+	res, hist := s.resColl(typ), s.histColl(typ)
 	specs := []indexSpec{
 		// Search tie-breakers / default order, ForEach by type.
-		ix(s.res, "t_i", bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}}),
+		ix(res, "t_i", bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}}),
 		// Instance history and the per-resource pick of History.At.
-		ix(s.hist, "t_i_lu_v", bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "lu", Value: -1}, {Key: "v", Value: -1}}),
-		// Type history, newest first.
-		ix(s.hist, "t_lu_i_v", bson.D{{Key: "t", Value: 1}, {Key: "lu", Value: -1}, {Key: "i", Value: 1}, {Key: "v", Value: -1}}),
-		// System history, newest first.
-		ix(s.hist, "lu_t_i_v", bson.D{{Key: "lu", Value: -1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "v", Value: -1}}),
+		ix(hist, "t_i_lu_v", bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "lu", Value: -1}, {Key: "v", Value: -1}}),
+		// Type (and, merged across types, system) history, newest first.
+		ix(hist, "lu_t_i_v", bson.D{{Key: "lu", Value: -1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "v", Value: -1}}),
 		// Patient-compartment history (CompartmentCond filter), newest first.
-		ix(s.hist, "cpt_lu", bson.D{{Key: "idx.cpt", Value: 1}, {Key: "lu", Value: -1}}),
+		ix(hist, "cpt_lu", bson.D{{Key: "idx.cpt", Value: 1}, {Key: "lu", Value: -1}}),
+	}
+	for _, m := range mquery.Indexes() {
+		specs = append(specs, indexSpec{res, m})
+	}
+	return specs
+}
+
+// controlIndexes are the indexes of the journal collection.
+func (s *Store) controlIndexes() []indexSpec {
+	return []indexSpec{
 		// Recovery scans: journal documents by kind and age, chunks by
 		// transaction.
 		ix(s.txlog, "k_at", bson.D{{Key: "k", Value: 1}, {Key: "at", Value: 1}}),
 		ix(s.txlog, "k_tx", bson.D{{Key: "k", Value: 1}, {Key: "tx", Value: 1}}),
 	}
-	for _, m := range mquery.Indexes() {
-		specs = append(specs, indexSpec{s.res, m})
-	}
-	return specs
 }
 
 // ensureIndexes creates the indexes one CreateOne at a time: FerretDB
 // v1.24 panics on a createIndexes listing several indexes when some exist.
-func (s *Store) ensureIndexes(ctx context.Context) error {
+func (s *Store) ensureIndexes(ctx context.Context, specs []indexSpec) error {
 	if s.dialect == mquery.FerretDB && !s.mongoPaths {
 		// FerretDB v1.24 on SQLite uses no secondary index for queries
 		// (only a filter that is exactly {_id: string} is pushed down)
 		// but maintains them on every write: create none.
 		return nil
 	}
-	for _, sp := range s.indexes() {
+	for _, sp := range specs {
 		if _, err := sp.coll.Indexes().CreateOne(ctx, sp.model); err != nil {
 			return fmt.Errorf("mongo: create index %v on %s: %w", sp.model.Keys, sp.coll.Name(), err)
 		}
@@ -283,9 +302,11 @@ func randomID() string {
 // notFound wraps store.ErrNotFound with what was looked up.
 func notFound(what string) error { return fmt.Errorf("mongo: %s: %w", what, store.ErrNotFound) }
 
-// EnsureCollections creates the store's collections that do not exist yet
-// (MongoDB and FerretDB create them lazily on the first write; the
-// embedded store indexes their tables at start-up).
+// EnsureCollections creates the control collections (txlog, locks, meta)
+// that do not exist yet and ensures those of every type stored already
+// (MongoDB and FerretDB create collections lazily on the first write; the
+// embedded store indexes their tables at start-up). The collections of a
+// type are otherwise created the first time it is written.
 func (s *Store) EnsureCollections(ctx context.Context) error {
 	names, err := s.db.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
@@ -295,13 +316,13 @@ func (s *Store) EnsureCollections(ctx context.Context) error {
 	for _, n := range names {
 		have[n] = true
 	}
-	for _, c := range []string{collResources, collHistory, collTxlog, collLocks, s.meta.Name()} {
+	for _, c := range []string{collTxlog, collLocks, collMeta} {
 		if have[c] {
 			continue
 		}
-		if err := s.db.CreateCollection(ctx, c); err != nil && !strings.Contains(err.Error(), "already exists") {
-			return fmt.Errorf("mongo: create collection %s: %w", c, err)
+		if err := s.createCollection(ctx, c); err != nil {
+			return err
 		}
 	}
-	return nil
+	return s.ensureStored(ctx)
 }

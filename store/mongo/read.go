@@ -20,8 +20,11 @@ import (
 // Read returns the current version (a tombstone with Deleted set).
 // A create placeholder of a transaction in flight reads as absent.
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Record, error) {
+	if !validType(typ) {
+		return store.Record{}, notFound(currentID(typ, id))
+	}
 	var d doc
-	err := s.res.FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}).Decode(&d)
+	err := s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && d.Pending) {
 		return store.Record{}, notFound(currentID(typ, id))
 	}
@@ -33,8 +36,11 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Record, error) 
 
 // VRead returns version vid (http.html#vread).
 func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Record, error) {
+	if !validType(typ) {
+		return store.Record{}, notFound(historyID(typ, id, vid))
+	}
 	var d doc
-	err := s.hist.FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}).Decode(&d)
+	err := s.histColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
@@ -95,13 +101,14 @@ func direction(v any) (int, bool) {
 var historyOrder = []sortField{{"lu", -1}, {"t", 1}, {"i", 1}, {"v", -1}}
 
 // Search answers q from the current versions (search.html). Deleted
-// resources and create placeholders never match.
+// resources and create placeholders never match. Each type is one
+// collection; a search of several types (or all: system search) runs the
+// same query on each and merges the pages (see page).
 func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 	f, m, err := s.compile(q.Filter, false)
 	if err != nil {
 		return store.Page{}, err
 	}
-	base := and(typesFilter(q.Types), bson.D{{Key: "del", Value: false}}, f)
 	fields, err := searchOrder(q.Sort)
 	if err != nil {
 		return store.Page{}, err
@@ -109,7 +116,20 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 	types := append([]string(nil), q.Types...)
 	sort.Strings(types)
 	sig := orderSig("s", types, fields)
-	return s.page(ctx, s.res, "s", sig, base, m, fields, q.Count, q.Cursor, q.Total)
+	scan := types
+	if len(scan) == 0 {
+		if scan, err = s.storedTypes(ctx, resPrefix); err != nil {
+			return store.Page{}, err
+		}
+	}
+	var parts []part
+	for i, t := range scan {
+		if !validType(t) || (i > 0 && scan[i-1] == t) {
+			continue
+		}
+		parts = append(parts, part{s.resColl(t), and(bson.D{{Key: "t", Value: t}}, bson.D{{Key: "del", Value: false}}, f)})
+	}
+	return s.page(ctx, "s", sig, parts, m, fields, q.Count, q.Cursor, q.Total)
 }
 
 // compile compiles a search filter for this server. On FerretDB the
@@ -140,63 +160,104 @@ func typesFilter(types []string) bson.D {
 	return bson.D{{Key: "t", Value: bson.D{{Key: "$in", Value: types}}}}
 }
 
-// page runs one keyset page of base (and m, if not nil) in order fields.
-func (s *Store) page(ctx context.Context, coll *mongo.Collection, kind, sig string, base bson.D, m *mquery.Matcher, fields []sortField, count int, cursor string, total bool) (store.Page, error) {
+// part is one collection of a query and its filter there.
+type part struct {
+	coll *mongo.Collection
+	base bson.D
+}
+
+// hit is one record found and the values of its sort fields.
+type hit struct {
+	r    store.Record
+	vals []bson.RawValue
+}
+
+// page runs one keyset page of the parts (and m, if not nil) in order
+// fields: on each collection the records after the cursor, at most
+// count+1 of them, merged in the same order (which ends with fields that
+// are unique across collections: t, i), of which the first count are the
+// page; the cursor is taken from the last of them. Total is the sum.
+func (s *Store) page(ctx context.Context, kind, sig string, parts []part, m *mquery.Matcher, fields []sortField, count int, cursor string, total bool) (store.Page, error) {
 	p := store.Page{Total: -1}
-	filter := base
+	var vals []bson.RawValue
 	if cursor != "" {
-		vals, err := s.decodeCursor(cursor, kind, sig, len(fields))
-		if err != nil {
+		var err error
+		if vals, err = s.decodeCursor(cursor, kind, sig, len(fields)); err != nil {
 			return store.Page{}, err
 		}
-		filter = and(base, keysetFilter(fields, vals))
 	}
 	if total {
-		n, err := s.count(ctx, coll, base, m)
-		if err != nil {
-			return store.Page{}, err
+		p.Total = 0
+		for _, pt := range parts {
+			n, err := s.count(ctx, pt.coll, pt.base, m)
+			if err != nil {
+				return store.Page{}, err
+			}
+			p.Total += n
 		}
-		p.Total = n
 	}
 	if count <= 0 {
 		return p, nil
 	}
+	var hits []hit
+	for _, pt := range parts {
+		filter := pt.base
+		if vals != nil {
+			filter = and(pt.base, keysetFilter(fields, vals))
+		}
+		h, err := s.fetch(ctx, pt.coll, filter, m, fields, count+1)
+		if err != nil {
+			return store.Page{}, err
+		}
+		hits = append(hits, h...)
+	}
+	if len(parts) > 1 {
+		sort.SliceStable(hits, func(a, b int) bool { return compareTuples(hits[a].vals, hits[b].vals, fields) < 0 })
+	}
+	if len(hits) > count {
+		next, err := s.encodeCursor(kind, sig, hits[count-1].vals)
+		if err != nil {
+			return store.Page{}, err
+		}
+		p.Next = next
+		hits = hits[:count]
+	}
+	for _, h := range hits {
+		p.Records = append(p.Records, h.r)
+	}
+	return p, nil
+}
+
+// fetch reads the first limit records of filter (that m accepts) from
+// coll in order fields.
+func (s *Store) fetch(ctx context.Context, coll *mongo.Collection, filter bson.D, m *mquery.Matcher, fields []sortField, limit int) ([]hit, error) {
 	opts := options.Find().SetSort(sortDoc(fields))
 	if m == nil {
-		opts.SetLimit(int64(count) + 1)
+		opts.SetLimit(int64(limit))
 	} else {
-		opts.SetBatchSize(int32(min(max(2*count, 100), 1000)))
+		opts.SetBatchSize(int32(min(max(2*limit, 100), 1000)))
 	}
 	cur, err := coll.Find(ctx, filter, opts)
 	if err != nil {
-		return store.Page{}, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
+		return nil, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
 	}
 	defer cur.Close(ctx)
-	var last bson.Raw
-	for cur.Next(ctx) {
-		if len(p.Records) == count {
-			next, err := s.encodeCursor(kind, sig, sortValues(last, fields))
-			if err != nil {
-				return store.Page{}, err
-			}
-			p.Next = next
-			break
-		}
+	var hits []hit
+	for len(hits) < limit && cur.Next(ctx) {
 		var d doc
 		if err := cur.Decode(&d); err != nil {
-			return store.Page{}, fmt.Errorf("mongo: decode %s: %w", coll.Name(), err)
+			return nil, fmt.Errorf("mongo: decode %s: %w", coll.Name(), err)
 		}
 		r := d.record()
 		if m != nil && !m.Match(r) {
 			continue
 		}
-		last = bytes.Clone(cur.Current)
-		p.Records = append(p.Records, r)
+		hits = append(hits, hit{r, sortValues(bytes.Clone(cur.Current), fields)})
 	}
 	if err := cur.Err(); err != nil {
-		return store.Page{}, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
+		return nil, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
 	}
-	return p, nil
+	return hits, nil
 }
 
 // count counts the documents of base that m (if not nil) accepts.
@@ -230,17 +291,11 @@ func (s *Store) count(ctx context.Context, coll *mongo.Collection, base bson.D, 
 }
 
 // History lists versions newest first (http.html#history): by lastUpdated
-// descending, then type, id ascending and version descending.
+// descending, then type, id ascending and version descending. Without a
+// type it merges the history collections of every type (see page).
 func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Page, error) {
 	if q.ID != "" && q.Type == "" {
 		return store.Page{}, errors.New("mongo: history of an id needs a type")
-	}
-	var scope bson.D
-	if q.Type != "" {
-		scope = append(scope, bson.E{Key: "t", Value: q.Type})
-	}
-	if q.ID != "" {
-		scope = append(scope, bson.E{Key: "i", Value: q.ID})
 	}
 	f, m, err := s.compile(q.Filter, true)
 	if err != nil {
@@ -250,36 +305,53 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Page, 
 	if !q.Since.IsZero() {
 		since = bson.D{{Key: "lu", Value: bson.D{{Key: "$gte", Value: q.Since}}}}
 	}
-	base := and(scope, since, f)
-	if !q.At.IsZero() {
-		ids, err := s.versionsAt(ctx, scope, q.At)
-		if err != nil {
+	types := []string{q.Type}
+	if q.Type == "" {
+		if types, err = s.storedTypes(ctx, histPrefix); err != nil {
 			return store.Page{}, err
 		}
-		if len(ids) == 0 {
-			base = matchNothing()
-		} else {
+	}
+	var parts []part
+	for _, t := range types {
+		if !validType(t) {
+			continue
+		}
+		coll := s.histColl(t)
+		scope := bson.D{{Key: "t", Value: t}}
+		if q.ID != "" {
+			scope = append(scope, bson.E{Key: "i", Value: q.ID})
+		}
+		base := and(scope, since, f)
+		if !q.At.IsZero() {
+			ids, err := s.versionsAt(ctx, coll, scope, q.At)
+			if err != nil {
+				return store.Page{}, err
+			}
+			if len(ids) == 0 {
+				continue
+			}
 			base = and(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, since, f)
 		}
+		parts = append(parts, part{coll, base})
 	}
-	parts := []string{q.Type, q.ID}
+	sigParts := []string{q.Type, q.ID}
 	if !q.At.IsZero() {
-		parts = append(parts, q.At.UTC().Format(time.RFC3339Nano))
+		sigParts = append(sigParts, q.At.UTC().Format(time.RFC3339Nano))
 	}
-	sig := orderSig("h", parts, historyOrder)
-	return s.page(ctx, s.hist, "h", sig, base, m, historyOrder, q.Count, q.Cursor, q.Total)
+	sig := orderSig("h", sigParts, historyOrder)
+	return s.page(ctx, "h", sig, parts, m, historyOrder, q.Count, q.Cursor, q.Total)
 }
 
 // versionsAt returns the history _ids of the version of each resource in
-// scope that was current at at: its newest version with lu <= at.
-// It reads one small projection per version up to at, so a whole-system
-// _at is proportional to the history size (README.md, gaps).
-func (s *Store) versionsAt(ctx context.Context, scope bson.D, at time.Time) ([]string, error) {
+// scope (of coll) that was current at at: its newest version with
+// lu <= at. It reads one small projection per version up to at, so a
+// whole-system _at is proportional to the history size (README.md, gaps).
+func (s *Store) versionsAt(ctx context.Context, coll *mongo.Collection, scope bson.D, at time.Time) ([]string, error) {
 	filter := and(scope, bson.D{{Key: "lu", Value: bson.D{{Key: "$lte", Value: at}}}})
 	opts := options.Find().
 		SetSort(bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "lu", Value: -1}, {Key: "v", Value: -1}}).
 		SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}})
-	cur, err := s.hist.Find(ctx, filter, opts)
+	cur, err := coll.Find(ctx, filter, opts)
 	if err != nil {
 		return nil, fmt.Errorf("mongo: history at: %w", err)
 	}
@@ -308,8 +380,27 @@ func (s *Store) versionsAt(ctx context.Context, scope bson.D, at time.Time) ([]s
 
 // ForEach calls fn with every current non-deleted version of typ ("" = all).
 func (s *Store) ForEach(ctx context.Context, typ string, fn func(store.Record) error) error {
-	filter := and(typesFilter(nonEmpty(typ)), bson.D{{Key: "del", Value: false}})
-	cur, err := s.res.Find(ctx, filter)
+	types := []string{typ}
+	if typ == "" {
+		var err error
+		if types, err = s.storedTypes(ctx, resPrefix); err != nil {
+			return err
+		}
+	}
+	for _, t := range types {
+		if !validType(t) {
+			continue
+		}
+		if err := s.forEach(ctx, t, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) forEach(ctx context.Context, typ string, fn func(store.Record) error) error {
+	filter := and(typesFilter([]string{typ}), bson.D{{Key: "del", Value: false}})
+	cur, err := s.resColl(typ).Find(ctx, filter)
 	if err != nil {
 		return fmt.Errorf("mongo: foreach: %w", err)
 	}
@@ -329,13 +420,6 @@ func (s *Store) ForEach(ctx context.Context, typ string, fn func(store.Record) e
 	return nil
 }
 
-func nonEmpty(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return []string{s}
-}
-
 // SetDerived replaces Index and/or Release (nil: unchanged) of version vid
 // in history and, when vid is current, in the current document.
 func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *search.Index, rel *store.Release) error {
@@ -347,8 +431,12 @@ func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *
 		set = append(set, bson.E{Key: "rel", Value: rel})
 	}
 	hid := historyID(typ, id, vid)
+	if !validType(typ) {
+		return notFound(hid)
+	}
+	hist, res := s.histColl(typ), s.resColl(typ)
 	if len(set) == 0 {
-		n, err := s.hist.CountDocuments(ctx, bson.D{{Key: "_id", Value: hid}})
+		n, err := hist.CountDocuments(ctx, bson.D{{Key: "_id", Value: hid}})
 		if err != nil {
 			return fmt.Errorf("mongo: set derived %s: %w", hid, err)
 		}
@@ -358,7 +446,7 @@ func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *
 		return nil
 	}
 	upd := bson.D{{Key: "$set", Value: set}}
-	ok, err := s.updateIf(ctx, s.hist, hid, nil, upd)
+	ok, err := s.updateIf(ctx, hist, hid, nil, upd)
 	if err != nil {
 		return fmt.Errorf("mongo: set derived %s: %w", hid, err)
 	}
@@ -371,7 +459,7 @@ func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *
 	key := currentID(typ, id)
 	deadline := s.now().Add(s.lease)
 	for {
-		ok, err := s.updateIf(ctx, s.res, key, []cond{eq("v", vid)}, upd)
+		ok, err := s.updateIf(ctx, res, key, []cond{eq("v", vid)}, upd)
 		if err != nil {
 			return fmt.Errorf("mongo: set derived %s: %w", key, err)
 		}
@@ -382,7 +470,7 @@ func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *
 			V  int64  `bson:"v"`
 			Tx string `bson:"tx"`
 		}
-		err = s.res.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&cur)
+		err = res.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&cur)
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return nil
 		}

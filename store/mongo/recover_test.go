@@ -73,10 +73,10 @@ func checkRolledBack(t *testing.T, s *Store) {
 	if _, err := s.Read(ctx, "Basic", "b"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Basic/b: %v, want ErrNotFound", err)
 	}
-	if n := count(t, s, collTxlog, bson.D{}) + count(t, s, collResources, bson.D{{Key: "tx", Value: bson.D{{Key: "$exists", Value: true}}}}); n != 0 {
+	if n := count(t, s, collTxlog, bson.D{}) + count(t, s, resPrefix+"Basic", bson.D{{Key: "tx", Value: bson.D{{Key: "$exists", Value: true}}}}); n != 0 {
 		t.Errorf("%d journals or locks left", n)
 	}
-	if n := count(t, s, collResources, bson.D{{Key: "_id", Value: "Basic/b"}}); n != 0 {
+	if n := count(t, s, resPrefix+"Basic", bson.D{{Key: "_id", Value: "Basic/b"}}); n != 0 {
 		t.Errorf("placeholder of Basic/b left")
 	}
 }
@@ -93,7 +93,7 @@ func checkRolledForward(t *testing.T, s *Store) {
 	if _, err := s.VRead(ctx, "Basic", "a", 2); err != nil {
 		t.Errorf("VRead Basic/a/2: %v", err)
 	}
-	if n := count(t, s, collTxlog, bson.D{}) + count(t, s, collResources, bson.D{{Key: "tx", Value: bson.D{{Key: "$exists", Value: true}}}}); n != 0 {
+	if n := count(t, s, collTxlog, bson.D{}) + count(t, s, resPrefix+"Basic", bson.D{{Key: "tx", Value: bson.D{{Key: "$exists", Value: true}}}}); n != 0 {
 		t.Errorf("%d journals or locks left", n)
 	}
 }
@@ -351,8 +351,11 @@ func TestCursorBinding(t *testing.T) {
 func TestIndexes(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, embeddedURI, Options{mongoPaths: true})
+	if err := s.Transact(ctx, []store.Op{{Kind: store.OpCreate, Record: basic("a", 1, "a1")}}); err != nil {
+		t.Fatal(err)
+	}
 	reopen(t, s, Options{mongoPaths: true})
-	cur, err := s.res.Indexes().List(ctx)
+	cur, err := s.resColl("Basic").Indexes().List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

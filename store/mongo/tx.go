@@ -145,7 +145,7 @@ func validateOps(ops []store.Op) error {
 			return &store.OpError{Index: i, Err: fmt.Errorf("mongo: invalid op: "+f, a...)}
 		}
 		r := op.Record
-		if r.Type == "" || r.ID == "" || strings.Contains(r.Type, "/") || strings.Contains(r.ID, "/") {
+		if !validType(r.Type) || r.ID == "" || strings.Contains(r.ID, "/") {
 			return bad("bad type %q or id %q", r.Type, r.ID)
 		}
 		if op.IfVersion < 0 || r.VersionID != op.IfVersion+1 {
@@ -184,6 +184,10 @@ func validateOps(ops []store.Op) error {
 // failure nothing of the transaction is left behind (or, if even the
 // clean-up fails, a prepared journal that recovery rolls back).
 func (s *Store) prepare(ctx context.Context, t *tx) error {
+	// The collections of each type touched, created on first use.
+	if err := s.ensureKeys(ctx, t.keys); err != nil {
+		return err
+	}
 	if err := s.writeJournal(ctx, t); err != nil {
 		s.cleanup(ctx, t, "journal write failed")
 		return err
@@ -295,24 +299,32 @@ func (s *Store) lockAll(ctx context.Context, t *tx) (int, error) {
 			conflict = i
 		}
 	}
-	if len(ins) > 0 {
-		_, err := s.res.InsertMany(ctx, ins, options.InsertMany().SetOrdered(false))
+	// Placeholders: one InsertMany per type.
+	types, groups := groupByType(len(ins), func(j int) string { return t.keys[insIdx[j]].K })
+	for _, typ := range types {
+		g := groups[typ]
+		docs := make([]any, len(g))
+		for n, j := range g {
+			docs[n] = ins[j]
+		}
+		_, err := s.resColl(typ).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 		var bwe mongo.BulkWriteException
 		switch {
 		case err == nil:
 		case errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0:
 			for _, we := range bwe.WriteErrors {
+				i := insIdx[g[we.Index]]
 				if we.Code != 11000 {
-					return -1, fmt.Errorf("mongo: lock %s: %w", t.keys[insIdx[we.Index]].K, err)
+					return -1, fmt.Errorf("mongo: lock %s: %w", t.keys[i].K, err)
 				}
-				note(insIdx[we.Index])
+				note(i)
 			}
 		default:
 			return -1, fmt.Errorf("mongo: lock: %w", err)
 		}
 	}
 	if len(upd) > 0 {
-		matched, n, err := s.writeEach(ctx, s.res, upd)
+		matched, n, err := s.writeEachRes(ctx, upd)
 		if err != nil {
 			return -1, fmt.Errorf("mongo: lock: %w", err)
 		}
@@ -343,7 +355,7 @@ func (s *Store) lockAll(ctx context.Context, t *tx) (int, error) {
 
 // heldBy returns which of keys are locked by transaction id.
 func (s *Store) heldBy(ctx context.Context, keys []string, id string) (map[string]bool, error) {
-	docs, err := s.findIDs(ctx, s.res, keys, bson.D{{Key: "_id", Value: 1}, {Key: "tx", Value: 1}})
+	docs, err := s.findIDsRes(ctx, keys, bson.D{{Key: "_id", Value: 1}, {Key: "tx", Value: 1}})
 	if err != nil {
 		return nil, fmt.Errorf("mongo: lock check: %w", err)
 	}
@@ -364,7 +376,7 @@ func (s *Store) recoverHolders(ctx context.Context, t *tx) (int, error) {
 	for i, k := range t.keys {
 		keys[i] = k.K
 	}
-	docs, err := s.findIDs(ctx, s.res, keys, bson.D{{Key: "_id", Value: 1}, {Key: "tx", Value: 1}})
+	docs, err := s.findIDsRes(ctx, keys, bson.D{{Key: "_id", Value: 1}, {Key: "tx", Value: 1}})
 	if err != nil {
 		return 0, err
 	}
@@ -412,11 +424,11 @@ func (s *Store) recoverHolders(ctx context.Context, t *tx) (int, error) {
 
 // releaseOrphan releases the lock of transaction txid on key.
 func (s *Store) releaseOrphan(ctx context.Context, key, txid string) error {
-	if _, err := s.updateIf(ctx, s.res, key, []cond{eq("tx", txid), absent("pending")},
+	if _, err := s.updateIf(ctx, s.resColl(typeOf(key)), key, []cond{eq("tx", txid), absent("pending")},
 		bson.D{{Key: "$unset", Value: bson.D{{Key: "tx", Value: ""}}}}); err != nil {
 		return fmt.Errorf("mongo: release orphan lock: %w", err)
 	}
-	if _, err := s.deleteIf(ctx, s.res, []string{key}, []cond{eq("tx", txid), eq("pending", true)}); err != nil {
+	if _, err := s.deleteIfRes(ctx, []string{key}, []cond{eq("tx", txid), eq("pending", true)}); err != nil {
 		return fmt.Errorf("mongo: release orphan lock: %w", err)
 	}
 	return nil
@@ -465,7 +477,7 @@ func (s *Store) commit(ctx context.Context, t *tx) error {
 func (s *Store) lateCommit(ctx context.Context, t *tx) error {
 	d := t.docs[0].historyDoc()
 	var h doc
-	err := s.hist.FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&h)
+	err := s.histColl(d.T).FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&h)
 	if err == nil && bytes.Equal(h.Raw, d.Raw) && h.LU.Equal(d.LU) && h.LUN == d.LUN && h.Del == d.Del {
 		return nil // rolled forward by recovery
 	}
@@ -531,13 +543,21 @@ func (s *Store) apply(ctx context.Context, id string, keys []jkey, docs []doc, c
 		cur.Tx, cur.Pending = "", false
 		repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: cur})
 	}
+	if err := s.ensureKeys(ctx, keys); err != nil {
+		return err
+	}
 	// History first: whoever reads the new current version can VRead it.
-	if len(hist) > 0 {
-		if _, err := s.hist.InsertMany(ctx, hist, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
+	types, groups := groupByType(len(hist), func(i int) string { return hist[i].(doc).ID })
+	for _, typ := range types {
+		docs := make([]any, 0, len(groups[typ]))
+		for _, i := range groups[typ] {
+			docs = append(docs, hist[i])
+		}
+		if _, err := s.histColl(typ).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
 			return fmt.Errorf("mongo: write history: %w", err)
 		}
 	}
-	if _, _, err := s.writeEach(ctx, s.res, repl); err != nil {
+	if _, _, err := s.writeEachRes(ctx, repl); err != nil {
 		return fmt.Errorf("mongo: write current versions: %w", err)
 	}
 	return s.deleteJournal(ctx, id, chunks)
@@ -572,10 +592,10 @@ func (s *Store) rollback(ctx context.Context, id string, keys []jkey, chunks int
 				Update: bson.D{{Key: "$unset", Value: bson.D{{Key: "tx", Value: ""}}}}})
 		}
 	}
-	if _, _, err := s.writeEach(ctx, s.res, release); err != nil {
+	if _, _, err := s.writeEachRes(ctx, release); err != nil {
 		return fmt.Errorf("mongo: release locks: %w", err)
 	}
-	if _, err := s.deleteIf(ctx, s.res, created, []cond{eq("tx", id), eq("pending", true)}); err != nil {
+	if _, err := s.deleteIfRes(ctx, created, []cond{eq("tx", id), eq("pending", true)}); err != nil {
 		return fmt.Errorf("mongo: delete placeholders: %w", err)
 	}
 	return s.deleteJournal(ctx, id, chunks)
@@ -769,7 +789,7 @@ func (s *Store) journalDocs(ctx context.Context, j *journal) ([]doc, error) {
 	}
 	// A create's document is its placeholder, still locked by the
 	// transaction unless already applied (then history has it too).
-	placeholders, err := s.docsByID(ctx, s.res, creates)
+	placeholders, err := s.docsByIDRes(ctx, creates)
 	if err != nil {
 		return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
 	}
