@@ -74,7 +74,7 @@ func preferStrict(req *fhir.Request) bool {
 
 // fail turns err into the error Response (the one place: fhir.Outcome),
 // logs internal detail and audits the failure.
-func (s *Server) fail(ctx context.Context, req *fhir.Request, c *caller, err error, start interface{}, xs ...*exchange) *fhir.Response {
+func (s *Server) fail(ctx context.Context, req *fhir.Request, c *caller, err error, x *exchange) *fhir.Response {
 	status, oo := fhir.Outcome(err)
 	fe := fhir.AsError(err)
 	if status >= 500 {
@@ -88,9 +88,8 @@ func (s *Server) fail(ctx context.Context, req *fhir.Request, c *caller, err err
 		h.Set(k, v)
 	}
 	resp := &fhir.Response{Status: status, Header: h, Body: b, Err: err}
-	x := &exchange{req: req, c: c}
-	if len(xs) > 0 && xs[0] != nil {
-		x = xs[0]
+	if x == nil {
+		x = &exchange{req: req, c: c}
 	}
 	s.audit(ctx, x, resp)
 	return resp

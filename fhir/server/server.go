@@ -96,22 +96,21 @@ type route struct {
 // Handle runs one interaction. It never panics on bad input and always
 // returns a Response (errors as OperationOutcome).
 func (s *Server) Handle(ctx context.Context, req *fhir.Request) *fhir.Response {
-	start := s.cfg.Now()
 	rt, err := parsePath(req.Path)
 	if err != nil {
-		return s.fail(ctx, req, nil, err, start)
+		return s.fail(ctx, req, nil, err, nil)
 	}
 	var c *caller
 	if rt.typ == "" && rt.op == "metadata" {
 		c = &caller{} // the CapabilityStatement is public (SMART App Launch)
 	} else if c, err = s.caller(ctx); err != nil {
-		return s.fail(ctx, req, nil, err, start)
+		return s.fail(ctx, req, nil, err, nil)
 	}
 	ctx = withCaller(ctx, c)
-	x := &exchange{req: req, rt: rt, c: c, start: start}
+	x := &exchange{req: req, rt: rt, c: c}
 	resp, err := s.dispatch(ctx, x)
 	if err != nil {
-		return s.fail(ctx, req, c, err, start, x)
+		return s.fail(ctx, req, c, err, x)
 	}
 	s.audit(ctx, x, resp)
 	return resp
@@ -122,7 +121,6 @@ type exchange struct {
 	req         *fhir.Request
 	rt          route
 	c           *caller
-	start       time.Time
 	interaction string
 	operation   string
 	resources   []string
