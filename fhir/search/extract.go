@@ -260,18 +260,10 @@ var contactSystems = map[string]bool{"phone": true, "fax": true, "email": true, 
 // inferType guesses the FHIR type of a value whose element type is not
 // known (custom parameters on unknown elements) from its JSON shape.
 func inferType(v any) string {
+	if t, ok := primitiveType(v); ok {
+		return t
+	}
 	switch x := v.(type) {
-	case string:
-		return "string"
-	case bool:
-		return "boolean"
-	case json.Number:
-		if strings.ContainsAny(string(x), ".eE") {
-			return "decimal"
-		}
-		return "integer"
-	case float64:
-		return "decimal"
 	case map[string]any:
 		if _, ok := x["resourceType"]; ok {
 			return "Resource"

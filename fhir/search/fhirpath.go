@@ -638,18 +638,10 @@ func typeOf(it item) string {
 	if it.t != "" {
 		return it.t
 	}
+	if t, ok := primitiveType(it.v); ok {
+		return t
+	}
 	switch x := it.v.(type) {
-	case string:
-		return "string"
-	case bool:
-		return "boolean"
-	case json.Number:
-		if strings.ContainsAny(string(x), ".eE") {
-			return "decimal"
-		}
-		return "integer"
-	case float64:
-		return "decimal"
 	case map[string]any:
 		if rt, ok := x["resourceType"].(string); ok {
 			return rt
@@ -658,6 +650,25 @@ func typeOf(it item) string {
 		return x.typ
 	}
 	return ""
+}
+
+// primitiveType is the FHIR primitive type a JSON scalar stands for
+// (json.html#primitive): string, boolean, decimal or integer.
+func primitiveType(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return "string", true
+	case bool:
+		return "boolean", true
+	case json.Number:
+		if strings.ContainsAny(string(x), ".eE") {
+			return "decimal", true
+		}
+		return "integer", true
+	case float64:
+		return "decimal", true
+	}
+	return "", false
 }
 
 type fpIndex struct{ x, idx fpExpr }
