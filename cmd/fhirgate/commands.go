@@ -40,7 +40,7 @@ func token(ctx context.Context, args []string) error {
 	}
 	b := strings.TrimRight(*base, "/")
 	aud := env("FHIRGATE_OIDC_AUDIENCE", b)
-	iss, err := devissuer.New(devissuer.Config{DataDir: *dataDir, Origin: originOf(b), Audience: aud})
+	iss, err := devissuer.New(devissuer.Config{DataDir: *dataDir, Origin: app.OriginOf(b), Audience: aud})
 	if err != nil {
 		return err
 	}
@@ -52,14 +52,6 @@ func token(ctx context.Context, args []string) error {
 	return nil
 }
 
-func originOf(base string) string {
-	if i := strings.Index(base, "://"); i >= 0 {
-		if j := strings.IndexByte(base[i+3:], '/'); j >= 0 {
-			return base[:i+3+j]
-		}
-	}
-	return base
-}
 
 // reindex re-extracts search values of every stored resource after the
 // search definitions change, and with --release recomputes release state

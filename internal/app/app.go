@@ -181,7 +181,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		}
 		issuers := o.Issuers
 		if len(issuers) == 0 {
-			origin := originOf(o.BaseURL)
+			origin := OriginOf(o.BaseURL)
 			a.DevIssuer, err = devissuer.New(devissuer.Config{
 				DataDir: o.DataDir, Origin: origin, Audience: o.Audience, Now: o.Now,
 			})
@@ -275,7 +275,8 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	return a, nil
 }
 
-func originOf(base string) string {
+// OriginOf is the scheme://host of a base URL (the development issuer lives there).
+func OriginOf(base string) string {
 	u, err := url.Parse(base)
 	if err != nil {
 		return base
