@@ -52,7 +52,6 @@ func token(ctx context.Context, args []string) error {
 	return nil
 }
 
-
 // reindex re-extracts search values of every stored resource after the
 // search definitions change, and with --release recomputes release state
 // under the current policy (clinician $release/$hold decisions are kept).
