@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/fhir"
@@ -125,28 +124,10 @@ func (s *Server) audit(ctx context.Context, x *exchange, resp *fhir.Response) {
 		e.Proxy = c.proxy
 	}
 	for _, ev := range splitByPatient(e, x) {
-		ev.HeldUntilPatient, ev.HeldUntilProxy = heldUntil(x, ev.Resources)
 		if err := s.cfg.Audit.Log(ctx, ev); err != nil {
 			s.cfg.Logger.ErrorContext(ctx, "audit event not queued", "err", err, "interaction", e.Interaction)
 		}
 	}
-}
-
-// heldUntil is the latest release instant per audience among the named
-// resources of x (an AuditEvent is released when all it names are).
-func heldUntil(x *exchange, names []string) (patient, proxy time.Time) {
-	for i, r := range x.resources {
-		if !contains(names, r) {
-			continue
-		}
-		if x.held[i].Patient.After(patient) {
-			patient = x.held[i].Patient
-		}
-		if x.held[i].Proxy.After(proxy) {
-			proxy = x.held[i].Proxy
-		}
-	}
-	return patient, proxy
 }
 
 // splitByPatient records one AuditEvent per patient whose data was touched
@@ -154,17 +135,28 @@ func heldUntil(x *exchange, names []string) (patient, proxy time.Time) {
 // resources, so no patient's audit view shows another patient's data.
 // Resources in no patient compartment go in every event.
 func splitByPatient(e audit.Event, x *exchange) []audit.Event {
-	if len(x.patients) <= 1 {
-		return []audit.Event{e}
+	patients := x.patients
+	if len(patients) <= 1 {
+		patients = []string{""} // one event naming everything
 	}
-	out := make([]audit.Event, 0, len(x.patients))
-	for _, p := range x.patients {
+	out := make([]audit.Event, 0, len(patients))
+	for _, p := range patients {
 		ev := e
-		ev.Patients = []string{p}
 		ev.Resources = nil
+		if p != "" {
+			ev.Patients = []string{p}
+		}
 		for i, r := range x.resources {
-			if len(x.owners[i]) == 0 || contains(x.owners[i], p) {
-				ev.Resources = append(ev.Resources, r)
+			if p != "" && len(x.owners[i]) > 0 && !contains(x.owners[i], p) {
+				continue
+			}
+			ev.Resources = append(ev.Resources, r)
+			// The event is released when everything it names is.
+			if h := x.held[i]; h.Patient.After(ev.HeldUntilPatient) {
+				ev.HeldUntilPatient = h.Patient
+			}
+			if h := x.held[i]; h.Proxy.After(ev.HeldUntilProxy) {
+				ev.HeldUntilProxy = h.Proxy
 			}
 		}
 		out = append(out, ev)
