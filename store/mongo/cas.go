@@ -24,13 +24,14 @@ import (
 // cond is one condition on a top-level field.
 type cond struct {
 	field string
-	op    byte // '=' equals v, '!' absent, '<' a date <= v
+	op    byte // '=' equals v, '!' absent, '<' a date <= v, 'l' absent or an int64 <= v
 	v     any  // string, int64, bool or time.Time
 }
 
 func eq(f string, v any) cond             { return cond{f, '=', v} }
 func absent(f string) cond                { return cond{f, '!', nil} }
 func notAfter(f string, t time.Time) cond { return cond{f, '<', t} }
+func notAbove(f string, n int64) cond     { return cond{f, 'l', n} }
 
 // condFilter renders id and cs as a MongoDB filter.
 func condFilter(id string, cs []cond) bson.D {
@@ -43,6 +44,11 @@ func condFilter(id string, cs []cond) bson.D {
 			f = append(f, bson.E{Key: c.field, Value: bson.D{{Key: "$exists", Value: false}}})
 		case '<':
 			f = append(f, bson.E{Key: c.field, Value: bson.D{{Key: "$lte", Value: c.v}}})
+		case 'l':
+			f = append(f, bson.E{Key: "$or", Value: bson.A{
+				bson.D{{Key: c.field, Value: bson.D{{Key: "$exists", Value: false}}}},
+				bson.D{{Key: c.field, Value: bson.D{{Key: "$lte", Value: c.v}}}},
+			}})
 		}
 	}
 	return f
@@ -54,6 +60,12 @@ func condHolds(doc bson.Raw, cs []cond) bool {
 		v, err := doc.LookupErr(c.field)
 		if c.op == '!' {
 			if err == nil {
+				return false
+			}
+			continue
+		}
+		if c.op == 'l' {
+			if n, ok := v.AsInt64OK(); err == nil && (!ok || n > c.v.(int64)) {
 				return false
 			}
 			continue

@@ -32,7 +32,10 @@ import (
 // Transaction k (k = 1, 2, ...) writes version k of every resource of a
 // pool of crashPool Basic resources (a tombstone when k > 1 and (k+j) % 5
 // == 0, so deletes and re-creates are exercised too), creates Basic/n-k and
-// deletes Basic/n-(k-1): crashPool+2 ops tagged with k.
+// deletes Basic/n-(k-1): crashPool+2 ops tagged with k. Then the fast
+// paths (fast.go): transaction k' creates Media/i-k-0..4 and Observation/o-k
+// (insert mode), and a single write puts version k of Group/s. A child
+// reports k committed after all three.
 
 const (
 	crashChildEnv = "FHIRGATE_MONGO_CRASH_DIR"
@@ -66,6 +69,99 @@ func crashOps(k int) []store.Op {
 			Record: store.Record{Type: "Basic", ID: fmt.Sprintf("n-%d", k-1), VersionID: 2, LastUpdated: lu, Deleted: true}})
 	}
 	return ops
+}
+
+func crashInsertOps(k int) []store.Op {
+	lu := time.Unix(1700000000+int64(k), 0).UTC()
+	var ops []store.Op
+	for j := 0; j < 5; j++ {
+		id := fmt.Sprintf("i-%d-%d", k, j)
+		ops = append(ops, store.Op{Kind: store.OpCreate, Record: store.Record{Type: "Media", ID: id, VersionID: 1, LastUpdated: lu, Raw: crashRaw(id, k)}})
+	}
+	id := fmt.Sprintf("o-%d", k)
+	return append(ops, store.Op{Kind: store.OpCreate, Record: store.Record{Type: "Observation", ID: id, VersionID: 1, LastUpdated: lu, Raw: crashRaw(id, k)}})
+}
+
+func crashSingleOp(k int) store.Op {
+	lu := time.Unix(1700000000+int64(k), 0).UTC()
+	kind := store.OpPut
+	if k == 1 {
+		kind = store.OpCreate
+	}
+	return store.Op{Kind: kind, IfVersion: int64(k - 1), Record: store.Record{Type: "Group", ID: "s", VersionID: int64(k), LastUpdated: lu, Raw: crashRaw("s", k)}}
+}
+
+// crashVerifyFast checks the fast paths after transaction last: insert
+// transactions all-or-nothing (1..last-1 present, last+1.. absent), and
+// Group/s at version last-1 or last with every version in history, once.
+func crashVerifyFast(ctx context.Context, s *Store, last int) error {
+	insertDone := func(k int) (bool, error) {
+		n := 0
+		for _, op := range crashInsertOps(k) {
+			r, err := s.Read(ctx, op.Record.Type, op.Record.ID)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+			case err != nil:
+				return false, err
+			case string(r.Raw) != string(op.Record.Raw):
+				return false, fmt.Errorf("%s: raw %s", op.Record.Key(), r.Raw)
+			default:
+				n++
+			}
+		}
+		if n != 0 && n != len(crashInsertOps(k)) {
+			return false, fmt.Errorf("half an insert transaction %d: %d of %d resources", k, n, len(crashInsertOps(k)))
+		}
+		return n > 0, nil
+	}
+	cur, err := insertDone(last)
+	if err != nil {
+		return err
+	}
+	if last > 1 {
+		if ok, err := insertDone(last - 1); err != nil || !ok {
+			return fmt.Errorf("insert transaction %d missing after transaction %d (%v)", last-1, last, err)
+		}
+	}
+	if ok, err := insertDone(last + 1); err != nil || ok {
+		return fmt.Errorf("insert transaction %d present after transaction %d (%v)", last+1, last, err)
+	}
+	want := int64(max(last-1, 0))
+	if cur {
+		want = int64(last)
+	}
+	p, err := s.Search(ctx, store.Query{Types: []string{"Observation"}, Total: true})
+	if err != nil {
+		return err
+	}
+	if p.Total != want {
+		return fmt.Errorf("%d insert transactions applied, want %d", p.Total, want)
+	}
+	r, err := s.Read(ctx, "Group", "s")
+	v := int64(0)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		v = r.VersionID
+	}
+	if v < int64(last)-1 || v > int64(last) {
+		return fmt.Errorf("Group/s at version %d after transaction %d", v, last)
+	}
+	h, err := s.History(ctx, store.HistoryQuery{Type: "Group", ID: "s", Count: 1000})
+	if err != nil {
+		return err
+	}
+	if len(h.Records) != int(v) {
+		return fmt.Errorf("history of Group/s has %d versions, want %d", len(h.Records), v)
+	}
+	for i, hr := range h.Records {
+		if hr.VersionID != v-int64(i) || string(hr.Raw) != string(crashRaw("s", int(hr.VersionID))) {
+			return fmt.Errorf("history of Group/s: entry %d is version %d", i, hr.VersionID)
+		}
+	}
+	return nil
 }
 
 // crashVerify checks the all-or-nothing invariant and returns the number
@@ -184,10 +280,32 @@ func crashChild() {
 	if err != nil {
 		fail("verify: %v", err)
 	}
+	if err := crashVerifyFast(ctx, s, last); err != nil {
+		fail("verify fast paths: %v", err)
+	}
 	fmt.Printf("verified %d\n", last)
+	// Finish the fast-path writes of transaction last, cut by the kill.
+	if r, err := s.Read(ctx, "Observation", fmt.Sprintf("o-%d", last)); last > 0 && errors.Is(err, store.ErrNotFound) {
+		if err := s.Transact(ctx, crashInsertOps(last)); err != nil {
+			fail("insert tx %d: %v", last, err)
+		}
+	} else if err != nil && last > 0 {
+		fail("read: %v (%v)", err, r)
+	}
+	if r, err := s.Read(ctx, "Group", "s"); last > 0 && (errors.Is(err, store.ErrNotFound) || (err == nil && r.VersionID < int64(last))) {
+		if err := s.Transact(ctx, []store.Op{crashSingleOp(last)}); err != nil {
+			fail("single write %d: %v", last, err)
+		}
+	}
 	for k := last + 1; ; k++ {
 		if err := s.Transact(ctx, crashOps(k)); err != nil {
 			fail("tx %d: %v", k, err)
+		}
+		if err := s.Transact(ctx, crashInsertOps(k)); err != nil {
+			fail("insert tx %d: %v", k, err)
+		}
+		if err := s.Transact(ctx, []store.Op{crashSingleOp(k)}); err != nil {
+			fail("single write %d: %v", k, err)
 		}
 		fmt.Printf("committed %d\n", k)
 	}
@@ -296,6 +414,9 @@ func TestCrashRecovery(t *testing.T) {
 	defer s.Close(ctx)
 	last, err := crashVerify(ctx, s)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crashVerifyFast(ctx, s, last); err != nil {
 		t.Fatal(err)
 	}
 	if last < committed {

@@ -10,8 +10,8 @@ import (
 	"github.com/fhirgate/fhirgate/store"
 )
 
-// doc is one stored version: the current document in "resources" (_id
-// "Type/id") or a version in "history" (_id "Type/id/vid"). The field names
+// doc is one stored version: the current document in res_<Type> (_id
+// "Type/id") or a superseded version in hist_<Type> (_id "Type/id/vid"). The field names
 // are the layout mquery compiles queries against (see README.md).
 type doc struct {
 	ID  string    `bson:"_id"`
@@ -31,6 +31,14 @@ type doc struct {
 	// Pending marks a create placeholder (v 0, del true) that readers
 	// treat as absent.
 	Pending bool `bson:"pending,omitempty"`
+	// DV counts the SetDerived changes of this version; the conditional
+	// writes of an update compare it, so a concurrent $release is never
+	// lost to the history copy of the version it changed.
+	DV int64 `bson:"dv,omitempty"`
+	// C is the transaction that inserted this document in insert mode
+	// (only creates of fresh ids, see fast.go): inert, it lets a
+	// transaction that collided delete exactly its own documents.
+	C string `bson:"c,omitempty"`
 }
 
 func currentID(typ, id string) string { return typ + "/" + id }
@@ -62,6 +70,7 @@ func (d doc) historyDoc() doc {
 	d.ID = historyID(d.T, d.I, d.V)
 	d.Tx = ""
 	d.Pending = false
+	d.C = ""
 	return d
 }
 

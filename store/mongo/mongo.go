@@ -194,6 +194,11 @@ func (s *Store) typeIndexes(typ string) []indexSpec {
 		ix(hist, "lu_t_i_v", bson.D{{Key: "lu", Value: -1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "v", Value: -1}}),
 		// Patient-compartment history (CompartmentCond filter), newest first.
 		ix(hist, "cpt_lu", bson.D{{Key: "idx.cpt", Value: 1}, {Key: "lu", Value: -1}}),
+		// History lists the current versions too (res holds them only):
+		// type and system history newest first, compartment history.
+		// Instance history there is one document (_id, or t_i).
+		ix(res, "lu_t_i_v", bson.D{{Key: "lu", Value: -1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "v", Value: -1}}),
+		ix(res, "cpt_lu", bson.D{{Key: "idx.cpt", Value: 1}, {Key: "lu", Value: -1}}),
 	}
 	for _, m := range mquery.Indexes() {
 		specs = append(specs, indexSpec{res, m})

@@ -34,13 +34,25 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Record, error) 
 	return d.record(), nil
 }
 
-// VRead returns version vid (http.html#vread).
+// VRead returns version vid (http.html#vread): the current document when
+// it is that version, else the history copy.
 func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Record, error) {
 	if !validType(typ) {
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
 	var d doc
-	err := s.histColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}).Decode(&d)
+	err := s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}).Decode(&d)
+	if err == nil && !d.Pending && d.V == vid {
+		return d.record(), nil
+	}
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return store.Record{}, fmt.Errorf("mongo: vread %s: %w", historyID(typ, id, vid), err)
+	}
+	if err == nil && (d.Pending || d.V < vid) {
+		return store.Record{}, notFound(historyID(typ, id, vid))
+	}
+	d = doc{}
+	err = s.histColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
@@ -214,6 +226,20 @@ func (s *Store) page(ctx context.Context, kind, sig string, parts []part, m *mqu
 	if len(parts) > 1 {
 		sort.SliceStable(hits, func(a, b int) bool { return compareTuples(hits[a].vals, hits[b].vals, fields) < 0 })
 	}
+	if kind == "h" {
+		// A version in both collections (an update cut between its two
+		// writes, or under way) is listed once; the copies are adjacent,
+		// with equal sort values. Dropping one cannot cut the page short:
+		// a part that filled its count+1 still leaves count+1 distinct.
+		out := hits[:0]
+		for i, h := range hits {
+			if i > 0 && sameKey(hits[i-1].r, h.r) {
+				continue
+			}
+			out = append(out, h)
+		}
+		hits = out
+	}
 	if len(hits) > count {
 		next, err := s.encodeCursor(kind, sig, hits[count-1].vals)
 		if err != nil {
@@ -226,6 +252,10 @@ func (s *Store) page(ctx context.Context, kind, sig string, parts []part, m *mqu
 		p.Records = append(p.Records, h.r)
 	}
 	return p, nil
+}
+
+func sameKey(a, b store.Record) bool {
+	return a.Type == b.Type && a.ID == b.ID && a.VersionID == b.VersionID
 }
 
 // fetch reads the first limit records of filter (that m accepts) from
@@ -311,28 +341,32 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Page, 
 			return store.Page{}, err
 		}
 	}
+	// Every version is in hist_<Type> (superseded) or res_<Type>
+	// (current; a create placeholder is no version yet).
+	notPending := bson.D{{Key: "pending", Value: bson.D{{Key: "$ne", Value: true}}}}
 	var parts []part
 	for _, t := range types {
 		if !validType(t) {
 			continue
 		}
-		coll := s.histColl(t)
 		scope := bson.D{{Key: "t", Value: t}}
 		if q.ID != "" {
 			scope = append(scope, bson.E{Key: "i", Value: q.ID})
 		}
-		base := and(scope, since, f)
-		if !q.At.IsZero() {
-			ids, err := s.versionsAt(ctx, coll, scope, q.At)
-			if err != nil {
-				return store.Page{}, err
-			}
-			if len(ids) == 0 {
-				continue
-			}
-			base = and(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, since, f)
+		if q.At.IsZero() {
+			parts = append(parts, part{s.histColl(t), and(scope, since, f)}, part{s.resColl(t), and(scope, notPending, since, f)})
+			continue
 		}
-		parts = append(parts, part{coll, base})
+		histIDs, resIDs, err := s.versionsAt(ctx, t, scope, q.At)
+		if err != nil {
+			return store.Page{}, err
+		}
+		if len(histIDs) > 0 {
+			parts = append(parts, part{s.histColl(t), and(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: histIDs}}}}, since, f)})
+		}
+		if len(resIDs) > 0 {
+			parts = append(parts, part{s.resColl(t), and(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: resIDs}}}}, notPending, since, f)})
+		}
 	}
 	sigParts := []string{q.Type, q.ID}
 	if !q.At.IsZero() {
@@ -342,40 +376,65 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Page, 
 	return s.page(ctx, "h", sig, parts, m, historyOrder, q.Count, q.Cursor, q.Total)
 }
 
-// versionsAt returns the history _ids of the version of each resource in
-// scope (of coll) that was current at at: its newest version with
-// lu <= at. It reads one small projection per version up to at, so a
+// versionsAt returns, for each resource of typ in scope, the _id of its
+// version that was current at at (its newest version with lu <= at): in
+// hist_<typ> or in res_<typ> (the current document, preferred when both
+// hold it). It reads one small projection per version up to at, so a
 // whole-system _at is proportional to the history size (README.md, gaps).
-func (s *Store) versionsAt(ctx context.Context, coll *mongo.Collection, scope bson.D, at time.Time) ([]string, error) {
-	filter := and(scope, bson.D{{Key: "lu", Value: bson.D{{Key: "$lte", Value: at}}}})
-	opts := options.Find().
-		SetSort(bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "lu", Value: -1}, {Key: "v", Value: -1}}).
-		SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}})
-	cur, err := coll.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, fmt.Errorf("mongo: history at: %w", err)
+func (s *Store) versionsAt(ctx context.Context, typ string, scope bson.D, at time.Time) (histIDs, resIDs []string, err error) {
+	type pick struct {
+		v   int64
+		id  string
+		res bool
 	}
-	defer cur.Close(ctx)
-	var ids []string
-	prev := ""
-	for cur.Next(ctx) {
-		var d struct {
-			ID string `bson:"_id"`
-			T  string `bson:"t"`
-			I  string `bson:"i"`
+	picks := map[string]pick{}
+	var order []string
+	read := func(coll *mongo.Collection, res bool) error {
+		filter := and(scope, bson.D{{Key: "lu", Value: bson.D{{Key: "$lte", Value: at}}}})
+		if res {
+			filter = and(filter, bson.D{{Key: "pending", Value: bson.D{{Key: "$ne", Value: true}}}})
 		}
-		if err := cur.Decode(&d); err != nil {
-			return nil, fmt.Errorf("mongo: history at: %w", err)
+		opts := options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: "v", Value: 1}})
+		cur, err := coll.Find(ctx, filter, opts)
+		if err != nil {
+			return fmt.Errorf("mongo: history at: %w", err)
 		}
-		if k := currentID(d.T, d.I); k != prev {
-			prev = k
-			ids = append(ids, d.ID)
+		defer cur.Close(ctx)
+		for cur.Next(ctx) {
+			var d struct {
+				ID string `bson:"_id"`
+				T  string `bson:"t"`
+				I  string `bson:"i"`
+				V  int64  `bson:"v"`
+			}
+			if err := cur.Decode(&d); err != nil {
+				return fmt.Errorf("mongo: history at: %w", err)
+			}
+			k := currentID(d.T, d.I)
+			p, seen := picks[k]
+			if !seen {
+				order = append(order, k)
+			}
+			if !seen || d.V > p.v || (d.V == p.v && res) {
+				picks[k] = pick{d.V, d.ID, res}
+			}
+		}
+		return cur.Err()
+	}
+	if err := read(s.histColl(typ), false); err != nil {
+		return nil, nil, err
+	}
+	if err := read(s.resColl(typ), true); err != nil {
+		return nil, nil, err
+	}
+	for _, k := range order {
+		if p := picks[k]; p.res {
+			resIDs = append(resIDs, p.id)
+		} else {
+			histIDs = append(histIDs, p.id)
 		}
 	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("mongo: history at: %w", err)
-	}
-	return ids, nil
+	return histIDs, resIDs, nil
 }
 
 // ForEach calls fn with every current non-deleted version of typ ("" = all).
@@ -420,9 +479,16 @@ func (s *Store) forEach(ctx context.Context, typ string, fn func(store.Record) e
 	return nil
 }
 
-// SetDerived replaces Index and/or Release (nil: unchanged) of version vid
-// in history and, when vid is current, in the current document.
+// SetDerived replaces Index and/or Release (nil: unchanged) of version vid:
+// in the current document when vid is current (and in a history copy of
+// it, if one exists), else in history. It counts the change in dv, which
+// the conditional writes of an update compare (fast.go), so the version's
+// copy in history always ends with the newest derived state.
 func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *search.Index, rel *store.Release) error {
+	hid := historyID(typ, id, vid)
+	if !validType(typ) {
+		return notFound(hid)
+	}
 	set := bson.D{}
 	if idx != nil {
 		set = append(set, bson.E{Key: "idx", Value: idx})
@@ -430,63 +496,69 @@ func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *
 	if rel != nil {
 		set = append(set, bson.E{Key: "rel", Value: rel})
 	}
-	hid := historyID(typ, id, vid)
-	if !validType(typ) {
-		return notFound(hid)
-	}
 	hist, res := s.histColl(typ), s.resColl(typ)
-	if len(set) == 0 {
-		n, err := hist.CountDocuments(ctx, bson.D{{Key: "_id", Value: hid}})
-		if err != nil {
-			return fmt.Errorf("mongo: set derived %s: %w", hid, err)
-		}
-		if n == 0 {
-			return notFound(hid)
-		}
-		return nil
-	}
-	upd := bson.D{{Key: "$set", Value: set}}
-	ok, err := s.updateIf(ctx, hist, hid, nil, upd)
-	if err != nil {
-		return fmt.Errorf("mongo: set derived %s: %w", hid, err)
-	}
-	if !ok {
-		return notFound(hid)
-	}
-	// A transaction writing vid may have inserted its history document but
-	// not yet replaced the current one (Transact step 5), which would then
-	// overwrite this change: wait for it, within the lease.
 	key := currentID(typ, id)
 	deadline := s.now().Add(s.lease)
 	for {
-		ok, err := s.updateIf(ctx, res, key, []cond{eq("v", vid)}, upd)
-		if err != nil {
-			return fmt.Errorf("mongo: set derived %s: %w", key, err)
-		}
-		if ok {
-			return nil
-		}
 		var cur struct {
-			V  int64  `bson:"v"`
-			Tx string `bson:"tx"`
+			V       int64  `bson:"v"`
+			Tx      string `bson:"tx"`
+			Pending bool   `bson:"pending"`
+			DV      int64  `bson:"dv"`
 		}
-		err = res.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&cur)
-		if errors.Is(err, mongo.ErrNoDocuments) {
+		err := res.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&cur)
+		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+			return fmt.Errorf("mongo: set derived %s: %w", key, err)
+		}
+		current := err == nil && !cur.Pending && cur.V == vid
+		if current && cur.Tx != "" {
+			// A transaction replacing vid copies it to history at its
+			// end: wait for it, within the lease.
+			if s.now().After(deadline) {
+				return fmt.Errorf("mongo: set derived %s: version %d still being written", key, vid)
+			}
+			if err := wait(ctx, 10*time.Millisecond); err != nil {
+				return fmt.Errorf("mongo: set derived %s: %w", key, err)
+			}
+			continue
+		}
+		if !current {
+			if len(set) == 0 {
+				n, err := hist.CountDocuments(ctx, bson.D{{Key: "_id", Value: hid}})
+				if err != nil {
+					return fmt.Errorf("mongo: set derived %s: %w", hid, err)
+				}
+				if n == 0 {
+					return notFound(hid)
+				}
+				return nil
+			}
+			ok, err := s.updateIf(ctx, hist, hid, nil, bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: "dv", Value: int64(1)}}}})
+			if err != nil {
+				return fmt.Errorf("mongo: set derived %s: %w", hid, err)
+			}
+			if !ok {
+				return notFound(hid)
+			}
 			return nil
 		}
+		if len(set) == 0 {
+			return nil
+		}
+		dv := cur.DV + 1
+		upd := bson.D{{Key: "$set", Value: append(append(bson.D{}, set...), bson.E{Key: "dv", Value: dv})}}
+		ok, err := s.updateIf(ctx, res, key, []cond{eq("v", vid), absent("tx"), absent("pending"), dvCond(cur.DV)}, upd)
 		if err != nil {
 			return fmt.Errorf("mongo: set derived %s: %w", key, err)
 		}
-		if cur.V >= vid || cur.Tx == "" {
-			return nil // vid is not current (any more), or no write in flight
+		if !ok {
+			continue // changed meanwhile: look again
 		}
-		if s.now().After(deadline) {
-			return fmt.Errorf("mongo: set derived %s: version %d still being written", key, vid)
+		// A history copy of the current version (an update cut short, or
+		// under way) gets the same state.
+		if _, err := s.updateIf(ctx, hist, hid, []cond{notAbove("dv", dv)}, upd); err != nil {
+			return fmt.Errorf("mongo: set derived %s: %w", hid, err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("mongo: set derived %s: %w", key, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+		return nil
 	}
 }

@@ -1,7 +1,6 @@
 package mongo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,9 +30,9 @@ import (
 //  4. commit: $push "committed" onto the header's decision list d (the
 //     commit point; the first element is the outcome; no match: the
 //     journal is gone, recovery rolled the transaction back);
-//  5. insert the history documents, replace the current documents still
-//     locked by this transaction (unsetting tx) and reveal the create
-//     placeholders (del false, unset tx and pending);
+//  5. copy the versions it replaces to history, replace the current
+//     documents still locked by this transaction (unsetting tx) and reveal
+//     the create placeholders (del false, unset tx and pending);
 //  6. delete the journal (header, chunks).
 //
 // A crash before 4 leaves a journal without decision, which recovery rolls
@@ -74,7 +73,12 @@ type journal struct {
 	Owner  string     `bson:"owner"`
 	Keys   []jkey     `bson:"keys"`
 	Chunks int        `bson:"chunks"`
-	Ops    []bson.Raw `bson:"ops,omitempty"` // inline docs when Chunks == 0
+	Ops    []bson.Raw `bson:"ops,omitempty"` // inline docs of older versions
+	// Blob holds the new documents inline when Chunks == 0 (packDocs).
+	Blob []byte `bson:"ob,omitempty"`
+	// Mode is modeInsert for a transaction of fresh creates (fast.go),
+	// committed as written; "" for the lock protocol.
+	Mode string `bson:"mode,omitempty"`
 	// D lists the decisions pushed onto the header; the first one is the
 	// outcome (see decide).
 	D []string `bson:"d,omitempty"`
@@ -87,7 +91,8 @@ type jchunk struct {
 	Tx   string     `bson:"tx"`
 	At   time.Time  `bson:"at"`
 	N    int        `bson:"n"`
-	Ops  []bson.Raw `bson:"ops"`
+	Ops  []bson.Raw `bson:"ops,omitempty"` // older versions
+	Blob []byte     `bson:"ob,omitempty"`
 }
 
 // decision is the commit point of a transaction: its outcome.
@@ -110,21 +115,6 @@ type tx struct {
 	keys   []jkey
 	docs   []doc // new current documents, in op order
 	chunks int   // journal chunk documents (0: inline)
-}
-
-// Transact applies ops all-or-nothing (see the protocol above).
-func (s *Store) Transact(ctx context.Context, ops []store.Op) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	if err := validateOps(ops); err != nil {
-		return err
-	}
-	t := newTx(ops)
-	if err := s.prepare(ctx, t); err != nil {
-		return err
-	}
-	return s.commit(ctx, t)
 }
 
 func newTx(ops []store.Op) *tx {
@@ -188,7 +178,7 @@ func (s *Store) prepare(ctx context.Context, t *tx) error {
 	if err := s.ensureKeys(ctx, t.keys); err != nil {
 		return err
 	}
-	if err := s.writeJournal(ctx, t); err != nil {
+	if err := s.writeJournal(ctx, t, ""); err != nil {
 		s.cleanup(ctx, t, "journal write failed")
 		return err
 	}
@@ -205,7 +195,7 @@ func (s *Store) prepare(ctx context.Context, t *tx) error {
 		// such journals (older than the lease) and try once more.
 		if attempt == 0 {
 			if n, rerr := s.recoverHolders(ctx, t); rerr == nil && n > 0 {
-				if err := s.writeJournal(ctx, t); err != nil {
+				if err := s.writeJournal(ctx, t, ""); err != nil {
 					s.cleanup(ctx, t, "journal write failed")
 					return err
 				}
@@ -228,12 +218,15 @@ func (s *Store) cleanup(ctx context.Context, t *tx, why string) {
 	}
 }
 
-func (s *Store) writeJournal(ctx context.Context, t *tx) error {
-	var chunks [][]bson.Raw
-	var cur []bson.Raw
+// writeJournal writes the journal of t: in mode "" the new documents of
+// its updates and deletes (a create's document is its placeholder), in
+// modeInsert every document, and the decision "committed" with it.
+func (s *Store) writeJournal(ctx context.Context, t *tx, mode string) error {
+	var chunks [][][]byte
+	var cur [][]byte
 	size := 0
 	for i, d := range t.docs {
-		if t.keys[i].If == 0 {
+		if t.keys[i].If == 0 && mode != modeInsert {
 			continue // a create's document is its placeholder
 		}
 		raw, err := bson.Marshal(d)
@@ -249,9 +242,12 @@ func (s *Store) writeJournal(ctx context.Context, t *tx) error {
 	}
 	chunks = append(chunks, cur)
 	now := s.now().UTC()
-	j := journal{ID: t.id, Kind: kindHeader, At: now, Owner: s.owner, Keys: t.keys}
+	j := journal{ID: t.id, Kind: kindHeader, At: now, Owner: s.owner, Keys: t.keys, Mode: mode}
+	if mode == modeInsert {
+		j.D = []string{outcomeCommitted}
+	}
 	if len(chunks) == 1 {
-		j.Ops = chunks[0]
+		j.Blob = packDocs(chunks[0])
 	} else {
 		// Header first: a recoverer that finds chunks always finds the
 		// header (or deletes chunks older than the lease that have none).
@@ -263,7 +259,7 @@ func (s *Store) writeJournal(ctx context.Context, t *tx) error {
 	}
 	if j.Chunks > 0 {
 		for n, c := range chunks {
-			ch := jchunk{ID: chunkID(t.id, n), Kind: kindChunk, Tx: t.id, At: now, N: n, Ops: c}
+			ch := jchunk{ID: chunkID(t.id, n), Kind: kindChunk, Tx: t.id, At: now, N: n, Blob: packDocs(c)}
 			if _, err := s.txlog.InsertOne(ctx, ch); err != nil {
 				return fmt.Errorf("mongo: write journal chunk: %w", err)
 			}
@@ -475,11 +471,16 @@ func (s *Store) commit(ctx context.Context, t *tx) error {
 // recovered: either recovery had rolled the transaction back (before the
 // decision) or it rolled it forward (after it).
 func (s *Store) lateCommit(ctx context.Context, t *tx) error {
-	d := t.docs[0].historyDoc()
-	var h doc
-	err := s.histColl(d.T).FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&h)
-	if err == nil && bytes.Equal(h.Raw, d.Raw) && h.LU.Equal(d.LU) && h.LUN == d.LUN && h.Del == d.Del {
+	d := t.docs[0]
+	var cur doc
+	err := s.resColl(d.T).FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&cur)
+	if err == nil && sameVersion(cur, d) {
 		return nil // rolled forward by recovery
+	}
+	var h doc // rolled forward, and superseded since
+	err = s.histColl(d.T).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(d.T, d.I, d.V)}}).Decode(&h)
+	if err == nil && sameVersion(h, d) {
+		return nil
 	}
 	return fmt.Errorf("mongo: transaction %s was rolled back by recovery (lease %s expired)", t.id, s.lease)
 }
@@ -524,13 +525,36 @@ func (s *Store) decide(ctx context.Context, id, outcome string) (string, error) 
 // zero doc (ID "") for a create already applied. It is idempotent:
 // recovery repeats it.
 func (s *Store) apply(ctx context.Context, id string, keys []jkey, docs []doc, chunks int) error {
-	var hist []any
+	if err := s.ensureKeys(ctx, keys); err != nil {
+		return err
+	}
+	// The versions replaced, still locked by this transaction unless
+	// replaced already (then history has them: it goes first).
+	var upd []string
+	for i, d := range docs {
+		if d.ID != "" && keys[i].If > 0 {
+			upd = append(upd, d.ID)
+		}
+	}
+	olds, err := s.docsByIDRes(ctx, upd)
+	if err != nil {
+		return fmt.Errorf("mongo: read replaced versions: %w", err)
+	}
+	var hist []doc
 	var repl []condWrite
 	for i, d := range docs {
 		if d.ID == "" {
 			continue
 		}
-		hist = append(hist, d.historyDoc())
+		if keys[i].If > 0 {
+			if raw, ok := olds[d.ID]; ok && condHolds(raw, []cond{eq("tx", id), eq("v", keys[i].If)}) {
+				var old doc
+				if err := bson.Unmarshal(raw, &old); err != nil {
+					return fmt.Errorf("mongo: read replaced version %s: %w", d.ID, err)
+				}
+				hist = append(hist, old.historyDoc())
+			}
+		}
 		if keys[i].If == 0 {
 			// The placeholder is the document: reveal it.
 			repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Update: bson.D{
@@ -543,19 +567,9 @@ func (s *Store) apply(ctx context.Context, id string, keys []jkey, docs []doc, c
 		cur.Tx, cur.Pending = "", false
 		repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: cur})
 	}
-	if err := s.ensureKeys(ctx, keys); err != nil {
+	// History first: no version is ever missing from both collections.
+	if err := s.putHistory(ctx, hist); err != nil {
 		return err
-	}
-	// History first: whoever reads the new current version can VRead it.
-	types, groups := groupByType(len(hist), func(i int) string { return hist[i].(doc).ID })
-	for _, typ := range types {
-		docs := make([]any, 0, len(groups[typ]))
-		for _, i := range groups[typ] {
-			docs = append(docs, hist[i])
-		}
-		if _, err := s.histColl(typ).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
-			return fmt.Errorf("mongo: write history: %w", err)
-		}
 	}
 	if _, _, err := s.writeEachRes(ctx, repl); err != nil {
 		return fmt.Errorf("mongo: write current versions: %w", err)
@@ -723,12 +737,19 @@ func (s *Store) recoverJournal(ctx context.Context, id string) error {
 		s.log.Info("mongo: rolling back unfinished transaction", "tx", id, "owner", j.Owner, "at", j.At)
 		return s.rollback(ctx, id, j.Keys, j.Chunks)
 	}
-	s.log.Info("mongo: rolling forward committed transaction", "tx", id, "owner", j.Owner, "at", j.At)
+	s.log.Info("mongo: rolling forward committed transaction", "tx", id, "owner", j.Owner, "at", j.At, "mode", j.Mode)
 	docs, err := s.journalDocs(ctx, &j)
 	if errors.Is(err, errChunksGone) {
 		return s.deleteJournal(ctx, id, j.Chunks) // applied; its deletion was cut short
 	}
 	if err != nil {
+		return err
+	}
+	if j.Mode == modeInsert {
+		if err := s.ensureKeys(ctx, j.Keys); err != nil {
+			return err
+		}
+		_, err := s.insertApply(ctx, id, docs, j.Chunks)
 		return err
 	}
 	return s.apply(ctx, id, j.Keys, docs, j.Chunks)
@@ -741,6 +762,12 @@ var errChunksGone = errors.New("mongo: journal chunks gone")
 // journalDocs returns the new documents of a journal (inline or chunks).
 func (s *Store) journalDocs(ctx context.Context, j *journal) ([]doc, error) {
 	raws := j.Ops
+	if len(j.Blob) > 0 {
+		var err error
+		if raws, err = unpackDocs(j.Blob); err != nil {
+			return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
+		}
+	}
 	if j.Chunks > 0 {
 		cur, err := s.txlog.Find(ctx, bson.D{{Key: "k", Value: kindChunk}, {Key: "tx", Value: j.ID}})
 		if err != nil {
@@ -757,6 +784,13 @@ func (s *Store) journalDocs(ctx context.Context, j *journal) ([]doc, error) {
 		raws = nil
 		for _, c := range chunks {
 			raws = append(raws, c.Ops...)
+			if len(c.Blob) > 0 {
+				b, err := unpackDocs(c.Blob)
+				if err != nil {
+					return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
+				}
+				raws = append(raws, b...)
+			}
 		}
 	}
 	if len(raws) == len(j.Keys) { // every document inline (older journals)

@@ -1,0 +1,153 @@
+package mongo
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/fhirgate/fhirgate/store"
+)
+
+// Both write paths of the store: FerretDB's and MongoDB's (serialised).
+func eachPath(t *testing.T, fn func(t *testing.T, s *Store)) {
+	t.Run("ferretdb", func(t *testing.T) { fn(t, openTest(t, embeddedURI, Options{})) })
+	t.Run("mongopaths", func(t *testing.T) { fn(t, openTest(t, embeddedURI, Options{mongoPaths: true})) })
+}
+
+// An insert-mode transaction (creates of fresh ids) that meets an
+// existing id fails whole: its other documents are gone, the existing
+// resource is untouched, no journal is left.
+func TestInsertModeCollision(t *testing.T) {
+	eachPath(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		if err := s.Transact(ctx, []store.Op{{Kind: store.OpCreate, Record: basic("x", 1, "first")}}); err != nil {
+			t.Fatal(err)
+		}
+		obs := basic("b", 1, "b")
+		obs.Type = "Observation"
+		err := s.Transact(ctx, []store.Op{
+			{Kind: store.OpCreate, Record: basic("a", 1, "a")},
+			{Kind: store.OpCreate, Record: basic("x", 1, "second")},
+			{Kind: store.OpCreate, Record: obs},
+		})
+		var oe *store.OpError
+		if !errors.As(err, &oe) || oe.Index != 1 || !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("err = %v, want ErrConflict at op 1", err)
+		}
+		for _, k := range [][2]string{{"Basic", "a"}, {"Observation", "b"}} {
+			if _, err := s.Read(ctx, k[0], k[1]); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s/%s after the failed transaction: %v", k[0], k[1], err)
+			}
+		}
+		if r, err := s.Read(ctx, "Basic", "x"); err != nil || string(r.Raw) != string(basic("x", 1, "first").Raw) {
+			t.Errorf("Basic/x = %s, %v", r.Raw, err)
+		}
+		if n := count(t, s, collTxlog, bson.D{}); n != 0 {
+			t.Errorf("%d journal documents left", n)
+		}
+	})
+}
+
+// A history copy of the current version (an update cut between its two
+// writes) is listed once, by instance, type and _at history, and the next
+// update completes it.
+func TestHistoryCopyOfCurrent(t *testing.T) {
+	eachPath(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustWrite := func(op store.Op) {
+			t.Helper()
+			if err := s.Transact(ctx, []store.Op{op}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustWrite(store.Op{Kind: store.OpCreate, Record: basic("p", 1, "v1")})
+		mustWrite(store.Op{Kind: store.OpPut, Record: basic("p", 2, "v2"), IfVersion: 1})
+		if err := s.putHistory(ctx, []doc{toDoc(basic("p", 2, "v2")).historyDoc()}); err != nil {
+			t.Fatal(err)
+		}
+		versions := func(q store.HistoryQuery) []int64 {
+			t.Helper()
+			var out []int64
+			for {
+				p, err := s.History(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range p.Records {
+					out = append(out, r.VersionID)
+				}
+				if p.Next == "" {
+					return out
+				}
+				q.Cursor = p.Next
+			}
+		}
+		for _, n := range []int{1, 2, 10} {
+			if got := versions(store.HistoryQuery{Type: "Basic", ID: "p", Count: n}); len(got) != 2 || got[0] != 2 || got[1] != 1 {
+				t.Errorf("instance history (count %d) = %v, want [2 1]", n, got)
+			}
+			if got := versions(store.HistoryQuery{Type: "Basic", Count: n}); len(got) != 2 {
+				t.Errorf("type history (count %d) = %v, want [2 1]", n, got)
+			}
+		}
+		if got := versions(store.HistoryQuery{Type: "Basic", ID: "p", At: basic("p", 2, "").LastUpdated, Count: 10}); len(got) != 1 || got[0] != 2 {
+			t.Errorf("_at history = %v, want [2]", got)
+		}
+		mustWrite(store.Op{Kind: store.OpPut, Record: basic("p", 3, "v3"), IfVersion: 2})
+		if got := versions(store.HistoryQuery{Type: "Basic", ID: "p", Count: 10}); len(got) != 3 || got[0] != 3 || got[2] != 1 {
+			t.Errorf("history after the next update = %v, want [3 2 1]", got)
+		}
+		for v := int64(1); v <= 3; v++ {
+			if r, err := s.VRead(ctx, "Basic", "p", v); err != nil || r.VersionID != v {
+				t.Errorf("VRead %d: %v %v", v, r.VersionID, err)
+			}
+		}
+		if _, err := s.VRead(ctx, "Basic", "p", 4); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("VRead 4: %v, want not found", err)
+		}
+	})
+}
+
+// A release state set on the current version travels with it into
+// history when the next update supersedes it, and reaches a history copy
+// of the current version too.
+func TestDerivedStateKeptInHistory(t *testing.T) {
+	eachPath(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		if err := s.Transact(ctx, []store.Op{{Kind: store.OpCreate, Record: basic("p", 1, "v1")}}); err != nil {
+			t.Fatal(err)
+		}
+		// A copy as an update cut short leaves it, then a $release.
+		if err := s.putHistory(ctx, []doc{toDoc(basic("p", 1, "v1")).historyDoc()}); err != nil {
+			t.Fatal(err)
+		}
+		rel := store.Release{State: "released", By: "Practitioner/1", Note: "ok"}
+		if err := s.SetDerived(ctx, "Basic", "p", 1, nil, &rel); err != nil {
+			t.Fatal(err)
+		}
+		var h doc
+		if err := s.histColl("Basic").FindOne(ctx, bson.D{{Key: "_id", Value: historyID("Basic", "p", 1)}}).Decode(&h); err != nil || h.Rel.State != "released" {
+			t.Fatalf("history copy: %+v %v", h.Rel, err)
+		}
+		if err := s.Transact(ctx, []store.Op{{Kind: store.OpPut, Record: basic("p", 2, "v2"), IfVersion: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.VRead(ctx, "Basic", "p", 1)
+		if err != nil || r.Release.State != "released" || r.Release.Note != "ok" {
+			t.Fatalf("VRead 1 after update: %+v %v", r.Release, err)
+		}
+		// And on a superseded version.
+		rel.Note = "again"
+		if err := s.SetDerived(ctx, "Basic", "p", 1, nil, &rel); err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := s.VRead(ctx, "Basic", "p", 1); r.Release.Note != "again" {
+			t.Errorf("VRead 1: %+v", r.Release)
+		}
+		if r, _ := s.Read(ctx, "Basic", "p"); r.Release.State != "" {
+			t.Errorf("current version got the old version's state: %+v", r.Release)
+		}
+	})
+}
