@@ -126,6 +126,13 @@ type Store interface {
 	// Transact applies every op or none. A version mismatch is ErrConflict
 	// (wrapped in *OpError naming the op index).
 	Transact(ctx context.Context, ops []Op) error
+	// Append stores version 1 of new resources (creates of ids the caller
+	// generated, like OpCreate), each one atomically but not all-or-nothing
+	// together: after a crash any subset may be stored. It is for
+	// append-only records such as AuditEvents, whose unwritten tail a
+	// crash loses anyway, and costs no journal. A record whose id exists
+	// fails alone (an *OpError wrapping ErrConflict; the others are stored).
+	Append(ctx context.Context, recs []Record) error
 	Search(ctx context.Context, q Query) (Page, error)
 	History(ctx context.Context, q HistoryQuery) (Page, error)
 	// Lock takes an advisory lease on key (e.g. the normalised condition of a

@@ -19,6 +19,7 @@ type config struct {
 	BaseURL       string
 	MongoURI      string
 	EmbeddedAddr  string
+	DebugAddr     string
 	DataDir       string
 	Database      string
 	MaxBody       int64
@@ -68,6 +69,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.Addr, "addr", env("FHIRGATE_ADDR", "127.0.0.1:8080"), "listen address (FHIRGATE_ADDR)")
 	fs.StringVar(&c.BaseURL, "base-url", env("FHIRGATE_BASE_URL", "http://localhost:8080/fhir"), "public FHIR base URL (FHIRGATE_BASE_URL)")
 	fs.StringVar(&c.MongoURI, "mongodb-uri", env("FHIRGATE_MONGODB_URI", ""), "MongoDB URI; empty = embedded store (FHIRGATE_MONGODB_URI)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", env("FHIRGATE_DEBUG_ADDR", ""), "listen address of the Go profiler (/debug/pprof/), e.g. 127.0.0.1:6060; empty = off. Never expose it publicly (FHIRGATE_DEBUG_ADDR)")
 	fs.StringVar(&c.EmbeddedAddr, "embedded-addr", env("FHIRGATE_EMBEDDED_ADDR", ""), "listen address of the embedded store, e.g. 127.0.0.1:27017 to inspect it with mongosh; empty = a free loopback port (FHIRGATE_EMBEDDED_ADDR)")
 	fs.StringVar(&c.DataDir, "data-dir", env("FHIRGATE_DATA_DIR", "./data"), "data directory (FHIRGATE_DATA_DIR)")
 	fs.StringVar(&c.Database, "database", env("FHIRGATE_DATABASE", "fhirgate"), "database name (FHIRGATE_DATABASE)")
@@ -108,6 +110,11 @@ func parseConfig(args []string) (*config, error) {
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	if c.MongoURI != "" && !strings.HasPrefix(c.MongoURI, "mongodb://") && !strings.HasPrefix(c.MongoURI, "mongodb+srv://") {
 		bad("FHIRGATE_MONGODB_URI", "must start with mongodb:// or mongodb+srv://")
+	}
+	if c.DebugAddr != "" {
+		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			bad("FHIRGATE_DEBUG_ADDR", "%q is not host:port", c.DebugAddr)
+		}
 	}
 	if c.EmbeddedAddr != "" {
 		if _, _, err := net.SplitHostPort(c.EmbeddedAddr); err != nil {

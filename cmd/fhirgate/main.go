@@ -93,6 +93,13 @@ func serve(ctx context.Context, args []string) error {
 		a.Close(context.Background())
 		return fmt.Errorf("listen %s: %w", c.Addr, err)
 	}
+	if c.DebugAddr != "" {
+		if err := serveDebug(c.DebugAddr, log); err != nil {
+			a.Close(context.Background())
+			ln.Close()
+			return err
+		}
+	}
 	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

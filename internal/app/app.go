@@ -287,7 +287,7 @@ func OriginOf(base string) string {
 // auditSink stores audit events as AuditEvent resources (indexed, so a
 // patient can search "who looked at my record").
 func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
-	ops := make([]store.Op, 0, len(events))
+	recs := make([]store.Record, 0, len(events))
 	for _, e := range events {
 		id := server.NewID()
 		raw := audit.Build(e, id)
@@ -299,17 +299,19 @@ func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
 		if !rec.Release.Patient.IsZero() || !rec.Release.Proxy.IsZero() {
 			rec.Release.State = "follows-subject"
 		}
-		ops = append(ops, store.Op{Kind: store.OpCreate, Record: rec})
+		recs = append(recs, rec)
 	}
-	// One Transact for the batch (one journal instead of one per event);
-	// should it fail, each event on its own, so one bad event cannot take
-	// the others with it.
-	if err := a.Store.Transact(ctx, ops); err == nil {
+	// One Append for the batch: no journal, as no event needs
+	// all-or-nothing with the others of its batch. Should it fail, each
+	// event on its own, so one bad event cannot take the others with it
+	// (a conflict is an event stored already).
+	err := a.Store.Append(ctx, recs)
+	if err == nil || errors.Is(err, store.ErrConflict) {
 		return nil
 	}
 	var errs []error
-	for _, op := range ops {
-		if err := a.Store.Transact(ctx, []store.Op{op}); err != nil && !errors.Is(err, store.ErrConflict) {
+	for _, r := range recs {
+		if err := a.Store.Append(ctx, []store.Record{r}); err != nil && !errors.Is(err, store.ErrConflict) {
 			errs = append(errs, err)
 		}
 	}

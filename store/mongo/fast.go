@@ -332,3 +332,49 @@ func wait(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// Append inserts independent creates (store.Store.Append): one unordered
+// InsertMany per type, no journal.
+func (s *Store) Append(ctx context.Context, recs []store.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	ops := make([]store.Op, len(recs))
+	keys := make([]jkey, len(recs))
+	for i, r := range recs {
+		ops[i] = store.Op{Kind: store.OpCreate, Record: r}
+		keys[i] = jkey{K: r.Key()}
+	}
+	if err := validateOps(ops); err != nil {
+		return err
+	}
+	if err := s.ensureKeys(ctx, keys); err != nil {
+		return err
+	}
+	types, groups := groupByType(len(recs), func(i int) string { return keys[i].K })
+	first := -1
+	for _, typ := range types {
+		g := groups[typ]
+		batch := make([]any, len(g))
+		for n, i := range g {
+			batch[n] = toDoc(recs[i])
+		}
+		_, err := s.resColl(typ).InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
+		var bwe mongo.BulkWriteException
+		switch {
+		case err == nil:
+		case errors.As(err, &bwe) && onlyDuplicates(err):
+			for _, we := range bwe.WriteErrors {
+				if i := g[we.Index]; first < 0 || i < first {
+					first = i
+				}
+			}
+		default:
+			return fmt.Errorf("mongo: append: %w", err)
+		}
+	}
+	if first >= 0 {
+		return conflictAt(first, keys[first].K)
+	}
+	return nil
+}

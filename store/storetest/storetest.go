@@ -62,6 +62,7 @@ var cases = []struct {
 	{"LockTTLExpiry", testLockTTL},
 	{"ForEach", testForEach},
 	{"SetDerived", testSetDerived},
+	{"AppendIndependentCreates", testAppend},
 	{"Ping", testPing},
 }
 
@@ -1101,5 +1102,50 @@ func testSetDerived(t *testing.T, s store.Store) {
 func testPing(t *testing.T, s store.Store) {
 	if err := s.Ping(ctxT(t)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Append stores independent creates: every record readable, in history and
+// search; an existing id fails alone; a malformed record nothing.
+func testAppend(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	mustTx(t, s, create(rec("AuditEvent", "taken", 1, at(0), "first")))
+	recs := []store.Record{
+		rec("AuditEvent", "a1", 1, at(1), "a1"),
+		rec("AuditEvent", "taken", 1, at(1), "second"),
+		rec("Provenance", "p1", 1, at(1), "p1"),
+		rec("AuditEvent", "a2", 1, at(2), "a2"),
+	}
+	err := s.Append(ctx, recs)
+	var oe *store.OpError
+	if !errors.As(err, &oe) || oe.Index != 1 || !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("Append with an existing id: %v, want ErrConflict at record 1", err)
+	}
+	for _, r := range []store.Record{recs[0], recs[2], recs[3]} {
+		checkRecord(t, mustRead(t, s, r.Type, r.ID), r)
+		if _, err := s.VRead(ctx, r.Type, r.ID, 1); err != nil {
+			t.Errorf("VRead %s: %v", r.Key(), err)
+		}
+	}
+	if got := mustRead(t, s, "AuditEvent", "taken"); !strings.Contains(string(got.Raw), "first") {
+		t.Errorf("existing record overwritten: %s", got.Raw)
+	}
+	p, err := s.Search(ctx, store.Query{Types: []string{"AuditEvent"}, Count: 10, Total: true})
+	if err != nil || p.Total != 3 {
+		t.Fatalf("search AuditEvent: total %d, %v; want 3", p.Total, err)
+	}
+	h, err := s.History(ctx, store.HistoryQuery{Type: "AuditEvent", Count: 10, Total: true})
+	if err != nil || len(h.Records) != 3 {
+		t.Fatalf("history AuditEvent: %d records, %v; want 3", len(h.Records), err)
+	}
+	bad := rec("AuditEvent", "v2", 2, at(3), "x")
+	if err := s.Append(ctx, []store.Record{rec("AuditEvent", "ok", 1, at(3), "ok"), bad}); err == nil {
+		t.Fatal("Append of a version 2 accepted")
+	}
+	if _, err := s.Read(ctx, "AuditEvent", "ok"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a malformed Append stored its other record: %v", err)
+	}
+	if err := s.Append(ctx, nil); err != nil {
+		t.Errorf("empty Append: %v", err)
 	}
 }
