@@ -1,6 +1,7 @@
 package mongo
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/store"
+	"github.com/fhirgate/fhirgate/store/mongo/mquery"
 )
 
 // doc is one stored version: the current document in res_<Type> (_id
@@ -39,6 +41,100 @@ type doc struct {
 	// (only creates of fresh ids, see fast.go): inert, it lets a
 	// transaction that collided delete exactly its own documents.
 	C string `bson:"c,omitempty"`
+	// IXB is Idx in the compact layout (FerretDB, mquery.Compact); a
+	// decoded compact document has it and no Idx.
+	IXB []byte `bson:"ixb,omitempty"`
+}
+
+// cdoc is a doc as the compact layout stores it (mquery.Compact).
+type cdoc struct {
+	ID                   string    `bson:"_id"`
+	T                    string    `bson:"t"`
+	I                    string    `bson:"i"`
+	V                    int64     `bson:"v"`
+	LU                   time.Time `bson:"lu"`
+	LUN                  int64     `bson:"lun,omitempty"`
+	Del                  bool      `bson:"del"`
+	Raw                  []byte    `bson:"raw,omitempty"`
+	mquery.CompactFields `bson:",inline"`
+	Rel                  store.Release `bson:"rel"`
+	Tx                   string        `bson:"tx,omitempty"`
+	Pending              bool          `bson:"pending,omitempty"`
+	DV                   int64         `bson:"dv,omitempty"`
+	C                    string        `bson:"c,omitempty"`
+}
+
+// index returns the search values of d, from either layout.
+func (d doc) index() (search.Index, error) {
+	if len(d.IXB) == 0 {
+		return d.Idx, nil
+	}
+	var x search.Index
+	if err := bson.Unmarshal(d.IXB, &x); err != nil {
+		return search.Index{}, fmt.Errorf("mongo: decode search values of %s: %w", d.ID, err)
+	}
+	return x, nil
+}
+
+// wdoc is d in the layout this store writes: as it is on MongoDB, compact
+// on FerretDB (see mquery.Compact).
+func (s *Store) wdoc(d doc) (any, error) {
+	if !s.compact {
+		if len(d.IXB) > 0 {
+			x, err := d.index()
+			if err != nil {
+				return nil, err
+			}
+			d.Idx, d.IXB = x, nil
+		}
+		return d, nil
+	}
+	x, err := d.index()
+	if err != nil {
+		return nil, err
+	}
+	cf, err := mquery.Compact(&x)
+	if err != nil {
+		return nil, fmt.Errorf("mongo: encode search values of %s: %w", d.ID, err)
+	}
+	return cdoc{ID: d.ID, T: d.T, I: d.I, V: d.V, LU: d.LU, LUN: d.LUN, Del: d.Del, Raw: d.Raw,
+		CompactFields: cf, Rel: d.Rel, Tx: d.Tx, Pending: d.Pending, DV: d.DV, C: d.C}, nil
+}
+
+// wdocs is wdoc of each.
+func (s *Store) wdocs(ds []doc) ([]any, error) {
+	out := make([]any, len(ds))
+	for i, d := range ds {
+		w, err := s.wdoc(d)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = w
+	}
+	return out, nil
+}
+
+// indexSet is the $set of new search values in this store's layout.
+func (s *Store) indexSet(x *search.Index) (bson.D, error) {
+	if !s.compact {
+		return bson.D{{Key: "idx", Value: x}}, nil
+	}
+	cf, err := mquery.Compact(x)
+	if err != nil {
+		return nil, err
+	}
+	orEmpty := func(v []string) []string {
+		if v == nil {
+			return []string{}
+		}
+		return v
+	}
+	srt := cf.Srt
+	if srt == nil {
+		srt = map[string]any{}
+	}
+	return bson.D{{Key: "ixb", Value: cf.IXB}, {Key: "k", Value: orEmpty(cf.K)}, {Key: "cpt", Value: orEmpty(cf.Cpt)},
+		{Key: "sec", Value: orEmpty(cf.Sec)}, {Key: "has", Value: orEmpty(cf.Has)}, {Key: "srt", Value: srt}}, nil
 }
 
 func currentID(typ, id string) string { return typ + "/" + id }
@@ -75,6 +171,11 @@ func (d doc) historyDoc() doc {
 }
 
 func (d doc) record() store.Record {
+	if len(d.IXB) > 0 {
+		if x, err := d.index(); err == nil {
+			d.Idx = x
+		}
+	}
 	r := store.Record{
 		Type:        d.T,
 		ID:          d.I,

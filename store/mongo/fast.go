@@ -82,7 +82,11 @@ func conflictAt(i int, key string) error {
 // placeholder of a dead transaction holding the id.
 func (s *Store) createOne(ctx context.Context, ops []store.Op) error {
 	d := toDoc(ops[0].Record)
-	_, err := s.resColl(d.T).InsertOne(ctx, d)
+	w, err := s.wdoc(d)
+	if err != nil {
+		return err
+	}
+	_, err = s.resColl(d.T).InsertOne(ctx, w)
 	if mongo.IsDuplicateKeyError(err) {
 		return s.transact(ctx, newTx(ops))
 	}
@@ -146,13 +150,17 @@ func (s *Store) writeOneAttempt(ctx context.Context, d doc, ifv int64) (int, err
 	if err := s.putHistory(ctx, []doc{old.historyDoc()}); err != nil {
 		return 0, err
 	}
+	w, err := s.wdoc(d)
+	if err != nil {
+		return 0, err
+	}
 	if s.serial != nil && !s.mongoPaths {
-		if _, err := res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d); err != nil {
+		if _, err := res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, w); err != nil {
 			return 0, err
 		}
 		return oneDone, nil
 	}
-	r, err := res.ReplaceOne(ctx, condFilter(d.ID, []cond{eq("v", ifv), absent("tx"), absent("pending"), dvCond(old.DV)}), d)
+	r, err := res.ReplaceOne(ctx, condFilter(d.ID, []cond{eq("v", ifv), absent("tx"), absent("pending"), dvCond(old.DV)}), w)
 	if err != nil {
 		return 0, err
 	}
@@ -190,7 +198,11 @@ func (s *Store) putHistory(ctx context.Context, docs []doc) error {
 					bson.D{{Key: "dv", Value: bson.D{{Key: "$lte", Value: h.DV}}}},
 				}})
 			}
-			models = append(models, mongo.NewReplaceOneModel().SetFilter(f).SetReplacement(h).SetUpsert(true))
+			w, err := s.wdoc(h)
+			if err != nil {
+				return err
+			}
+			models = append(models, mongo.NewReplaceOneModel().SetFilter(f).SetReplacement(w).SetUpsert(true))
 		}
 		// A duplicate key: a copy with more changes exists (its filter
 		// did not match, so the upsert's insert met it).
@@ -239,7 +251,11 @@ func (s *Store) insertApply(ctx context.Context, id string, docs []doc, chunks i
 		g := groups[typ]
 		batch := make([]any, len(g))
 		for n, i := range g {
-			batch[n] = docs[i]
+			w, err := s.wdoc(docs[i])
+			if err != nil {
+				return -1, err
+			}
+			batch[n] = w
 		}
 		_, err := s.resColl(typ).InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
 		var bwe mongo.BulkWriteException
@@ -357,7 +373,11 @@ func (s *Store) Append(ctx context.Context, recs []store.Record) error {
 		g := groups[typ]
 		batch := make([]any, len(g))
 		for n, i := range g {
-			batch[n] = toDoc(recs[i])
+			w, err := s.wdoc(toDoc(recs[i]))
+			if err != nil {
+				return err
+			}
+			batch[n] = w
 		}
 		_, err := s.resColl(typ).InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
 		var bwe mongo.BulkWriteException

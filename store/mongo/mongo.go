@@ -89,6 +89,8 @@ type Store struct {
 	serial     *sync.Mutex
 	mongoPaths bool // see Options.mongoPaths
 	indexedIDs bool // see Options.IndexedIDs
+	// compact: documents in the compact layout (FerretDB, mquery.Compact).
+	compact bool
 
 	onNew    func(ctx context.Context) error // see Options.OnNewCollection
 	ensured  *sync.Map                       // type -> true: collections ensured
@@ -152,6 +154,7 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 	s.dialect = d
 	if d == mquery.FerretDB {
 		s.serial = serialFor(uri, database)
+		s.compact = !s.mongoPaths
 	}
 	if err := s.ensureIndexes(ctx, s.controlIndexes()); err != nil {
 		return nil, err

@@ -64,10 +64,13 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Rec
 
 // searchOrder is the order of a search: the _sort keys compiled by mquery,
 // then t and i ascending (the tie-breakers of the store.Query contract).
-func searchOrder(keys []search.SortKey) ([]sortField, error) {
+func (s *Store) searchOrder(keys []search.SortKey) ([]sortField, error) {
 	var fields []sortField
 	seen := map[string]bool{}
 	for _, e := range mquery.SortFields(keys) {
+		if s.compact {
+			e.Key = mquery.CompactPath(e.Key)
+		}
 		dir, ok := direction(e.Value)
 		if !ok {
 			return nil, fmt.Errorf("mongo: unsupported sort direction %v for %s", e.Value, e.Key)
@@ -121,7 +124,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 	if err != nil {
 		return store.Page{}, err
 	}
-	fields, err := searchOrder(q.Sort)
+	fields, err := s.searchOrder(q.Sort)
 	if err != nil {
 		return store.Page{}, err
 	}
@@ -149,6 +152,9 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 // is exact) then decides in Go.
 func (s *Store) compile(e search.Expr, history bool) (bson.D, *mquery.Matcher, error) {
 	f, exact, err := mquery.Compile(e, mquery.Options{Dialect: s.dialect, History: history})
+	if s.compact {
+		f, exact, err = mquery.CompileCompact(e, history)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("mongo: filter: %w", err)
 	}
@@ -491,7 +497,11 @@ func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *
 	}
 	set := bson.D{}
 	if idx != nil {
-		set = append(set, bson.E{Key: "idx", Value: idx})
+		is, err := s.indexSet(idx)
+		if err != nil {
+			return fmt.Errorf("mongo: set derived %s: %w", hid, err)
+		}
+		set = append(set, is...)
 	}
 	if rel != nil {
 		set = append(set, bson.E{Key: "rel", Value: rel})

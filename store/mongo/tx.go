@@ -281,7 +281,11 @@ func (s *Store) lockAll(ctx context.Context, t *tx) (int, error) {
 			// readers (del, pending) until apply clears the flags.
 			d := t.docs[i]
 			d.Del, d.Pending, d.Tx = true, true, t.id
-			ins = append(ins, d)
+			w, err := s.wdoc(d)
+			if err != nil {
+				return -1, err
+			}
+			ins = append(ins, w)
 			insIdx = append(insIdx, i)
 			continue
 		}
@@ -565,7 +569,11 @@ func (s *Store) apply(ctx context.Context, id string, keys []jkey, docs []doc, c
 		}
 		cur := d
 		cur.Tx, cur.Pending = "", false
-		repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: cur})
+		w, err := s.wdoc(cur)
+		if err != nil {
+			return err
+		}
+		repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: w})
 	}
 	// History first: no version is ever missing from both collections.
 	if err := s.putHistory(ctx, hist); err != nil {
