@@ -13,12 +13,12 @@ import (
 )
 
 type compactTestDoc struct {
-	ID            string        `bson:"_id"`
-	T             string        `bson:"t"`
-	I             string        `bson:"i"`
-	V             int64         `bson:"v"`
-	LU            time.Time     `bson:"lu"`
-	Del           bool          `bson:"del"`
+	ID            string    `bson:"_id"`
+	T             string    `bson:"t"`
+	I             string    `bson:"i"`
+	V             int64     `bson:"v"`
+	LU            time.Time `bson:"lu"`
+	Del           bool      `bson:"del"`
 	CompactFields `bson:",inline"`
 	Rel           store.Release `bson:"rel"`
 }
@@ -93,10 +93,10 @@ func TestCompactLayout(t *testing.T) {
 // Keys name kind, field and value; composites nest under cmp.x.
 func TestCompactKeys(t *testing.T) {
 	x := search.Index{
-		Tok: []search.TokValue{{P: "code", S: "http://loinc.org", C: "8867-4", T: "heart rate"}},
-		Ref: []search.RefValue{{P: "subject", R: "Patient/1", T: "Patient", I: "1"}},
-		Date: []search.DateValue{{P: "date"}},
-		Comp: []search.CompValue{{P: "code-value-quantity", X: search.Index{Tok: []search.TokValue{{P: "code", C: "8867-4"}}}}},
+		Tok:          []search.TokValue{{P: "code", S: "http://loinc.org", C: "8867-4", T: "heart rate"}},
+		Ref:          []search.RefValue{{P: "subject", R: "Patient/1", T: "Patient", I: "1"}},
+		Date:         []search.DateValue{{P: "date"}},
+		Comp:         []search.CompValue{{P: "code-value-quantity", X: search.Index{Tok: []search.TokValue{{P: "code", C: "8867-4"}}}}},
 		Compartments: []string{"Patient/1"},
 	}
 	cf, err := Compact(&x)
