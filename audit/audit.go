@@ -20,6 +20,9 @@ import (
 
 // Event is one audited interaction, as the request pipeline saw it.
 type Event struct {
+	// ID is the AuditEvent's id; Logger.Log fills it (random, 32 hex
+	// digits) when empty, so a retried batch writes the same ids again.
+	ID   string
 	Time time.Time // when the interaction happened (zero: Logger.Log fills it)
 	// Interaction is the restful-interaction code (codesystem-restful-interaction):
 	// read vread search history create update patch delete operation batch

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,9 +12,11 @@ import (
 	"time"
 )
 
-// Sink stores a batch of events, e.g. as AuditEvent resources in one store
-// transaction. It must be all-or-nothing: on error the whole batch is
-// retried. It must not keep events after it returns.
+// Sink stores a batch of events, e.g. as AuditEvent resources. On error
+// the whole batch is retried, so a Sink that may store part of a batch
+// before failing must skip, not duplicate, what it stored (fhirgate's
+// gives each event its id before the first attempt). It must not keep
+// events after it returns.
 type Sink func(ctx context.Context, events []Event) error
 
 // Errors of Log. Log wraps them together with the context's error, so
@@ -121,6 +125,11 @@ func NewLogger(sink Sink, opt Options) *Logger {
 func (l *Logger) Log(ctx context.Context, e Event) error {
 	if e.Time.IsZero() {
 		e.Time = l.opt.Now()
+	}
+	if e.ID == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		e.ID = hex.EncodeToString(b[:])
 	}
 	l.inflight.Add(1)
 	defer l.inflight.Add(-1)

@@ -21,6 +21,7 @@ type recorder struct {
 	batches [][]Event
 	calls   int
 	failN   int
+	tried   [][]string // the event IDs of every call, failed ones too
 	gate    chan struct{}
 	entered chan struct{} // receives once per call, when set
 }
@@ -39,6 +40,11 @@ func (r *recorder) sink(ctx context.Context, events []Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
+	var ids []string
+	for _, e := range events {
+		ids = append(ids, e.ID)
+	}
+	r.tried = append(r.tried, ids)
 	if r.failN > 0 {
 		r.failN--
 		return errors.New("store unavailable")
@@ -249,6 +255,17 @@ func TestRetry(t *testing.T) {
 	}
 	if s := l.Stats(); s.Retries != 4 || s.Written != 3 || s.Failed != 0 {
 		t.Errorf("stats %+v, want 4 retries, 3 written", s)
+	}
+	// Every attempt carries the same event ids (a sink that stored part
+	// of a batch rewrites, not duplicates, it).
+	first := r.tried[0]
+	if len(first) != 3 || first[0] == "" || first[0] == first[1] || first[1] == first[2] {
+		t.Fatalf("event ids %v: want 3 distinct", first)
+	}
+	for i, ids := range r.tried {
+		if !slices.Equal(ids, first) {
+			t.Errorf("attempt %d carried ids %v, attempt 0 %v", i, ids, first)
+		}
 	}
 	out := logs.String()
 	if n := strings.Count(out, "level=WARN"); n != 1 {

@@ -289,7 +289,10 @@ func OriginOf(base string) string {
 func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
 	recs := make([]store.Record, 0, len(events))
 	for _, e := range events {
-		id := server.NewID()
+		id := e.ID
+		if id == "" {
+			id = server.NewID()
+		}
 		raw := audit.Build(e, id)
 		rec, err := a.Server.Version("AuditEvent", id, raw)
 		if err != nil {
