@@ -197,6 +197,9 @@ const obsTemplate = `{"resourceType":"Observation","status":"final","category":[
 //     from one fhirgate wrote); read = FindOne by _id; update = FindOne,
 //     the history copy (ReplaceOne upsert) and ReplaceOne. Without the
 //     AuditEvent fhirgate also writes for every request (batched);
+//   - "same+audit": "same" plus that AuditEvent: one copy of an AuditEvent
+//     document as fhirgate stored it per operation, inserted 100 at a time
+//     (fhirgate's audit writer batches up to 100 events per InsertMany);
 //   - "min": one command on a minimal document (raw JSON only): what a
 //     store without versions, history, search values or audit would do.
 func crud(ctx context.Context, dir string) {
@@ -210,7 +213,7 @@ func crud(ctx context.Context, dir string) {
 	// The raw collections get what fhirgate's collections get on the
 	// embedded store: the _id expression index FerretDB lacks.
 	rawDB := client.Database("bench_raw")
-	for _, c := range []string{"resources", "res_Observation", "hist_Observation"} {
+	for _, c := range []string{"resources", "res_Observation", "hist_Observation", "res_AuditEvent"} {
 		_ = rawDB.CreateCollection(ctx, c)
 	}
 	if err := embedded.IndexIDsAt(ctx, filepath.Join(in.data, "ferretdb"), "bench_raw"); err != nil {
@@ -224,9 +227,9 @@ func crud(ctx context.Context, dir string) {
 			{Key: "v", Value: int64(v)}, {Key: "lu", Value: time.Now()}, {Key: "raw", Value: obsTemplate}}
 	}
 	type row struct {
-		op                string
-		fg, same, min     float64
-		fgErr, sErr, mErr int64
+		op                      string
+		fg, audited, same, min  float64
+		fgErr, aErr, sErr, mErr int64
 	}
 	var rows []row
 	// Interleave the sides phase by phase so machine noise hits all.
@@ -264,15 +267,44 @@ func crud(ctx context.Context, dir string) {
 		}
 		return d
 	}
+	// An AuditEvent as fhirgate stored it (its writer flushes within 100 ms).
+	time.Sleep(300 * time.Millisecond)
+	var auditDoc bson.D
+	if err := client.Database("fhirgate").Collection("res_AuditEvent").FindOne(ctx, bson.D{}).Decode(&auditDoc); err != nil {
+		log.Fatalf("read a stored AuditEvent: %v", err)
+	}
+	auditColl := rawDB.Collection("res_AuditEvent")
+	var auditBatch []any
+	var auditN atomic.Int64
+	audit := func() bool {
+		d := make(bson.D, len(auditDoc))
+		copy(d, auditDoc)
+		n := auditN.Add(1)
+		d[0].Value = fmt.Sprintf("AuditEvent/a%d", n)
+		mu.Lock()
+		auditBatch = append(auditBatch, d)
+		var full []any
+		if len(auditBatch) >= 100 {
+			full, auditBatch = auditBatch, nil
+		}
+		mu.Unlock()
+		if full != nil {
+			_, err := auditColl.InsertMany(ctx, full)
+			return err == nil
+		}
+		return true
+	}
 	var sameIDs, minIDs []string
-	sameCreate, e2 := rate(*dur, *conc, func(w, i int) bool {
+	sameCreateOp := func(w, i int) bool {
 		id := fmt.Sprintf("s%d-%d", w, i)
 		_, err := sameColl.InsertOne(ctx, sameDoc(id, 1))
 		mu.Lock()
 		sameIDs = append(sameIDs, id)
 		mu.Unlock()
 		return err == nil
-	})
+	}
+	audCreate, e4 := rate(*dur, *conc, func(w, i int) bool { return sameCreateOp(w, i+1<<20) && audit() })
+	sameCreate, e2 := rate(*dur, *conc, sameCreateOp)
 	minCreate, e3 := rate(*dur, *conc, func(w, i int) bool {
 		id := fmt.Sprintf("r%d-%d", w, i)
 		_, err := minColl.InsertOne(ctx, minDoc(id, 1))
@@ -281,29 +313,30 @@ func crud(ctx context.Context, dir string) {
 		mu.Unlock()
 		return err == nil
 	})
-	rows = append(rows, row{"create", fgCreate, sameCreate, minCreate, e1, e2, e3})
+	rows = append(rows, row{"create", fgCreate, audCreate, sameCreate, minCreate, e1, e4, e2, e3})
 	pick := func(xs []string, w, i, p int) string { return xs[(w*p+i)%len(xs)] }
 	fgRead, e1 := rate(*dur, *conc, func(w, i int) bool {
 		st, _ := in.do("GET", "Observation/"+pick(ids, w, i, 7919), nil, "")
 		return st == 200
 	})
-	sameRead, e2 := rate(*dur, *conc, func(w, i int) bool {
+	sameReadOp := func(w, i int) bool {
 		var out bson.Raw
 		return sameColl.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + pick(sameIDs, w, i, 7919)}}).Decode(&out) == nil
-	})
+	}
+	audRead, e4 := rate(*dur, *conc, func(w, i int) bool { return sameReadOp(w, i) && audit() })
+	sameRead, e2 := rate(*dur, *conc, sameReadOp)
 	minRead, e3 := rate(*dur, *conc, func(w, i int) bool {
 		var out bson.Raw
 		return minColl.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + pick(minIDs, w, i, 7919)}}).Decode(&out) == nil
 	})
-	rows = append(rows, row{"read", fgRead, sameRead, minRead, e1, e2, e3})
+	rows = append(rows, row{"read", fgRead, audRead, sameRead, minRead, e1, e4, e2, e3})
 	fgUpd, e1 := rate(*dur, *conc, func(w, i int) bool {
 		id := pick(ids, w, i, 104729)
 		body := strings.Replace(obsTemplate, `{"resourceType":"Observation"`, `{"resourceType":"Observation","id":"`+id+`"`, 1)
 		st, _ := in.do("PUT", "Observation/"+id, []byte(body), "")
 		return st == 200
 	})
-	var sameVer sync.Map
-	sameUpd, e2 := rate(*dur, *conc, func(w, i int) bool {
+	sameUpdOp := func(w, i int) bool {
 		id := pick(sameIDs, w, i, 104729)
 		var old struct {
 			V int64 `bson:"v"`
@@ -317,20 +350,23 @@ func crud(ctx context.Context, dir string) {
 			return false
 		}
 		_, err := sameColl.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, sameDoc(id, int(old.V)+1))
-		sameVer.Store(id, old.V+1)
 		return err == nil
-	})
+	}
+	audUpd, e4 := rate(*dur, *conc, func(w, i int) bool { return sameUpdOp(w, i) && audit() })
+	sameUpd, e2 := rate(*dur, *conc, sameUpdOp)
 	minUpd, e3 := rate(*dur, *conc, func(w, i int) bool {
 		id := pick(minIDs, w, i, 104729)
 		_, err := minColl.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, minDoc(id, i))
 		return err == nil
 	})
-	rows = append(rows, row{"update", fgUpd, sameUpd, minUpd, e1, e2, e3})
+	rows = append(rows, row{"update", fgUpd, audUpd, sameUpd, minUpd, e1, e4, e2, e3})
 	fmt.Printf("\n== CRUD: fhirgate vs the direct Mongo driver on the same embedded FerretDB (%d clients)\n", *conc)
-	fmt.Printf("same = the store's own commands and documents (no AuditEvent); min = one command, minimal document\n")
-	fmt.Printf("%-8s %10s %10s %10s %10s %10s\n", "op", "fhirgate/s", "same/s", "min/s", "vs same", "vs min")
+	fmt.Printf("same+audit = the store's own commands and documents plus the AuditEvent insert (batched by 100)\n")
+	fmt.Printf("same = the same without the AuditEvent; min = one command on a minimal document\n")
+	fmt.Printf("%-8s %10s %11s %10s %10s %11s %8s %8s\n", "op", "fhirgate/s", "same+aud/s", "same/s", "min/s", "vs s+audit", "vs same", "vs min")
 	for _, r := range rows {
-		fmt.Printf("%-8s %10.0f %10.0f %10.0f %10.2f %10.2f   (errors %d/%d/%d)\n", r.op, r.fg, r.same, r.min, r.fg/r.same, r.fg/r.min, r.fgErr, r.sErr, r.mErr)
+		fmt.Printf("%-8s %10.0f %11.0f %10.0f %10.0f %11.2f %8.2f %8.2f   (errors %d/%d/%d/%d)\n", r.op, r.fg, r.audited, r.same, r.min,
+			r.fg/r.audited, r.fg/r.same, r.fg/r.min, r.fgErr, r.aErr, r.sErr, r.mErr)
 	}
 }
 
