@@ -42,7 +42,7 @@ var (
 	dur      = flag.Duration("d", 4*time.Second, "duration of each throughput phase")
 	conc     = flag.Int("c", 4, "concurrent clients")
 	phases   = flag.String("phases", "crud,auth,ingest,search,policy", "phases to run")
-	searchNs = flag.String("search-patients", "40,200", "generated patients per search-phase data set (comma separated; ~26 resources each)")
+	searchNs = flag.String("search-obs", "10000,100000", "Observations per search-phase data set (comma separated): generated patients with labs, vitals, documents, appointments, messages, referrals until the count is reached")
 	samples  = flag.Int("samples", 7, "requests per search latency measurement")
 )
 
@@ -482,19 +482,48 @@ func latency(in *instance, path, token string, n int) (time.Duration, time.Durat
 }
 
 // searchPhase loads generated data sets (transaction Bundles, as an EMR
-// would) and measures the queries at each size.
+// would, 4 at a time) and measures the queries at each size:
+// p50/p95 of each query, of a page walk with _include (every page of a
+// patient's Observations, 10 per page, with their Patient), and how each
+// grows from one size to the next.
 func searchPhase(ctx context.Context, dir string) {
+	type result struct{ p50, p95 time.Duration }
+	var sizes []int
+	results := map[string][]result{}
+	var order []string
 	for _, ns := range strings.Split(*searchNs, ",") {
-		var patients int
-		fmt.Sscan(ns, &patients)
-		in := start(dir, fmt.Sprintf("bench_search_%d", patients), false)
-		rs := gen.Generate(7, patients, gen.Options{})
-		t0 := time.Now()
-		for _, g := range gen.Chunks(rs, 100) {
-			if st, b := in.do("POST", "", gen.Transaction(g), ""); st != 200 {
-				log.Fatalf("load: %d %s", st, truncate(b))
+		var want int
+		fmt.Sscan(ns, &want)
+		// Observations per generated patient, from a sample.
+		perPatient := 0
+		for _, r := range gen.Generate(7, 50, gen.Options{}) {
+			if r.Type == "Observation" {
+				perPatient++
 			}
 		}
+		patients := max(1, (want*50+perPatient-1)/perPatient)
+		in := start(dir, fmt.Sprintf("bench_search_%d", want), false)
+		rs := gen.Generate(7, patients, gen.Options{})
+		chunks := gen.Chunks(rs, 100)
+		t0 := time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= len(chunks) {
+						return
+					}
+					if st, b := in.do("POST", "", gen.Transaction(chunks[i]), ""); st != 200 {
+						log.Fatalf("load: %d %s", st, truncate(b))
+					}
+				}
+			}()
+		}
+		wg.Wait()
 		load := time.Since(t0)
 		count := func(q string) int {
 			_, b := in.do("GET", q, nil, "")
@@ -515,19 +544,73 @@ func searchPhase(ctx context.Context, dir string) {
 		if len(bm.Entry) > 0 {
 			pref = bm.Entry[0].Resource.Subject.Reference
 		}
-		fmt.Printf("\n== Search latency: %d resources (%d Observations, %d AuditEvents) loaded in %s, embedded FerretDB\n",
-			len(rs), count("Observation?_summary=count"), count("AuditEvent?_summary=count"), load.Round(time.Second))
-		for _, q := range []string{
+		nObs := count("Observation?_summary=count")
+		sizes = append(sizes, nObs)
+		fmt.Printf("\n== Search latency: %d Observations (%d resources, %d patients; %d AuditEvents) loaded in %s (%.0f resources/s), embedded FerretDB\n",
+			nObs, len(rs), patients, count("AuditEvent?_summary=count"), load.Round(time.Second), float64(len(rs))/load.Seconds())
+		queries := []string{
 			"Observation?patient=" + pref + "&category=laboratory&_sort=-date",
 			"Observation?code=http://loinc.org|2160-0&date=ge2024",
 			"Patient?name=smi",
-			"Observation?patient=" + pref + "&_include=Observation:patient&_count=10",
-		} {
+		}
+		for qi, q := range queries {
 			p50, p95, st := latency(in, q, "", *samples)
 			fmt.Printf("  p50 %8s  p95 %8s  [%d]  %s\n", p50.Round(time.Millisecond), p95.Round(time.Millisecond), st, q)
+			key := []string{"patient+category+sort", "code+date", "name", "walk"}[qi]
+			if len(sizes) == 1 {
+				order = append(order, key)
+			}
+			results[key] = append(results[key], result{p50, p95})
 		}
+		walk := "Observation?patient=" + pref + "&_include=Observation:patient&_count=10"
+		p50, p95, pages := pageWalk(in, walk, *samples)
+		fmt.Printf("  p50 %8s  p95 %8s  [%d pages]  page walk: %s\n", p50.Round(time.Millisecond), p95.Round(time.Millisecond), pages, walk)
+		if len(sizes) == 1 {
+			order = append(order, "walk")
+		}
+		results["walk"] = append(results["walk"], result{p50, p95})
 		in.stop()
 	}
+	if len(sizes) > 1 {
+		fmt.Printf("\n  growth of p50 from %d to %d Observations (x%.1f data):", sizes[0], sizes[len(sizes)-1], float64(sizes[len(sizes)-1])/float64(sizes[0]))
+		for _, k := range order {
+			r := results[k]
+			fmt.Printf("  %s x%.1f", k, float64(r[len(r)-1].p50)/float64(r[0].p50))
+		}
+		fmt.Println()
+	}
+}
+
+// pageWalk follows the next links of path to the end, n times; it returns
+// the p50 and p95 of the whole walk and the number of pages.
+func pageWalk(in *instance, path string, n int) (time.Duration, time.Duration, int) {
+	var ds []time.Duration
+	pages := 0
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		next := in.base + "/" + path
+		pages = 0
+		for next != "" && pages < 1000 {
+			st, b := in.do("GET", strings.TrimPrefix(next, in.base+"/"), nil, "")
+			if st != 200 {
+				log.Fatalf("page walk: %d %s", st, truncate(b))
+			}
+			pages++
+			var bundle struct {
+				Link []struct{ Relation, URL string }
+			}
+			_ = json.Unmarshal(b, &bundle)
+			next = ""
+			for _, l := range bundle.Link {
+				if l.Relation == "next" {
+					next = l.URL
+				}
+			}
+		}
+		ds = append(ds, time.Since(t))
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2], ds[len(ds)*95/100], pages
 }
 
 // policyPhase compares a patient's search latency with 20 rules vs none.

@@ -123,18 +123,11 @@ func (s *Store) indexSet(x *search.Index) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	orEmpty := func(v []string) []string {
-		if v == nil {
-			return []string{}
-		}
-		return v
-	}
 	srt := cf.Srt
 	if srt == nil {
 		srt = map[string]any{}
 	}
-	return bson.D{{Key: "ixb", Value: cf.IXB}, {Key: "k", Value: orEmpty(cf.K)}, {Key: "cpt", Value: orEmpty(cf.Cpt)},
-		{Key: "sec", Value: orEmpty(cf.Sec)}, {Key: "has", Value: orEmpty(cf.Has)}, {Key: "srt", Value: srt}}, nil
+	return bson.D{{Key: "ixb", Value: cf.IXB}, {Key: "k", Value: cf.K}, {Key: "srt", Value: srt}}, nil
 }
 
 func currentID(typ, id string) string { return typ + "/" + id }
