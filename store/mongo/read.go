@@ -204,30 +204,52 @@ func (s *Store) page(ctx context.Context, kind, sig string, parts []part, m *mqu
 			return store.Page{}, err
 		}
 	}
-	if total {
+	countParts := func() error {
 		p.Total = 0
 		for _, pt := range parts {
 			n, err := s.count(ctx, pt.coll, pt.base, m)
 			if err != nil {
-				return store.Page{}, err
+				return err
 			}
 			p.Total += n
 		}
+		return nil
 	}
 	if count <= 0 {
+		if total {
+			if err := countParts(); err != nil {
+				return store.Page{}, err
+			}
+		}
 		return p, nil
 	}
+	// On FerretDB every query scans its collection: a first page that
+	// needs the total counts the matches while it reads the page, in the
+	// same scan (a sorted query there reads every match anyway).
+	single := total && vals == nil && s.serial != nil
 	var hits []hit
+	var matched int64
 	for _, pt := range parts {
 		filter := pt.base
 		if vals != nil {
 			filter = and(pt.base, keysetFilter(fields, vals))
 		}
-		h, err := s.fetch(ctx, pt.coll, filter, m, fields, count+1)
+		h, n, err := s.fetch(ctx, pt.coll, filter, m, fields, count+1, single)
 		if err != nil {
 			return store.Page{}, err
 		}
 		hits = append(hits, h...)
+		matched += n
+	}
+	switch {
+	case single:
+		p.Total = matched
+	case total && vals == nil && len(hits) <= count:
+		p.Total = int64(len(hits)) // every match is on this first page
+	case total:
+		if err := countParts(); err != nil {
+			return store.Page{}, err
+		}
 	}
 	if len(parts) > 1 {
 		sort.SliceStable(hits, func(a, b int) bool { return compareTuples(hits[a].vals, hits[b].vals, fields) < 0 })
@@ -265,35 +287,47 @@ func sameKey(a, b store.Record) bool {
 }
 
 // fetch reads the first limit records of filter (that m accepts) from
-// coll in order fields.
-func (s *Store) fetch(ctx context.Context, coll *mongo.Collection, filter bson.D, m *mquery.Matcher, fields []sortField, limit int) ([]hit, error) {
+// coll in order fields. With all it reads every match and also returns
+// how many there are.
+func (s *Store) fetch(ctx context.Context, coll *mongo.Collection, filter bson.D, m *mquery.Matcher, fields []sortField, limit int, all bool) ([]hit, int64, error) {
 	opts := options.Find().SetSort(sortDoc(fields))
-	if m == nil {
+	switch {
+	case all:
+		opts.SetBatchSize(1000)
+	case m == nil:
 		opts.SetLimit(int64(limit))
-	} else {
+	default:
 		opts.SetBatchSize(int32(min(max(2*limit, 100), 1000)))
 	}
 	cur, err := coll.Find(ctx, filter, opts)
 	if err != nil {
-		return nil, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
+		return nil, 0, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
 	}
 	defer cur.Close(ctx)
 	var hits []hit
-	for len(hits) < limit && cur.Next(ctx) {
+	var n int64
+	for (all || len(hits) < limit) && cur.Next(ctx) {
+		if len(hits) >= limit && m == nil {
+			n++ // counted only: not decoded
+			continue
+		}
 		var d doc
 		if err := cur.Decode(&d); err != nil {
-			return nil, fmt.Errorf("mongo: decode %s: %w", coll.Name(), err)
+			return nil, 0, fmt.Errorf("mongo: decode %s: %w", coll.Name(), err)
 		}
 		r := d.record()
 		if m != nil && !m.Match(r) {
 			continue
 		}
-		hits = append(hits, hit{r, sortValues(bytes.Clone(cur.Current), fields)})
+		n++
+		if len(hits) < limit {
+			hits = append(hits, hit{r, sortValues(bytes.Clone(cur.Current), fields)})
+		}
 	}
 	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
+		return nil, 0, fmt.Errorf("mongo: find %s: %w", coll.Name(), err)
 	}
-	return hits, nil
+	return hits, n, nil
 }
 
 // count counts the documents of base that m (if not nil) accepts.

@@ -725,6 +725,27 @@ func testSearchCountZero(t *testing.T, s store.Store) {
 	if p.Total != 5 || len(p.Records) != 5 || p.Next != "" {
 		t.Errorf("Count 5 of 5: %d records, total %d, next %q; want no next page", len(p.Records), p.Total, p.Next)
 	}
+	// The total with a page that does not hold every match, on the first
+	// page and on the next (where it counts the whole search, not what
+	// follows the cursor), over one type and over several.
+	mustTx(t, s, create(rec("Patient", "p", 1, at(9), "")))
+	for _, types := range [][]string{{"Basic"}, {"Basic", "Patient"}} {
+		want := int64(5 + len(types) - 1)
+		p, err = s.Search(ctx, store.Query{Types: types, Count: 2, Total: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Total != want || len(p.Records) != 2 || p.Next == "" {
+			t.Fatalf("%v Count 2 with Total: %d records, total %d, next %q; want 2, %d, a next page", types, len(p.Records), p.Total, p.Next, want)
+		}
+		p, err = s.Search(ctx, store.Query{Types: types, Count: 2, Total: true, Cursor: p.Next})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Total != want || len(p.Records) != 2 {
+			t.Errorf("%v second page with Total: %d records, total %d; want 2, %d", types, len(p.Records), p.Total, want)
+		}
+	}
 }
 
 // The filter nodes every backend's compiler must support first (they carry

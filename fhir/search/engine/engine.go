@@ -236,7 +236,9 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		Sort:   p.Sort,
 		Count:  count,
 		Cursor: p.Cursor,
-		Total:  count == 0 && p.Total != "none",
+		// The store counts with the page (one scan on FerretDB; on
+		// MongoDB no count when the first page holds every match).
+		Total: p.Total != "none" && (count == 0 || wantTotal),
 	}
 	page, err := e.Store.Search(ctx, q)
 	if err != nil {
@@ -246,20 +248,8 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("engine: search: %w", err)
 	}
 	res := &Result{Matches: page.Records, Total: -1, Next: page.Next}
-	switch {
-	case q.Total:
+	if q.Total {
 		res.Total = page.Total
-	case !wantTotal || count == 0:
-	case p.Cursor == "" && page.Next == "":
-		// Everything fit in the first page: no second query.
-		res.Total = int64(len(page.Records))
-	default:
-		q.Count, q.Cursor, q.Total = 0, "", true
-		tp, err := e.Store.Search(ctx, q)
-		if err != nil {
-			return nil, fmt.Errorf("engine: search total: %w", err)
-		}
-		res.Total = tp.Total
 	}
 	for _, w := range p.Warnings {
 		res.Warnings = append(res.Warnings, fhir.Issue(w))
