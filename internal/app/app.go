@@ -109,7 +109,8 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		uri = a.embedded.URI
 		o.Logger.Info("embedded store started", "dir", filepath.Join(o.DataDir, "ferretdb"), "uri", a.embedded.URI)
 	}
-	mopts := mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == ""}
+	mopts := mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == "",
+		PatientIndex: o.MongoURI == ""}
 	if a.embedded != nil {
 		// Each resource type's new tables get the _id index (IndexIDs).
 		srv := a.embedded

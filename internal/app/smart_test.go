@@ -350,3 +350,31 @@ func flush(t *testing.T, h *harness) {
 	}
 	t.Fatal("audit queue did not drain")
 }
+
+// PUT tries a create first (one insert for an EMR's upserts); that must not
+// change what a scope allows: PUT is an update interaction, and creating
+// with it also needs create (smart scopes v2: c and u are separate). With
+// update only, an existing resource is updated (200) and a new id is 403;
+// with create only, PUT is 403; with both, a new id is created (201).
+func TestPutCreateFirstKeepsScopes(t *testing.T) {
+	w := newWorld(t)
+	h := w.h
+	body := func(id string) string {
+		return `{"resourceType":"Basic","id":"` + id + `","code":{"text":"x"}}`
+	}
+	h.req("PUT", "Basic/exists", body("exists"), "").must(t, 201)
+	upd := h.token(devissuer.MintOptions{Scope: "system/Basic.u", Client: "emr-u"})
+	cre := h.token(devissuer.MintOptions{Scope: "system/Basic.c", Client: "emr-c"})
+	both := h.token(devissuer.MintOptions{Scope: "system/Basic.cu", Client: "emr-cu"})
+	h.req("PUT", "Basic/exists", body("exists"), upd).must(t, 200)
+	h.req("PUT", "Basic/new-u", body("new-u"), upd).must(t, 403).outcome(t)
+	h.req("PUT", "Basic/new-c", body("new-c"), cre).must(t, 403).outcome(t)
+	h.req("PUT", "Basic/exists", body("exists"), cre).must(t, 403).outcome(t)
+	h.req("PUT", "Basic/new-cu", body("new-cu"), both).must(t, 201)
+	h.req("PUT", "Basic/new-cu", body("new-cu"), both).must(t, 200)
+	if v := h.req("GET", "Basic/exists", nil, "").must(t, 200).JSON["meta"].(map[string]any)["versionId"]; v != "2" {
+		t.Errorf("Basic/exists at version %v, want 2 (one update, the refused PUTs wrote nothing)", v)
+	}
+	h.req("GET", "Basic/new-u", nil, "").must(t, 404)
+	h.req("GET", "Basic/new-c", nil, "").must(t, 404)
+}

@@ -86,6 +86,7 @@ func (s *Store) createOne(ctx context.Context, ops []store.Op) error {
 	if err != nil {
 		return err
 	}
+	s.pidx.addDocs(d)
 	_, err = s.resColl(d.T).InsertOne(ctx, w)
 	if mongo.IsDuplicateKeyError(err) {
 		return s.transact(ctx, newTx(ops))
@@ -154,6 +155,7 @@ func (s *Store) writeOneAttempt(ctx context.Context, d doc, ifv int64) (int, err
 	if err != nil {
 		return 0, err
 	}
+	s.pidx.addDocs(d)
 	if s.serial != nil && !s.mongoPaths {
 		if _, err := res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, w); err != nil {
 			return 0, err
@@ -245,6 +247,7 @@ func (s *Store) insertAll(ctx context.Context, t *tx) error {
 // belongs to another resource it rolls the transaction back instead and
 // returns the index of that op (else -1).
 func (s *Store) insertApply(ctx context.Context, id string, docs []doc, chunks int) (int, error) {
+	s.pidx.addDocs(docs...)
 	types, groups := groupByType(len(docs), func(i int) string { return docs[i].ID })
 	var dups []int
 	for _, typ := range types {
@@ -373,10 +376,12 @@ func (s *Store) Append(ctx context.Context, recs []store.Record) error {
 		g := groups[typ]
 		batch := make([]any, len(g))
 		for n, i := range g {
-			w, err := s.wdoc(toDoc(recs[i]))
+			d := toDoc(recs[i])
+			w, err := s.wdoc(d)
 			if err != nil {
 				return err
 			}
+			s.pidx.addDocs(d)
 			batch[n] = w
 		}
 		_, err := s.resColl(typ).InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))

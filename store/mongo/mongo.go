@@ -63,6 +63,15 @@ type Options struct {
 	// tables get their _id index). An error fails the write.
 	OnNewCollection func(ctx context.Context) error
 
+	// PatientIndex keeps the in-memory patient index of patindex.go, for a
+	// FerretDB store that this process alone writes (the embedded mode);
+	// ignored on MongoDB.
+	PatientIndex bool
+
+	// scanOnly (tests only) answers every search by a scan (no candidates
+	// read by _id, see patindex.go).
+	scanOnly bool
+
 	// mongoPaths (tests only) uses the MongoDB write paths on FerretDB,
 	// still serialised by the mutex.
 	mongoPaths bool
@@ -91,6 +100,11 @@ type Store struct {
 	indexedIDs bool // see Options.IndexedIDs
 	// compact: documents in the compact layout (FerretDB, mquery.Compact).
 	compact bool
+	// pidx: the patient index (Options.PatientIndex), nil without.
+	pidx      *patientIndex
+	scanOnly  bool
+	stopBuild context.CancelFunc
+	buildDone chan struct{}
 
 	onNew    func(ctx context.Context) error // see Options.OnNewCollection
 	ensured  *sync.Map                       // type -> true: collections ensured
@@ -127,6 +141,7 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 		lease:  opts.Lease,
 
 		mongoPaths: opts.mongoPaths,
+		scanOnly:   opts.scanOnly,
 		indexedIDs: opts.IndexedIDs,
 		onNew:      opts.OnNewCollection,
 		ensured:    new(sync.Map),
@@ -166,8 +181,19 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 	if err := s.loadCursorKey(ctx); err != nil {
 		return nil, err
 	}
+	if opts.PatientIndex && s.compact {
+		s.pidx = newPatientIndex() // before recovery: its writes add to it
+	}
 	if err := s.recover(ctx, opts.RecoverAll); err != nil {
 		return nil, err
+	}
+	if s.pidx != nil {
+		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s.stopBuild, s.buildDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.buildDone)
+			s.buildPatientIndex(bctx)
+		}()
 	}
 	return s, nil
 }
@@ -270,6 +296,10 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close disconnects. Transactions in flight may be left to recovery.
 func (s *Store) Close(ctx context.Context) error {
+	if s.stopBuild != nil {
+		s.stopBuild()
+		<-s.buildDone
+	}
 	if err := s.client.Disconnect(ctx); err != nil {
 		return fmt.Errorf("mongo: disconnect: %w", err)
 	}

@@ -131,6 +131,9 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 	types := append([]string(nil), q.Types...)
 	sort.Strings(types)
 	sig := orderSig("s", types, fields)
+	if p, ok, err := s.searchCandidates(ctx, q, fields, sig); ok || err != nil {
+		return p, err
+	}
 	scan := types
 	if len(scan) == 0 {
 		if scan, err = s.storedTypes(ctx, resPrefix); err != nil {
@@ -536,6 +539,9 @@ func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *
 			return fmt.Errorf("mongo: set derived %s: %w", hid, err)
 		}
 		set = append(set, is...)
+		if s.pidx != nil {
+			s.pidx.add(typ, id, idx)
+		}
 	}
 	if rel != nil {
 		set = append(set, bson.E{Key: "rel", Value: rel})

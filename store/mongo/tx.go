@@ -575,6 +575,11 @@ func (s *Store) apply(ctx context.Context, id string, keys []jkey, docs []doc, c
 		}
 		repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: w})
 	}
+	for _, d := range docs {
+		if d.ID != "" {
+			s.pidx.addDocs(d)
+		}
+	}
 	// History first: no version is ever missing from both collections.
 	if err := s.putHistory(ctx, hist); err != nil {
 		return err
