@@ -195,7 +195,8 @@ const obsTemplate = `{"resourceType":"Observation","status":"final","category":[
 //     interaction (on FerretDB): create = InsertOne of the document as
 //     fhirgate stores it (raw JSON, search values, release state, copied
 //     from one fhirgate wrote); read = FindOne by _id; update = FindOne,
-//     the history copy (ReplaceOne upsert) and ReplaceOne. Without the
+//     the history copy (ReplaceOne upsert) and ReplaceOne, plus the
+//     pipeline's own FindOne before them. Without the
 //     AuditEvent fhirgate also writes for every request (batched);
 //   - "same+audit": "same" plus that AuditEvent: one copy of an AuditEvent
 //     document as fhirgate stored it per operation, inserted 100 at a time
@@ -341,8 +342,13 @@ func crud(ctx context.Context, dir string) {
 		var old struct {
 			V int64 `bson:"v"`
 		}
-		if err := sameColl.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}).Decode(&old); err != nil {
-			return false
+		// fhirgate reads the current version twice: the request pipeline
+		// (access, If-Match, release state), then the store's conditional
+		// write (under FerretDB's per-process write mutex).
+		for range 2 {
+			if err := sameColl.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}).Decode(&old); err != nil {
+				return false
+			}
 		}
 		h := sameDoc(id, int(old.V))
 		h[0].Value = fmt.Sprintf("Observation/%s/%d", id, old.V)
@@ -428,7 +434,7 @@ func ingest(ctx context.Context, dir string) {
 	for _, r := range []run{{"transaction", 1, 42, false}, {"transaction", 4, 43, false}, {"batch", 1, 44, false}, {"batch", 4, 45, false}, {"batch", 4, 45, true}} {
 		bodies, sizes := prev, prevN
 		if !r.resend {
-			groups := gen.Chunks(gen.Generate(r.seed, 400, gen.Options{}), 100)
+			groups := gen.Chunks(gen.Generate(r.seed, 400, gen.Options{IDPrefix: fmt.Sprintf("s%d-", r.seed)}), 100)
 			bodies, sizes = make([][]byte, len(groups)), make([]int, len(groups))
 			for i, g := range groups {
 				sizes[i] = len(g)
@@ -665,8 +671,8 @@ func policyPhase(ctx context.Context, dir string) {
 		return strings.TrimSpace(string(out))
 	}
 	q := "Observation?patient=Patient/" + pid + "&_sort=-date"
-	a50, a95, _ := latency(none, q, tok(none), *samples)
-	b50, b95, _ := latency(with, q, tok(with), *samples)
+	a50, a95, _ := latency(none, q, tok(none), max(*samples, 41))
+	b50, b95, _ := latency(with, q, tok(with), max(*samples, 41))
 	fmt.Printf("\n== Release rules: patient-token search %s (%d resources)\n", q, len(rs))
 	fmt.Printf("  no policy:  p50 %s p95 %s\n  20 rules:   p50 %s p95 %s   (p50 ratio %.2f)\n",
 		a50.Round(time.Microsecond), a95.Round(time.Microsecond), b50.Round(time.Microsecond), b95.Round(time.Microsecond), float64(b50)/float64(a50))

@@ -212,28 +212,6 @@ func (s *Server) update(ctx context.Context, x *exchange) (*fhir.Response, error
 	return s.put(ctx, x, x.rt.id, obj, x.req.Header.Get("If-Match"))
 }
 
-// putCreate creates typ/id (version 1) if no version of it exists; ok is
-// false (and nothing written) when one does, or when the caller may not
-// create it (put then decides, as an update or with the right error).
-func (s *Server) putCreate(ctx context.Context, x *exchange, id string, obj *fhir.Object) (*fhir.Response, bool, error) {
-	rec, err := s.version(x.rt.typ, id, 1, obj, nil) // put re-stamps obj if it goes on
-	if err != nil {
-		return nil, false, err
-	}
-	if s.checkWritable(x.c, "create", rec) != nil {
-		return nil, false, nil
-	}
-	err = s.cfg.Store.Transact(ctx, []store.Op{{Kind: store.OpPut, Record: rec}})
-	if errors.Is(err, store.ErrConflict) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	x.touched(rec)
-	return s.written(x.req, http.StatusCreated, rec), true, nil
-}
-
 // put writes a new version of typ/id from obj, retrying lost races unless
 // the client asked for a specific version (If-Match).
 func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Object, ifMatch string) (*fhir.Response, error) {
@@ -245,14 +223,6 @@ func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Obje
 			return nil, fhir.Invalid("If-Match", "If-Match must be a version ETag like W/\"3\", got %q", ifMatch)
 		}
 		want = v
-	}
-	if want == 0 && !inTx(ctx) {
-		// Most PUTs of an id that does not exist yet are an EMR's upserts:
-		// try the create first (one insert, which fails on any existing
-		// version, tombstones included), and read only when it exists.
-		if r, ok, err := s.putCreate(ctx, x, id, obj); ok || err != nil {
-			return r, err
-		}
 	}
 	for try := 0; ; try++ {
 		cur, err := s.cfg.Store.Read(ctx, typ, id)

@@ -351,12 +351,11 @@ func flush(t *testing.T, h *harness) {
 	t.Fatal("audit queue did not drain")
 }
 
-// PUT tries a create first (one insert for an EMR's upserts); that must not
-// change what a scope allows: PUT is an update interaction, and creating
+// What a scope allows a PUT: it is an update interaction, and creating
 // with it also needs create (smart scopes v2: c and u are separate). With
 // update only, an existing resource is updated (200) and a new id is 403;
 // with create only, PUT is 403; with both, a new id is created (201).
-func TestPutCreateFirstKeepsScopes(t *testing.T) {
+func TestPutScopes(t *testing.T) {
 	w := newWorld(t)
 	h := w.h
 	body := func(id string) string {

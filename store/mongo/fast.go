@@ -78,8 +78,8 @@ func conflictAt(i int, key string) error {
 }
 
 // createOne inserts the document of a single create. A duplicate _id is a
-// conflict; the journal protocol decides it, as it also recovers a stale
-// placeholder of a dead transaction holding the id.
+// conflict; when a transaction holds the id, the journal protocol decides
+// it, as it also recovers a stale placeholder of a dead transaction.
 func (s *Store) createOne(ctx context.Context, ops []store.Op) error {
 	d := toDoc(ops[0].Record)
 	w, err := s.wdoc(d)
@@ -89,6 +89,10 @@ func (s *Store) createOne(ctx context.Context, ops []store.Op) error {
 	s.pidx.addDocs(d)
 	_, err = s.resColl(d.T).InsertOne(ctx, w)
 	if mongo.IsDuplicateKeyError(err) {
+		var cur doc
+		if err := s.resColl(d.T).FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&cur); err == nil && !cur.Pending && cur.Tx == "" {
+			return conflictAt(0, d.ID) // a resource: no transaction to recover
+		}
 		return s.transact(ctx, newTx(ops))
 	}
 	if err != nil {
