@@ -510,6 +510,15 @@ func latency(in *instance, path, token string, n int) (time.Duration, time.Durat
 // patient's Observations, 10 per page, with their Patient), and how each
 // grows from one size to the next.
 func searchPhase(ctx context.Context, dir string) {
+	searchOn(ctx, dir, "embedded FerretDB", "")
+	// The same on MongoDB when one is given (FHIRGATE_TEST_MONGO_URI, as
+	// for the store's tests): a fresh database per size, dropped after.
+	if uri := os.Getenv("FHIRGATE_TEST_MONGO_URI"); uri != "" {
+		searchOn(ctx, dir, "the FHIRGATE_TEST_MONGO_URI server", uri)
+	}
+}
+
+func searchOn(ctx context.Context, dir, backend, mongoURI string) {
 	type result struct{ p50, p95 time.Duration }
 	var sizes []int
 	results := map[string][]result{}
@@ -525,7 +534,12 @@ func searchPhase(ctx context.Context, dir string) {
 			}
 		}
 		patients := max(1, (want*50+perPatient-1)/perPatient)
-		in := start(dir, fmt.Sprintf("bench_search_%d", want), false)
+		var extra []string
+		dbName := fmt.Sprintf("fhirbench_%d_%d", time.Now().Unix(), want)
+		if mongoURI != "" {
+			extra = []string{"FHIRGATE_MONGODB_URI=" + mongoURI, "FHIRGATE_DATABASE=" + dbName}
+		}
+		in := start(dir, fmt.Sprintf("bench_search_%t_%d", mongoURI != "", want), false, extra...)
 		rs := gen.Generate(7, patients, gen.Options{})
 		chunks := gen.Chunks(rs, 100)
 		t0 := time.Now()
@@ -569,8 +583,8 @@ func searchPhase(ctx context.Context, dir string) {
 		}
 		nObs := count("Observation?_summary=count")
 		sizes = append(sizes, nObs)
-		fmt.Printf("\n== Search latency: %d Observations (%d resources, %d patients; %d AuditEvents) loaded in %s (%.0f resources/s), embedded FerretDB\n",
-			nObs, len(rs), patients, count("AuditEvent?_summary=count"), load.Round(time.Second), float64(len(rs))/load.Seconds())
+		fmt.Printf("\n== Search latency: %d Observations (%d resources, %d patients; %d AuditEvents) loaded in %s (%.0f resources/s), %s\n",
+			nObs, len(rs), patients, count("AuditEvent?_summary=count"), load.Round(time.Second), float64(len(rs))/load.Seconds(), backend)
 		queries := []string{
 			"Observation?patient=" + pref + "&category=laboratory&_sort=-date",
 			"Observation?code=http://loinc.org|2160-0&date=ge2024",
@@ -593,9 +607,15 @@ func searchPhase(ctx context.Context, dir string) {
 		}
 		results["walk"] = append(results["walk"], result{p50, p95})
 		in.stop()
+		if mongoURI != "" {
+			if c, err := mongo.Connect(options.Client().ApplyURI(mongoURI)); err == nil {
+				_ = c.Database(dbName).Drop(ctx)
+				_ = c.Disconnect(ctx)
+			}
+		}
 	}
 	if len(sizes) > 1 {
-		fmt.Printf("\n  growth of p50 from %d to %d Observations (x%.1f data):", sizes[0], sizes[len(sizes)-1], float64(sizes[len(sizes)-1])/float64(sizes[0]))
+		fmt.Printf("\n  %s: growth of p50 from %d to %d Observations (x%.1f data):", backend, sizes[0], sizes[len(sizes)-1], float64(sizes[len(sizes)-1])/float64(sizes[0]))
 		for _, k := range order {
 			r := results[k]
 			fmt.Printf("  %s x%.1f", k, float64(r[len(r)-1].p50)/float64(r[0].p50))

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -81,6 +82,12 @@ func serve(ctx context.Context, args []string) error {
 	}
 	log := newLogger(c)
 	slog.SetDefault(log)
+	if os.Getenv("GOGC") == "" {
+		// The server (and the embedded store in the same process)
+		// allocates per request; collecting at 200% of the live heap instead
+		// of 100% gave 20-25% more requests/s in fhirbench (README).
+		debug.SetGCPercent(200)
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

@@ -16,7 +16,15 @@ import (
 func benchIndexedStore(b *testing.B) *Store {
 	b.Helper()
 	ctx := context.Background()
-	s := openTest(b, embeddedURI, Options{RecoverAll: true, IndexedIDs: true})
+	var s *Store
+	s = openTest(b, embeddedURI, Options{RecoverAll: true, IndexedIDs: true,
+		// As fhirgate does: each type's new tables get the _id index.
+		OnNewCollection: func(ctx context.Context) error {
+			if s == nil {
+				return nil // at Open: indexed below
+			}
+			return embeddedSrv.IndexIDs(ctx, s.db.Name())
+		}})
 	if err := s.EnsureCollections(ctx); err != nil {
 		b.Fatal(err)
 	}
