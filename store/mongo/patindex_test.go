@@ -74,7 +74,7 @@ func TestPatientIndexEqualsScan(t *testing.T) {
 				t.Fatalf("%s: not answered from the index", name)
 			}
 			for si, srt := range sorts {
-				for _, count := range []int{0, 1, 4, 100} {
+				for _, count := range []int{0, 5, 100} {
 					walk := func(s *Store) (keys []string, totals []int64) {
 						q := store.Query{Types: []string{"Observation"}, Filter: f, Sort: srt, Count: count, Total: true}
 						for page := 0; page < 200; page++ {
