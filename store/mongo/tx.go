@@ -835,7 +835,7 @@ func (s *Store) journalDocs(ctx context.Context, j *journal) ([]doc, error) {
 		return nil, fmt.Errorf("mongo: recover %s: %d documents for %d keys", j.ID, len(raws), len(j.Keys))
 	}
 	// A create's document is its placeholder, still locked by the
-	// transaction unless already applied (then history has it too).
+	// transaction unless already applied (revealed: nothing left to do).
 	placeholders, err := s.docsByIDRes(ctx, creates)
 	if err != nil {
 		return nil, fmt.Errorf("mongo: recover %s: %w", j.ID, err)
