@@ -66,7 +66,12 @@ func (r Record) Key() string { return r.Type + "/" + r.ID }
 type OpKind int
 
 const (
-	OpCreate OpKind = iota + 1 // the resource must not exist (IfVersion 0)
+	// OpCreate: the resource must not exist (IfVersion 0). Its id should be
+	// one the caller generated (a random id): a transaction of creates only
+	// may then be applied without locks, and is rolled back whole, with
+	// ErrConflict, should an id exist after all. Use OpPut with IfVersion
+	// 0 for a client-chosen id.
+	OpCreate OpKind = iota + 1
 	OpPut                      // new version; IfVersion must equal the current version (0: absent)
 	OpDelete                   // tombstone version; IfVersion must equal the current version
 )
