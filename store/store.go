@@ -72,8 +72,8 @@ const (
 	// ErrConflict, should an id exist after all. Use OpPut with IfVersion
 	// 0 for a client-chosen id.
 	OpCreate OpKind = iota + 1
-	OpPut                      // new version; IfVersion must equal the current version (0: absent)
-	OpDelete                   // tombstone version; IfVersion must equal the current version
+	OpPut           // new version; IfVersion must equal the current version (0: absent)
+	OpDelete        // tombstone version; IfVersion must equal the current version
 )
 
 // Op is one write of a transaction. Record.VersionID must be IfVersion+1
