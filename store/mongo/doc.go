@@ -69,8 +69,8 @@ func (d doc) index() (search.Index, error) {
 	if len(d.IXB) == 0 {
 		return d.Idx, nil
 	}
-	var x search.Index
-	if err := bson.Unmarshal(d.IXB, &x); err != nil {
+	x, err := mquery.DecodeIndex(d.IXB)
+	if err != nil {
 		return search.Index{}, fmt.Errorf("mongo: decode search values of %s: %w", d.ID, err)
 	}
 	return x, nil

@@ -18,7 +18,8 @@ import (
 // On FerretDB the store therefore writes the search values in a compact
 // form (Compact) instead of idx:
 //
-//	ixb  the whole search.Index as one BSON binary (decoded in Go by Match)
+//	ixb  the whole search.Index as one binary (EncodeIndex; decoded in Go
+//	     for Match and Record.Index)
 //	k    one string of sorted, distinct keys "kind.field=value", each on a
 //	     line of its own (the string starts and ends with a newline): every
 //	     string field of every element that a filter compares for equality
@@ -93,7 +94,7 @@ func isKeyed(path string) bool {
 
 // Compact returns the compact form of x (ixb holds x itself).
 func Compact(x *search.Index) (CompactFields, error) {
-	b, err := bson.Marshal(x)
+	b, err := EncodeIndex(x)
 	if err != nil {
 		return CompactFields{}, err
 	}

@@ -62,8 +62,8 @@ func TestCompactLayout(t *testing.T) {
 			}
 			var all, kept []store.Record
 			for _, d := range docs {
-				var x search.Index
-				if err := bson.Unmarshal(d.IXB, &x); err != nil {
+				x, err := DecodeIndex(d.IXB)
+				if err != nil {
 					t.Fatal(err)
 				}
 				r := store.Record{Type: d.T, ID: d.I, VersionID: d.V, LastUpdated: d.LU, Index: x, Release: d.Rel}
