@@ -2,7 +2,7 @@ package mquery
 
 import (
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -53,7 +53,12 @@ func (c CompactFields) Keys() []string {
 // key is the key of value v of field path: a newline in v (free text in
 // an identifier, say) becomes a space, in the stored keys and the queried
 // ones alike, so the key stays one line (and matches a superset).
-func key(path, v string) string { return path + "=" + strings.ReplaceAll(v, "\n", " ") }
+func key(path, v string) string {
+	if strings.IndexByte(v, '\n') >= 0 {
+		v = strings.ReplaceAll(v, "\n", " ")
+	}
+	return path + "=" + v
+}
 
 // keyPattern matches any of keys as a whole line of k.
 func keyPattern(keys []string) string {
@@ -98,22 +103,19 @@ func Compact(x *search.Index) (CompactFields, error) {
 	if err != nil {
 		return CompactFields{}, err
 	}
-	set := map[string]bool{}
-	addKeys(set, x, "")
+	keys := make([]string, 0, 64)
+	keys = addKeys(keys, x, "")
 	for _, v := range x.Compartments {
-		set[key("cpt", v)] = true
+		keys = append(keys, key("cpt", v))
 	}
 	for _, v := range x.Security {
-		set[key("sec", v)] = true
+		keys = append(keys, key("sec", v))
 	}
 	for _, v := range x.Has {
-		set[key("has", v)] = true
+		keys = append(keys, key("has", v))
 	}
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
 	k := ""
 	if len(keys) > 0 {
 		k = "\n" + strings.Join(keys, "\n") + "\n"
@@ -121,10 +123,10 @@ func Compact(x *search.Index) (CompactFields, error) {
 	return CompactFields{IXB: b, K: k, Srt: x.Sort}, nil
 }
 
-func addKeys(set map[string]bool, x *search.Index, prefix string) {
+func addKeys(keys []string, x *search.Index, prefix string) []string {
 	add := func(path, v string) {
 		if v != "" && isKeyed(prefix+path) {
-			set[key(prefix+path, v)] = true
+			keys = append(keys, key(prefix+path, v))
 		}
 	}
 	for _, v := range x.Str {
@@ -167,9 +169,10 @@ func addKeys(set map[string]bool, x *search.Index, prefix string) {
 	if prefix == "" {
 		for i := range x.Comp {
 			add("cmp.p", x.Comp[i].P)
-			addKeys(set, &x.Comp[i].X, "cmp.x.")
+			keys = addKeys(keys, &x.Comp[i].X, "cmp.x.")
 		}
 	}
+	return keys
 }
 
 // compactTop names the keys of the top-level index fields.
