@@ -45,24 +45,23 @@ func (s *Store) Transact(ctx context.Context, ops []store.Op) error {
 	if err := validateOps(ops); err != nil {
 		return err
 	}
-	keys := make([]jkey, len(ops))
-	fresh := true
-	for i, op := range ops {
-		keys[i] = jkey{K: op.Record.Key(), If: op.IfVersion}
-		fresh = fresh && op.Kind == store.OpCreate
-	}
-	if err := s.ensureKeys(ctx, keys); err != nil {
+	t := newTx(ops)
+	if err := s.ensureKeys(ctx, t.keys); err != nil {
 		return err
+	}
+	fresh := true
+	for _, op := range ops {
+		fresh = fresh && op.Kind == store.OpCreate
 	}
 	switch {
 	case len(ops) == 1 && ops[0].IfVersion == 0:
-		return s.createOne(ctx, ops)
+		return s.createOne(ctx, t)
 	case len(ops) == 1:
-		return s.writeOne(ctx, ops)
+		return s.writeOne(ctx, t)
 	case fresh:
-		return s.insertAll(ctx, newTx(ops))
+		return s.insertAll(ctx, t)
 	}
-	return s.transact(ctx, newTx(ops))
+	return s.transact(ctx, t)
 }
 
 // transact is the journal protocol of tx.go.
@@ -80,8 +79,8 @@ func conflictAt(i int, key string) error {
 // createOne inserts the document of a single create. A duplicate _id is a
 // conflict; when a transaction holds the id, the journal protocol decides
 // it, as it also recovers a stale placeholder of a dead transaction.
-func (s *Store) createOne(ctx context.Context, ops []store.Op) error {
-	d := toDoc(ops[0].Record)
+func (s *Store) createOne(ctx context.Context, t *tx) error {
+	d := t.docs[0]
 	w, err := s.wdoc(d)
 	if err != nil {
 		return err
@@ -93,7 +92,7 @@ func (s *Store) createOne(ctx context.Context, ops []store.Op) error {
 		if err := s.resColl(d.T).FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&cur); err == nil && !cur.Pending && cur.Tx == "" {
 			return conflictAt(0, d.ID) // a resource: no transaction to recover
 		}
-		return s.transact(ctx, newTx(ops))
+		return s.transact(ctx, t)
 	}
 	if err != nil {
 		return fmt.Errorf("mongo: create %s: %w", d.ID, err)
@@ -110,10 +109,10 @@ const (
 )
 
 // writeOne applies a single update or delete.
-func (s *Store) writeOne(ctx context.Context, ops []store.Op) error {
-	d := toDoc(ops[0].Record)
+func (s *Store) writeOne(ctx context.Context, t *tx) error {
+	d := t.docs[0]
 	for attempt := 0; attempt < 5; attempt++ {
-		out, err := s.writeOneAttempt(ctx, d, ops[0].IfVersion)
+		out, err := s.writeOneAttempt(ctx, d, t.keys[0].If)
 		if err != nil {
 			return fmt.Errorf("mongo: write %s: %w", d.ID, err)
 		}
@@ -123,10 +122,10 @@ func (s *Store) writeOne(ctx context.Context, ops []store.Op) error {
 		case oneConflict:
 			return conflictAt(0, d.ID)
 		case oneLocked:
-			return s.transact(ctx, newTx(ops))
+			return s.transact(ctx, t)
 		}
 	}
-	return s.transact(ctx, newTx(ops))
+	return s.transact(ctx, t)
 }
 
 // writeOneAttempt reads the current document, copies it to history and

@@ -164,11 +164,11 @@ func (s *Store) buildPatientIndex(ctx context.Context) {
 // it, reading the candidates one by one costs about what a scan does.
 var maxCandidates = 5000
 
-// patientFilter finds, in a search filter, a condition that confines it
-// to patients: a compartment condition, or a reference condition whose
-// every accepted value is "Patient/id" (patient=X, subject=Patient/X). It
-// looks through And (each argument must hold) and returns the narrowest.
-func (p *patientIndex) patientFilter(typ string, e search.Expr) ([]string, bool) {
+// patientFilter reports whether a condition confines a search to patients
+// and which: a compartment condition, or a reference condition whose every
+// accepted value is "Patient/id" (patient=X, subject=Patient/X).
+// candidateIDs looks through And for one.
+func (p *patientIndex) patientFilter(e search.Expr) ([]string, bool) {
 	switch x := e.(type) {
 	case search.CompartmentCond:
 		for _, c := range x.Compartments {
@@ -196,15 +196,6 @@ func (p *patientIndex) patientFilter(typ string, e search.Expr) ([]string, bool)
 			keys = append(keys, "Patient/"+id)
 		}
 		return keys, len(keys) > 0
-	case search.And:
-		var best []string
-		found := false
-		for _, a := range x.Args {
-			if keys, ok := p.patientFilter(typ, a); ok && (!found || len(p.candidates(typ, keys)) < len(p.candidates(typ, best))) {
-				best, found = keys, true
-			}
-		}
-		return best, found
 	}
 	return nil, false
 }
@@ -241,7 +232,7 @@ func (s *Store) candidateIDs(typ string, e search.Expr) ([]string, bool) {
 	if s.pidx == nil || !s.pidx.ready.Load() {
 		return nil, false
 	}
-	patients, ok := s.pidx.patientFilter(typ, e)
+	patients, ok := s.pidx.patientFilter(e)
 	if !ok {
 		return nil, false
 	}

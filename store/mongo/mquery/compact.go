@@ -189,7 +189,12 @@ func CompileCompact(e search.Expr, history bool) (bson.D, bool, error) {
 	return f, exact, nil
 }
 
+// renderCompact renders n for the compact layout (see CompactFields).
 func renderCompact(n node) (bson.D, bool) {
+	return renderSuperset(n, compactLeaf)
+}
+
+func compactLeaf(n node) (bson.D, bool) {
 	switch x := n.(type) {
 	case constN:
 		return renderExact(n), true
@@ -229,40 +234,6 @@ func renderCompact(n node) (bson.D, bool) {
 			d = append(d, bson.E{Key: "$and", Value: and})
 		}
 		return d, exact
-	case andN:
-		a := bson.A{}
-		exact := true
-		for _, c := range x {
-			d, ok := renderCompact(c)
-			exact = exact && ok
-			if len(d) > 0 {
-				a = append(a, d)
-			}
-		}
-		if len(a) == 0 {
-			return bson.D{}, exact
-		}
-		return bson.D{{Key: "$and", Value: a}}, exact
-	case orN:
-		a := make(bson.A, len(x))
-		exact := true
-		for i, c := range x {
-			d, ok := renderCompact(c)
-			exact = exact && ok
-			if len(d) == 0 {
-				return bson.D{}, false
-			}
-			a[i] = d
-		}
-		return bson.D{{Key: "$or", Value: a}}, exact
-	case notN:
-		d, ok := renderCompact(x.n)
-		if !ok {
-			// The complement of a superset is a subset: match everything
-			// and leave the decision to Match.
-			return bson.D{}, false
-		}
-		return bson.D{{Key: "$nor", Value: bson.A{d}}}, true
 	case elemN:
 		var and bson.A
 		for _, c := range flatConds(elem(x), x.path+".") {

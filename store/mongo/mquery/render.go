@@ -143,14 +143,24 @@ func elemDoc(e elem) bson.D {
 // conditions, which select a superset. exact reports whether the filter
 // selects exactly the matches (no element conditions were loosened).
 func renderCoarse(n node) (bson.D, bool) {
+	return renderSuperset(n, func(n node) (bson.D, bool) {
+		if x, ok := n.(elemN); ok {
+			return fieldsDoc(flatConds(elem(x), x.path+"."), ""), false
+		}
+		return renderExact(n), true // constN, topN
+	})
+}
+
+// renderSuperset renders the And/Or/Not structure of n around leaves that
+// leaf renders, each possibly as a superset (exact false); the result is
+// a superset of the matches, exact when every leaf that counts is.
+func renderSuperset(n node, leaf func(node) (bson.D, bool)) (bson.D, bool) {
 	switch x := n.(type) {
-	case constN, topN:
-		return renderExact(n), true
 	case andN:
 		a := bson.A{}
 		exact := true
 		for _, c := range x {
-			d, ok := renderCoarse(c)
+			d, ok := renderSuperset(c, leaf)
 			exact = exact && ok
 			if len(d) > 0 {
 				a = append(a, d)
@@ -164,32 +174,30 @@ func renderCoarse(n node) (bson.D, bool) {
 		a := make(bson.A, len(x))
 		exact := true
 		for i, c := range x {
-			d, ok := renderCoarse(c)
+			d, ok := renderSuperset(c, leaf)
 			exact = exact && ok
 			if len(d) == 0 {
 				// One alternative matches everything: so does the Or.
-				return bson.D{}, exact && allExact(x[i+1:])
+				return bson.D{}, exact && allExact(x[i+1:], leaf)
 			}
 			a[i] = d
 		}
 		return bson.D{{Key: "$or", Value: a}}, exact
 	case notN:
-		d, ok := renderCoarse(x.n)
+		d, ok := renderSuperset(x.n, leaf)
 		if !ok {
 			// The complement of a superset is a subset: match everything
 			// and leave the decision to Match.
 			return bson.D{}, false
 		}
 		return bson.D{{Key: "$nor", Value: bson.A{d}}}, true
-	case elemN:
-		return fieldsDoc(flatConds(elem(x), x.path+"."), ""), false
 	}
-	panic("mquery: unknown node")
+	return leaf(n)
 }
 
-func allExact(ns []node) bool {
+func allExact(ns []node, leaf func(node) (bson.D, bool)) bool {
 	for _, n := range ns {
-		if _, ok := renderCoarse(n); !ok {
+		if _, ok := renderSuperset(n, leaf); !ok {
 			return false
 		}
 	}
