@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+
 	"regexp"
 	"strconv"
 	"time"
@@ -19,63 +19,75 @@ func ValidID(s string) bool { return idPattern.MatchString(s) }
 
 // member is one top-level member of a JSON object, value bytes as sent.
 type member struct {
-	key string
-	val json.RawMessage
+	key     string
+	rawKey  []byte // the key as sent, quotes included; nil when set by Set
+	val     json.RawMessage
+	compact bool // val holds no insignificant whitespace
 }
 
 // Object is a JSON object whose members keep their order and their exact
 // value bytes (number literals such as 1.50, primitive extensions such as
 // _birthDate, unknown content). It is how fhirgate edits server-owned
 // elements without round-tripping a resource through typed structs.
-type Object struct{ members []member }
+//
+// It also holds the decoded view of the same object (Tree), made in the same
+// parse and kept in step by Set and Delete, so a write is parsed once.
+type Object struct {
+	members []member
+	tree    map[string]any
+	dups    []Path
+}
 
-// ParseObject parses raw as a JSON object. It keeps every value's bytes.
+// ParseObject parses raw as a JSON object (RFC 8259; a nesting deeper than
+// MaxDepth is refused). It keeps every value's bytes. A duplicate property
+// of the object itself is an error; duplicates deeper down are kept for
+// the validator (Duplicates), which reports them with the other findings.
 func ParseObject(raw []byte) (*Object, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, syntaxError(raw, dec, err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, Invalid("", "the body must be a JSON object")
-	}
 	o := &Object{}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, syntaxError(raw, dec, err)
+	p := &parser{data: raw, top: &o.members}
+	v, dups, err := p.parse()
+	if err != nil {
+		var se *SyntaxError
+		if errors.As(err, &se) {
+			return nil, se.Outcome("")
 		}
-		key := tok.(string)
-		if seen[key] {
-			return nil, Invalid(key, "duplicate property %q", key)
+		return nil, Invalid("", "invalid JSON").Wrap(err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, Invalid("", "the body must be a JSON object, not %s", JSONKind(v)).WithCode("structure")
+	}
+	for _, d := range dups {
+		if len(d) == 1 {
+			return nil, Invalid(d[0].Key, "duplicate property %q", d[0].Key).WithCode("structure")
 		}
-		seen[key] = true
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, syntaxError(raw, dec, err)
-		}
-		o.members = append(o.members, member{key, v})
 	}
-	if _, err := dec.Token(); err != nil {
-		return nil, syntaxError(raw, dec, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, Invalid("", "unexpected data after the JSON object")
-	}
+	o.tree, o.dups = m, dups
 	return o, nil
 }
 
-func syntaxError(raw []byte, dec *json.Decoder, err error) *Error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return Invalid("", "invalid JSON at byte %d: %s", se.Offset, se.Error()).Wrap(err)
+// Tree is the decoded view of the object: the values encoding/json produces
+// with UseNumber. It is shared, not copied: callers must not modify it.
+func (o *Object) Tree() map[string]any { return o.tree }
+
+// Duplicates lists the locations of duplicate properties below the top level.
+func (o *Object) Duplicates() []Path { return o.dups }
+
+// JSONKind names the JSON type of a decoded value for messages.
+func JSONKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return Invalid("", "invalid JSON: unexpected end of input")
-	}
-	return Invalid("", "invalid JSON at byte %d: %s", dec.InputOffset(), err.Error()).Wrap(err)
+	return "a number"
 }
 
 // Get returns the raw value of key.
@@ -90,23 +102,31 @@ func (o *Object) Get(key string) (json.RawMessage, bool) {
 
 // String returns the string value of key ("" if absent or not a string).
 func (o *Object) String(key string) string {
-	v, ok := o.Get(key)
-	if !ok {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(v, &s) != nil {
-		return ""
-	}
+	s, _ := o.tree[key].(string)
 	return s
 }
 
 // Set replaces key's value, or inserts it after the member named after
-// (at the start when after is absent), or appends it.
-func (o *Object) Set(key string, val json.RawMessage, after ...string) {
+// (at the start when after is absent), or appends it. val must be valid
+// JSON; it is an error otherwise, and the object is unchanged.
+func (o *Object) Set(key string, val json.RawMessage, after ...string) error {
+	v, _, err := ParseJSON(val)
+	if err != nil {
+		return fmt.Errorf("fhir: set %s: %w", key, err)
+	}
+	o.set(key, val, v, after...)
+	return nil
+}
+
+// set is Set with the value already decoded (v is the decoded val).
+func (o *Object) set(key string, val json.RawMessage, v any, after ...string) {
+	if o.tree == nil {
+		o.tree = map[string]any{}
+	}
+	o.tree[key] = v
 	for i := range o.members {
 		if o.members[i].key == key {
-			o.members[i].val = val
+			o.members[i] = member{key: key, val: val}
 			return
 		}
 	}
@@ -122,11 +142,12 @@ func (o *Object) Set(key string, val json.RawMessage, after ...string) {
 insert:
 	o.members = append(o.members, member{})
 	copy(o.members[pos+1:], o.members[pos:])
-	o.members[pos] = member{key, val}
+	o.members[pos] = member{key: key, val: val}
 }
 
 // Delete removes key.
 func (o *Object) Delete(key string) {
+	delete(o.tree, key)
 	for i := range o.members {
 		if o.members[i].key == key {
 			o.members = append(o.members[:i], o.members[i+1:]...)
@@ -138,16 +159,26 @@ func (o *Object) Delete(key string) {
 // Bytes renders the object compactly; value bytes are kept token for token
 // (insignificant whitespace is dropped).
 func (o *Object) Bytes() []byte {
-	var b bytes.Buffer
+	n := 2
+	for _, m := range o.members {
+		n += len(m.key) + len(m.val) + 4
+	}
+	b := bytes.NewBuffer(make([]byte, 0, n))
 	b.WriteByte('{')
 	for i, m := range o.members {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, _ := json.Marshal(m.key)
-		b.Write(k)
+		if m.rawKey != nil {
+			b.Write(m.rawKey)
+		} else {
+			k, _ := json.Marshal(m.key)
+			b.Write(k)
+		}
 		b.WriteByte(':')
-		if err := json.Compact(&b, m.val); err != nil {
+		if m.compact {
+			b.Write(m.val)
+		} else if err := json.Compact(b, m.val); err != nil {
 			b.Write(m.val)
 		}
 	}
@@ -182,8 +213,8 @@ func ParseETag(s string) (int64, bool) {
 // resource. meta.source, tags, security and profiles the client sent stay.
 func StampMeta(o *Object, id string, vid int64, lastUpdated time.Time) error {
 	idJSON, _ := json.Marshal(id)
-	o.Set("id", idJSON, "resourceType")
-	meta := &Object{}
+	o.set("id", idJSON, id, "resourceType")
+	meta := &Object{tree: map[string]any{}}
 	if raw, ok := o.Get("meta"); ok {
 		m, err := ParseObject(raw)
 		if err != nil {
@@ -191,24 +222,26 @@ func StampMeta(o *Object, id string, vid int64, lastUpdated time.Time) error {
 		}
 		meta = m
 	}
-	v, _ := json.Marshal(strconv.FormatInt(vid, 10))
+	vs := strconv.FormatInt(vid, 10)
 	meta.Delete("versionId")
 	meta.Delete("lastUpdated")
-	meta.Set("versionId", v)
-	lu, _ := json.Marshal(Instant(lastUpdated))
-	meta.Set("lastUpdated", lu, "versionId")
-	o.Set("meta", meta.Bytes(), "id")
+	meta.set("versionId", []byte(`"`+vs+`"`), vs)
+	lu := Instant(lastUpdated)
+	meta.set("lastUpdated", []byte(`"`+lu+`"`), lu, "versionId")
+	o.set("meta", meta.Bytes(), meta.tree, "id")
 	return nil
 }
 
 // Decode decodes raw into generic values with json.Number for numbers, the
 // read-only view extraction and rules work on.
 func Decode(raw []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
+	v, _, err := ParseJSON(raw)
+	if err != nil {
 		return nil, fmt.Errorf("fhir: decode resource: %w", err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("fhir: decode resource: %s, not an object", JSONKind(v))
 	}
 	return m, nil
 }

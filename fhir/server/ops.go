@@ -189,7 +189,9 @@ func (s *Server) annotate(ctx context.Context, cur store.Record, by, note string
 	b, _ := json.Marshal(ann)
 	notes = append(notes, b)
 	nb, _ := json.Marshal(notes)
-	obj.Set("note", nb)
+	if err := obj.Set("note", nb); err != nil {
+		return store.Record{}, fmt.Errorf("server: annotate %s: %w", cur.Key(), err)
+	}
 	rec, err := s.version(cur.Type, cur.ID, cur.VersionID+1, obj, &cur)
 	if err != nil {
 		return store.Record{}, err

@@ -40,7 +40,7 @@ func (s *Server) checkBody(typ string, body []byte) (*fhir.Object, error) {
 	if rt != typ {
 		return nil, fhir.Invalid("resourceType", "resourceType %q does not match the URL's type %q", rt, typ)
 	}
-	if err := s.cfg.Validator.Validate(typ, body); err != nil {
+	if err := s.cfg.Validator.ValidateObject(typ, obj); err != nil {
 		return nil, err
 	}
 	return obj, nil
@@ -54,10 +54,7 @@ func (s *Server) version(typ, id string, vid int64, obj *fhir.Object, prev *stor
 		return store.Record{}, err
 	}
 	raw := obj.Bytes()
-	m, err := fhir.Decode(raw)
-	if err != nil {
-		return store.Record{}, fhir.Invalid("", "the resource cannot be read: %v", err)
-	}
+	m := obj.Tree() // the same content as raw, decoded in the parse that checked it
 	idx, err := s.cfg.Registry.Extract(typ, m)
 	if err != nil {
 		return store.Record{}, fhir.Invalid("", "search values cannot be extracted: %v", err).Wrap(err)

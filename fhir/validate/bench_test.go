@@ -75,7 +75,7 @@ func BenchmarkValidateObservation(b *testing.B) {
 
 	for _, name := range typicalObservations {
 		raw := readExample(b, name)
-		parsed, _, err := parse(raw)
+		parsed, _, err := fhir.ParseJSON(raw)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func BenchmarkStartup(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			doc, _, err := parse(raw)
+			doc, _, err := fhir.ParseJSON(raw)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
@@ -29,11 +30,11 @@ func (r *run) schemaProblems(ve *jsonschema.ValidationError, obj map[string]any,
 	switch k := ve.ErrorKind.(type) {
 	case *kind.Required:
 		for _, m := range k.Missing {
-			r.addSecondary(loc.key(m), "required", "required element %q is missing", m)
+			r.addSecondary(loc.Key(m), "required", "required element %q is missing", m)
 		}
 	case *kind.AdditionalProperties:
 		for _, p := range k.Properties {
-			r.addSecondary(loc.key(p), "structure", "unknown element %q", p)
+			r.addSecondary(loc.Key(p), "structure", "unknown element %q", p)
 		}
 	case *kind.Type:
 		r.addSecondary(loc, "structure", "%s", typeMessage(loc, val, def, k))
@@ -56,7 +57,7 @@ func (r *run) schemaProblems(ve *jsonschema.ValidationError, obj map[string]any,
 		case []any:
 			r.addSecondary(loc, "structure", "%s does not repeat, so its value must be a single code, not an array", elementName(loc))
 		default:
-			r.addSecondary(loc, "structure", "value %s is %s, but a code must be a JSON string", show(val), jsonKind(val))
+			r.addSecondary(loc, "structure", "value %s is %s, but a code must be a JSON string", show(val), fhir.JSONKind(val))
 		}
 	case *kind.Const:
 		r.addSecondary(loc, "value", "value %s must be %s", show(val), show(k.Want))
@@ -76,15 +77,15 @@ func locate(v any, tokens []string) (path, any) {
 		case []any:
 			i, err := strconv.Atoi(t)
 			if err != nil || i < 0 || i >= len(c) {
-				return append(p, seg{key: t, idx: -1}), nil
+				return append(p, seg{Key: t, Index: -1}), nil
 			}
-			p = append(p, seg{idx: i})
+			p = append(p, seg{Index: i})
 			v = c[i]
 		case map[string]any:
-			p = append(p, seg{key: t, idx: -1})
+			p = append(p, seg{Key: t, Index: -1})
 			v = c[t]
 		default:
-			return append(p, seg{key: t, idx: -1}), nil
+			return append(p, seg{Key: t, Index: -1}), nil
 		}
 	}
 	return p, v
@@ -118,7 +119,7 @@ func typeMessage(loc path, val any, def string, k *kind.Type) string {
 	name := elementName(loc)
 	switch {
 	case len(want) == 1 && want[0] == "array":
-		return fmt.Sprintf("%s repeats, so its value must be a JSON array, not %s", name, jsonKind(val))
+		return fmt.Sprintf("%s repeats, so its value must be a JSON array, not %s", name, fhir.JSONKind(val))
 	case k.Got == "array":
 		return fmt.Sprintf("%s does not repeat, so its value must be a single %s, not an array", name, orJSON(def))
 	case len(want) == 1 && want[0] == "integer" && k.Got == "number":
@@ -126,9 +127,9 @@ func typeMessage(loc path, val any, def string, k *kind.Type) string {
 	}
 	wantText := "JSON " + strings.Join(want, " or ")
 	if def == "" {
-		return fmt.Sprintf("value %s is %s, but a %s is expected", show(val), jsonKind(val), wantText)
+		return fmt.Sprintf("value %s is %s, but a %s is expected", show(val), fhir.JSONKind(val), wantText)
 	}
-	return fmt.Sprintf("value %s is %s, but %s must be a %s", show(val), jsonKind(val), article(def), wantText)
+	return fmt.Sprintf("value %s is %s, but %s must be a %s", show(val), fhir.JSONKind(val), article(def), wantText)
 }
 
 // article prefixes a type name with "a" or "an".
@@ -157,8 +158,8 @@ var formatHints = map[string]string{
 // elementName is the quoted name of the element at loc.
 func elementName(loc path) string {
 	for i := len(loc) - 1; i >= 0; i-- {
-		if loc[i].idx < 0 {
-			return strconv.Quote(loc[i].key)
+		if loc[i].Index < 0 {
+			return strconv.Quote(loc[i].Key)
 		}
 	}
 	return "the element"

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"github.com/fhirgate/fhirgate/fhir"
 	"io"
 	"strings"
 	"time"
@@ -49,7 +50,7 @@ func loadSchema() (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, _, err := parse(data)
+	v, _, err := fhir.ParseJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("validate: decode embedded schema: %w", err)
 	}

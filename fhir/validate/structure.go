@@ -35,7 +35,7 @@ func (r *run) structural(at path, code, format string, args ...any) {
 	if r.structuralAt == nil {
 		r.structuralAt = map[string]bool{}
 	}
-	r.structuralAt[at.render("")] = true
+	r.structuralAt[at.Render("")] = true
 }
 
 func (r *run) walkObject(obj map[string]any, at path, nested *[]nestedResource) {
@@ -44,7 +44,7 @@ func (r *run) walkObject(obj map[string]any, at path, nested *[]nestedResource) 
 		return
 	}
 	for k, v := range obj {
-		kat := at.key(k)
+		kat := at.Key(k)
 		switch v := v.(type) {
 		case nil:
 			r.structural(kat, "structure", "null is not allowed; leave the element out instead (json.html)")
@@ -74,7 +74,7 @@ func (r *run) walkObject(obj map[string]any, at path, nested *[]nestedResource) 
 				}
 			}
 			for i, item := range v {
-				iat := kat.index(i)
+				iat := kat.Index(i)
 				switch item := item.(type) {
 				case nil:
 					if !hasPartner || i >= len(partner) || partner[i] == nil {

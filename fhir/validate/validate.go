@@ -84,21 +84,31 @@ func (v *Validator) schema(t string) (*jsonschema.Schema, error) {
 // resourceType is used. It returns nil or a *fhir.Error of KindInvalid
 // with one issue per problem (at most MaxIssues, sorted by expression).
 func (v *Validator) Validate(resourceType string, raw []byte) error {
-	doc, dups, err := parse(raw)
+	doc, dups, err := fhir.ParseJSON(raw)
 	if err != nil {
-		var se *syntaxError
+		var se *fhir.SyntaxError
 		if errors.As(err, &se) {
-			fe := fhir.Invalid("", "%s", se.Error()).WithCode("structure")
-			if se.at != nil {
-				fe.At(se.at.render(rootName(resourceType, nil)))
-			}
-			return fe
+			return se.Outcome(rootName(resourceType, nil))
 		}
 		return fhir.Errorf(fhir.KindInvalid, "invalid JSON").Wrap(err)
 	}
 	obj, ok := doc.(map[string]any)
 	if !ok {
-		return fhir.Invalid("", "a resource must be a JSON object, not %s", jsonKind(doc)).WithCode("structure")
+		return fhir.Invalid("", "a resource must be a JSON object, not %s", fhir.JSONKind(doc)).WithCode("structure")
+	}
+	return v.validate(resourceType, obj, dups)
+}
+
+// ValidateObject is Validate of an already parsed resource (fhir.ParseObject),
+// so a write parses its body once.
+func (v *Validator) ValidateObject(resourceType string, o *fhir.Object) error {
+	return v.validate(resourceType, o.Tree(), o.Duplicates())
+}
+
+func (v *Validator) validate(resourceType string, obj map[string]any, dupAt []path) error {
+	dups := make([]problem, len(dupAt))
+	for i, at := range dupAt {
+		dups[i] = problem{at: at, code: "structure", msg: fmt.Sprintf("duplicate property %q in one JSON object", at[len(at)-1].Key)}
 	}
 	r := &run{v: v, root: obj, problems: dups}
 	nested := r.checkStructure(obj, nil)
@@ -149,7 +159,7 @@ func (r *run) addSecondary(at path, code, format string, args ...any) {
 // Bundle.entry.resource, ... at path at) against the schema of its type.
 // An error return is an internal failure, not a validation finding.
 func (r *run) resource(obj map[string]any, at path, expected string, contained bool) error {
-	rtAt := at.key("resourceType")
+	rtAt := at.Key("resourceType")
 	rv, ok := obj["resourceType"]
 	if !ok {
 		r.add(rtAt, "required", "resourceType is missing; every resource names its type (json.html#resources)")
@@ -157,7 +167,7 @@ func (r *run) resource(obj map[string]any, at path, expected string, contained b
 	}
 	rt, ok := rv.(string)
 	if !ok {
-		r.addSecondary(rtAt, "value", "resourceType must be a JSON string, not %s", jsonKind(rv))
+		r.addSecondary(rtAt, "value", "resourceType must be a JSON string, not %s", fhir.JSONKind(rv))
 		return nil
 	}
 	if !fhir.IsResourceType(rt) {
@@ -172,7 +182,7 @@ func (r *run) resource(obj map[string]any, at path, expected string, contained b
 		// dom-2: "If the resource is contained in another resource, it SHALL
 		// NOT contain nested Resources" (references.html#contained).
 		if _, ok := obj["contained"]; ok {
-			r.add(at.key("contained"), "invariant", "a contained resource must not contain other resources (dom-2)")
+			r.add(at.Key("contained"), "invariant", "a contained resource must not contain other resources (dom-2)")
 		}
 	}
 	s, err := r.v.schema(rt)
@@ -201,8 +211,8 @@ func (r *run) result(root string) error {
 	seen := map[string]bool{}
 	out := make([]rendered, 0, len(r.problems))
 	for _, p := range r.problems {
-		expr := p.at.render(root)
-		if p.secondary && r.structuralAt[p.at.render("")] {
+		expr := p.at.Render(root)
+		if p.secondary && r.structuralAt[p.at.Render("")] {
 			continue // already reported, in plainer words, by the structure check
 		}
 		key := expr + "\x00" + p.msg
@@ -250,37 +260,20 @@ func comparePath(a, b path) int {
 	for i := 0; i < len(a) && i < len(b); i++ {
 		x, y := a[i], b[i]
 		switch {
-		case x.idx >= 0 && y.idx >= 0:
-			if x.idx != y.idx {
-				return x.idx - y.idx
+		case x.Index >= 0 && y.Index >= 0:
+			if x.Index != y.Index {
+				return x.Index - y.Index
 			}
-		case x.idx >= 0:
+		case x.Index >= 0:
 			return -1
-		case y.idx >= 0:
+		case y.Index >= 0:
 			return 1
-		case x.key != y.key:
-			if x.key < y.key {
+		case x.Key != y.Key:
+			if x.Key < y.Key {
 				return -1
 			}
 			return 1
 		}
 	}
 	return len(a) - len(b)
-}
-
-// jsonKind names the JSON type of a decoded value for messages.
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case string:
-		return "a string"
-	case map[string]any:
-		return "an object"
-	case []any:
-		return "an array"
-	}
-	return "a number"
 }

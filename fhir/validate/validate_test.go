@@ -285,7 +285,7 @@ func TestResourceTypesMatchSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _, err := parse(raw)
+	v, _, err := fhir.ParseJSON(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package validate
+package fhir
 
 import (
 	"bytes"
@@ -15,48 +15,63 @@ import (
 // levels); the limit keeps hostile input from exhausting the stack.
 const MaxDepth = 64
 
-// seg is one step of a path inside a resource: an element name or an array index.
-type seg struct {
-	key string
-	idx int // -1 for a key
+// Step is one step of a path inside a resource: an element name, or an
+// array index (Index >= 0, Key empty).
+type Step struct {
+	Key   string
+	Index int // -1 for a key
 }
 
-// path is a location inside a resource, rendered FHIRPath-like by render.
-type path []seg
+// Path is a location inside a resource, rendered FHIRPath-like by Render.
+type Path []Step
 
-func (p path) key(k string) path { return append(p[:len(p):len(p)], seg{key: k, idx: -1}) }
-func (p path) index(i int) path  { return append(p[:len(p):len(p)], seg{idx: i}) }
+// Key returns p extended by element k (p itself is not modified).
+func (p Path) Key(k string) Path { return append(p[:len(p):len(p)], Step{Key: k, Index: -1}) }
 
-// render writes the path after root: "Observation.component[1].code".
-func (p path) render(root string) string {
+// Index returns p extended by array index i (p itself is not modified).
+func (p Path) Index(i int) Path { return append(p[:len(p):len(p)], Step{Index: i}) }
+
+// Render writes the path after root: "Observation.component[1].code".
+func (p Path) Render(root string) string {
 	var b strings.Builder
 	b.WriteString(root)
 	for _, s := range p {
-		if s.idx >= 0 {
+		if s.Index >= 0 {
 			b.WriteByte('[')
-			b.WriteString(strconv.Itoa(s.idx))
+			b.WriteString(strconv.Itoa(s.Index))
 			b.WriteByte(']')
 			continue
 		}
 		if b.Len() > 0 {
 			b.WriteByte('.')
 		}
-		b.WriteString(s.key)
+		b.WriteString(s.Key)
 	}
 	return b.String()
 }
 
-// syntaxError is fatal: the input is not JSON (RFC 8259) or nests too deep.
-type syntaxError struct {
-	offset int
-	line   int
-	col    int
-	msg    string
-	at     path // set for the depth error, which has a meaningful location
+// SyntaxError is fatal: the input is not JSON (RFC 8259) or nests deeper
+// than MaxDepth.
+type SyntaxError struct {
+	Offset int
+	Line   int
+	Col    int
+	Msg    string
+	At     Path // set for the depth error, which has a meaningful location
 }
 
-func (e *syntaxError) Error() string {
-	return fmt.Sprintf("invalid JSON at byte offset %d (line %d, column %d): %s", e.offset, e.line, e.col, e.msg)
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("invalid JSON at byte offset %d (line %d, column %d): %s", e.Offset, e.Line, e.Col, e.Msg)
+}
+
+// Outcome is the error as a client sees it: a 400 with a "structure" issue
+// located at the depth error's path when there is one.
+func (e *SyntaxError) Outcome(root string) *Error {
+	fe := Invalid("", "%s", e.Error()).WithCode("structure")
+	if e.At != nil {
+		fe.At(e.At.Render(root))
+	}
+	return fe
 }
 
 // parser decodes JSON into the values encoding/json produces with UseNumber
@@ -64,31 +79,32 @@ func (e *syntaxError) Error() string {
 // pass, reports duplicate object keys, which encoding/json silently accepts
 // but FHIR JSON forbids (json.html: "objects SHALL NOT have duplicate
 // properties"). Values the FHIR rules reject but JSON allows (null, "",
-// {}, []) are left to checkStructure, which knows their context.
+// {}, []) are left to the validator, which knows their context.
+//
+// When top is set it also records the members of the top-level object:
+// their key and value bytes and whether the value holds insignificant
+// whitespace, which is what Object keeps.
 type parser struct {
 	data  []byte
 	pos   int
 	depth int
-	dups  []problem
-	stack path // location of the value being parsed, for messages
+	ws    int // bytes of insignificant whitespace skipped so far
+	dups  []Path
+	stack Path // location of the value being parsed, for messages
+	top   *[]member
 }
 
-// problem is one finding before it becomes a fhir.Issue.
-type problem struct {
-	at   path
-	code string // OperationOutcome issue code (codesystem-issue-type)
-	msg  string
-	// secondary problems (schema findings) are dropped when the structure
-	// check reported the same location.
-	secondary bool
-}
-
-// parse decodes data. A syntax error (or a nesting deeper than MaxDepth)
-// stops it; duplicate keys are collected and parsing goes on.
-func parse(data []byte) (any, []problem, error) {
+// ParseJSON decodes data as one JSON value (RFC 8259). A syntax error, or a
+// nesting deeper than MaxDepth, stops it with a *SyntaxError; duplicate keys
+// do not: their locations are returned and the last value wins.
+func ParseJSON(data []byte) (any, []Path, error) {
 	p := &parser{data: data}
+	return p.parse()
+}
+
+func (p *parser) parse() (any, []Path, error) {
 	// RFC 8259 section 8.1: a parser MAY ignore a byte order mark.
-	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+	if bytes.HasPrefix(p.data, []byte("\xef\xbb\xbf")) {
 		p.pos = 3
 	}
 	p.skipSpace()
@@ -103,11 +119,11 @@ func parse(data []byte) (any, []problem, error) {
 	return v, p.dups, nil
 }
 
-func (p *parser) errorf(format string, args ...any) *syntaxError {
+func (p *parser) errorf(format string, args ...any) *SyntaxError {
 	off := min(p.pos, len(p.data))
 	line := 1 + bytes.Count(p.data[:off], []byte{'\n'})
 	col := off - bytes.LastIndexByte(p.data[:off], '\n')
-	return &syntaxError{offset: off, line: line, col: col, msg: fmt.Sprintf(format, args...)}
+	return &SyntaxError{Offset: off, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
 }
 
 // describe names the byte at pos for an error message.
@@ -123,14 +139,17 @@ func (p *parser) describe() string {
 }
 
 func (p *parser) skipSpace() {
+	start := p.pos
 	for p.pos < len(p.data) {
 		switch p.data[p.pos] {
 		case ' ', '\t', '\n', '\r':
 			p.pos++
 		default:
+			p.ws += p.pos - start
 			return
 		}
 	}
+	p.ws += p.pos - start
 }
 
 func (p *parser) value() (any, error) {
@@ -168,7 +187,7 @@ func (p *parser) enter() error {
 	p.depth++
 	if p.depth > MaxDepth {
 		e := p.errorf("objects and arrays nest deeper than %d levels", MaxDepth)
-		e.at = append(path(nil), p.stack...)
+		e.At = append(Path(nil), p.stack...)
 		return e
 	}
 	return nil
@@ -191,23 +210,29 @@ func (p *parser) object() (any, error) {
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return nil, p.errorf("unexpected %s, expected a property name in double quotes", p.describe())
 		}
+		keyStart := p.pos
 		k, err := p.str()
 		if err != nil {
 			return nil, err
 		}
+		keyEnd := p.pos
 		p.skipSpace()
 		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
 			return nil, p.errorf("unexpected %s after property name %q, expected ':'", p.describe(), k)
 		}
 		p.pos++
 		p.skipSpace()
-		p.stack = append(p.stack, seg{key: k, idx: -1})
+		p.stack = append(p.stack, Step{Key: k, Index: -1})
+		valStart, ws := p.pos, p.ws
 		v, err := p.value()
 		if err != nil {
 			return nil, err
 		}
 		if _, dup := obj[k]; dup {
-			p.dups = append(p.dups, problem{at: append(path(nil), p.stack...), code: "structure", msg: fmt.Sprintf("duplicate property %q in one JSON object", k)})
+			p.dups = append(p.dups, append(Path(nil), p.stack...))
+		}
+		if p.top != nil && p.depth == 1 {
+			*p.top = append(*p.top, member{key: k, rawKey: p.data[keyStart:keyEnd], val: p.data[valStart:p.pos], compact: p.ws == ws})
 		}
 		p.stack = p.stack[:len(p.stack)-1]
 		obj[k] = v
@@ -242,7 +267,7 @@ func (p *parser) array() (any, error) {
 	}
 	for {
 		p.skipSpace()
-		p.stack = append(p.stack, seg{idx: len(arr)})
+		p.stack = append(p.stack, Step{Index: len(arr)})
 		v, err := p.value()
 		if err != nil {
 			return nil, err
