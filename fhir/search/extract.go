@@ -89,6 +89,9 @@ func (r *Registry) extract(resourceType string, resource map[string]any, warn bo
 		if cp.expr == nil || p.Type == TypeSpecial {
 			continue
 		}
+		if !r.noGates && (cp.gated && !open(resource, cp.gate) || cp.compGate != nil && !allOpen(resource, cp.compGate)) {
+			continue
+		}
 		x.param = p.Code
 		items, err := cp.expr.eval(x.ctx, focus)
 		if err != nil {

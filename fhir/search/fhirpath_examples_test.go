@@ -2,6 +2,7 @@ package search
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,9 +13,10 @@ import (
 	"testing"
 )
 
-// officialExamples is the unpacked hl7.fhir.r4.examples@4.0.1 package; the
+// officialExamples is the unpacked hl7.fhir.r4.examples@4.0.1 package
+// (FHIRGATE_EXAMPLES_DIR, which make test sets after fetching it); the
 // exhaustive tests skip without it (testdata/examples always runs).
-const officialExamples = "/tmp/fhirpkg/package"
+var officialExamples = cmp.Or(os.Getenv("FHIRGATE_EXAMPLES_DIR"), "/tmp/fhirpkg/package")
 
 func decodeJSON(t testing.TB, b []byte) map[string]any {
 	t.Helper()

@@ -79,6 +79,8 @@ type Registry struct {
 	// base is the server base URL without trailing slash; absolute
 	// references below it are indexed as relative (references.html#literal).
 	base string
+	// noGates evaluates every parameter, gated or not (tests compare).
+	noGates bool
 }
 
 type typeParams struct {
@@ -92,6 +94,13 @@ type compiledParam struct {
 	p     *Param
 	expr  fpExpr // pruned to the resource type; nil: nothing to extract
 	comps []compiledComp
+	// gate, when gated, lists the top-level elements expr can read: a
+	// resource with none of them has no value for the parameter (gate.go).
+	gate  []gateName
+	gated bool
+	// compGate, for a composite on the resource itself: one gate per
+	// component, all of which must be open.
+	compGate [][]gateName
 }
 
 type compiledComp struct {
@@ -394,6 +403,9 @@ func build(params []*Param, model *typeModel, compartment map[string][]string, c
 					return nil, invalid("SearchParameter.expression", "search parameter %s: %v", p.Code, err).Wrap(err)
 				}
 				cp.expr = prune(model, e, t)
+				if cp.expr != nil {
+					cp.gate, cp.gated = gateFor(model, cp.expr, t)
+				}
 			} else if p.Type == TypeComposite {
 				cp.expr = fpThis{}
 			}
@@ -403,6 +415,9 @@ func build(params []*Param, model *typeModel, compartment map[string][]string, c
 					return nil, invalid("SearchParameter.component.expression", "search parameter %s: %v", p.Code, err).Wrap(err)
 				}
 				cp.comps = append(cp.comps, compiledComp{p: c.Param, expr: e})
+			}
+			if p.Type == TypeComposite && cp.expr != nil {
+				cp.compGate = compositeGate(model, cp, t)
 			}
 			tp.byCode[p.Code] = cp
 		}
