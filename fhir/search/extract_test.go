@@ -3,6 +3,7 @@ package search
 import (
 	"encoding/json"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -448,6 +449,15 @@ func benchExtract(b *testing.B, typ, src string) {
 
 func BenchmarkExtractObservation(b *testing.B) { benchExtract(b, "Observation", extractObservation) }
 func BenchmarkExtractPatient(b *testing.B)     { benchExtract(b, "Patient", extractPatient) }
+
+// BenchmarkExtractAuditEvent: the AuditEvent fhirgate writes for a create.
+func BenchmarkExtractAuditEvent(b *testing.B) {
+	raw, err := os.ReadFile("testdata/bench-auditevent.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchExtract(b, "AuditEvent", string(raw))
+}
 
 // FuzzExtract: arbitrary JSON never makes extraction panic or fail.
 func FuzzExtract(f *testing.F) {

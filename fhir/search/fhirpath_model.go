@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
 	"strings"
 	"sync"
 )
@@ -151,20 +152,40 @@ func newTypeModel(d *rawDefs) *typeModel {
 			m.bySuffix[t] = t
 		}
 	}
+	// Flatten inherited elements into each type, so lookup is one map
+	// access per level instead of a walk up the hierarchy (a type's own
+	// element wins over an ancestor's of the same name, as in the walk).
+	flat := make(map[string]map[string]childInfo, len(m.children)+len(m.bases))
+	types := make([]string, 0, len(m.children)+len(m.bases))
+	for t := range m.children {
+		types = append(types, t)
+	}
+	for t := range m.bases {
+		types = append(types, t)
+	}
+	for _, t := range types {
+		if _, done := flat[t]; done {
+			continue
+		}
+		all := map[string]childInfo{}
+		for a, i := t, 0; a != "" && i < 8; i++ {
+			for name, ci := range m.children[a] {
+				if _, ok := all[name]; !ok {
+					all[name] = ci
+				}
+			}
+			a = m.bases[a]
+		}
+		flat[t] = all
+	}
+	m.children = flat
 	return m
 }
 
 // lookup finds the element name of type t, walking the type hierarchy.
 func (m *typeModel) lookup(t, name string) (childInfo, bool) {
-	for i := 0; t != "" && i < 8; i++ {
-		if kids, ok := m.children[t]; ok {
-			if ci, ok := kids[name]; ok {
-				return ci, true
-			}
-		}
-		t = m.bases[t]
-	}
-	return childInfo{}, false
+	ci, ok := m.children[t][name] // inherited elements are flattened in (newTypeModel)
+	return ci, ok
 }
 
 // isA reports whether type t is want or a specialisation of it

@@ -21,12 +21,22 @@ var foldSpecial = map[rune]string{
 // canonical decomposition (NFD) with the combining marks (Mn) dropped, and
 // runs of white space collapsed to one space, trimmed.
 func Fold(s string) string {
-	ascii := true
+	ascii, folded := true, true
 	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
+		c := s[i]
+		if c >= utf8.RuneSelf {
 			ascii = false
 			break
 		}
+		// Already folded: no upper case, no white space other than single
+		// inner blanks.
+		if 'A' <= c && c <= 'Z' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' ||
+			c == ' ' && (i == 0 || i == len(s)-1 || s[i-1] == ' ') {
+			folded = false
+		}
+	}
+	if ascii && folded {
+		return s
 	}
 	var b strings.Builder
 	b.Grow(len(s))

@@ -3,7 +3,9 @@ package search
 import (
 	"os"
 	"reflect"
+	"strings"
 	"testing"
+	"unicode"
 )
 
 // Gates only skip parameters that would have no value: extraction with
@@ -103,4 +105,23 @@ func TestCompositeGate(t *testing.T) {
 	if !allOpen(withQty, cp.compGate) || allOpen(withString, cp.compGate) {
 		t.Fatalf("gate %v: open(valueQuantity) = %v, open(valueString) = %v", cp.compGate, allOpen(withQty, cp.compGate), allOpen(withString, cp.compGate))
 	}
+}
+
+// On ASCII, Fold is lower case with white space runs collapsed and trimmed
+// (search.html#string), whether or not it takes its already-folded shortcut.
+func FuzzFoldASCII(f *testing.F) {
+	for _, s := range []string{"", "abc", "Abc", " a", "a ", "a  b", "a b", "a\tb", "x\r\n", "123-45 6"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for i := 0; i < len(s); i++ {
+			if s[i] >= 0x80 {
+				return
+			}
+		}
+		want := strings.Join(strings.FieldsFunc(strings.ToLower(s), unicode.IsSpace), " ")
+		if got := Fold(s); got != want {
+			t.Fatalf("Fold(%q) = %q, want %q", s, got, want)
+		}
+	})
 }
