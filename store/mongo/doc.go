@@ -97,8 +97,13 @@ func (s *Store) wdoc(d doc) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mongo: encode search values of %s: %w", d.ID, err)
 	}
-	return cdoc{ID: d.ID, T: d.T, I: d.I, V: d.V, LU: d.LU, LUN: d.LUN, Del: d.Del, Raw: d.Raw,
-		CompactFields: cf, Rel: d.Rel, Tx: d.Tx, Pending: d.Pending, DV: d.DV, C: d.C}, nil
+	c := cdoc{ID: d.ID, T: d.T, I: d.I, V: d.V, LU: d.LU, LUN: d.LUN, Del: d.Del, Raw: d.Raw,
+		CompactFields: cf, Rel: d.Rel, Tx: d.Tx, Pending: d.Pending, DV: d.DV, C: d.C}
+	b, err := c.appendBSON(make([]byte, 0, 256+len(d.Raw)+len(cf.IXB)+len(cf.K)))
+	if err != nil {
+		return nil, err
+	}
+	return bson.Raw(b), nil
 }
 
 // wdocs is wdoc of each.
