@@ -142,6 +142,20 @@ var interactions = map[string]struct{ action, profile string }{
 // a success with the client's address known, exactly one resource (read,
 // create, update, delete) or a query (search), and at most one patient.
 func Build(e Event, id string) []byte {
+	raw, _ := build(e, id, time.Time{})
+	return raw
+}
+
+// BuildVersion is Build of version 1 of AuditEvent id, last updated at
+// lastUpdated (meta.versionId and meta.lastUpdated set, as the server
+// stamps every version), and the same resource decoded (the values
+// fhir.ParseJSON gives), so the writer indexes it without parsing its own
+// JSON.
+func BuildVersion(e Event, id string, lastUpdated time.Time) ([]byte, map[string]any) {
+	return build(e, id, lastUpdated)
+}
+
+func build(e Event, id string, lastUpdated time.Time) ([]byte, map[string]any) {
 	in, known := interactions[e.Interaction]
 	if !known {
 		in.action = "E"
@@ -243,11 +257,22 @@ func Build(e Event, id string) []byte {
 	if p := profile(in.profile, e, len(patients)); p != "" {
 		ae.Meta = &meta{Profile: []string{balpProfile + p}}
 	}
+	if !lastUpdated.IsZero() {
+		if ae.Meta == nil {
+			ae.Meta = &meta{}
+		}
+		ae.Meta.VersionID = "1"
+		ae.Meta.LastUpdated = lastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(ae) // cannot fail: plain strings, slices and structs
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	raw := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if lastUpdated.IsZero() {
+		return raw, nil
+	}
+	return raw, ae.tree()
 }
 
 // Split returns e as one event per patient, as BALP PatientQuery requires
@@ -359,7 +384,9 @@ type (
 		Entity       []entity `json:"entity,omitempty"`
 	}
 	meta struct {
-		Profile []string `json:"profile"`
+		Profile     []string `json:"profile,omitempty"`
+		VersionID   string   `json:"versionId,omitempty"`
+		LastUpdated string   `json:"lastUpdated,omitempty"`
 	}
 	coding struct {
 		System  string `json:"system"`
@@ -404,3 +431,117 @@ type (
 )
 
 func concept(c coding) *codeableConcept { return &codeableConcept{Coding: []coding{c}} }
+
+// The decoded form of the same shapes: what decoding their JSON gives
+// (TestBuildVersionTree checks it against fhir.ParseJSON).
+
+// tree sets key to v in m unless v is empty (omitempty).
+func put(m map[string]any, key, v string) {
+	if v != "" {
+		m[key] = v
+	}
+}
+
+func (a *auditEvent) tree() map[string]any {
+	m := map[string]any{"resourceType": a.ResourceType, "type": a.Type.tree(), "action": a.Action,
+		"recorded": a.Recorded, "outcome": a.Outcome, "source": a.Source.tree()}
+	put(m, "id", a.ID)
+	put(m, "outcomeDesc", a.OutcomeDesc)
+	if a.Meta != nil {
+		mt := map[string]any{}
+		if len(a.Meta.Profile) > 0 {
+			ps := make([]any, len(a.Meta.Profile))
+			for i, p := range a.Meta.Profile {
+				ps[i] = p
+			}
+			mt["profile"] = ps
+		}
+		put(mt, "versionId", a.Meta.VersionID)
+		put(mt, "lastUpdated", a.Meta.LastUpdated)
+		m["meta"] = mt
+	}
+	if len(a.Subtype) > 0 {
+		m["subtype"] = codings(a.Subtype)
+	}
+	if a.Agent == nil {
+		m["agent"] = nil
+	} else {
+		ag := make([]any, len(a.Agent))
+		for i := range a.Agent {
+			ag[i] = a.Agent[i].tree()
+		}
+		m["agent"] = ag
+	}
+	if len(a.Entity) > 0 {
+		en := make([]any, len(a.Entity))
+		for i := range a.Entity {
+			en[i] = a.Entity[i].tree()
+		}
+		m["entity"] = en
+	}
+	return m
+}
+
+func codings(cs []coding) any {
+	if cs == nil {
+		return nil
+	}
+	out := make([]any, len(cs))
+	for i := range cs {
+		out[i] = cs[i].tree()
+	}
+	return out
+}
+
+func (c *coding) tree() map[string]any {
+	m := map[string]any{"system": c.System, "code": c.Code}
+	put(m, "display", c.Display)
+	return m
+}
+
+func (r *reference) tree() any {
+	if r == nil {
+		return nil
+	}
+	m := map[string]any{}
+	put(m, "reference", r.Reference)
+	if r.Identifier != nil {
+		id := map[string]any{"value": r.Identifier.Value}
+		put(id, "system", r.Identifier.System)
+		m["identifier"] = id
+	}
+	put(m, "display", r.Display)
+	return m
+}
+
+func (a *agent) tree() map[string]any {
+	m := map[string]any{"who": a.Who.tree(), "requestor": a.Requestor}
+	if a.Type == nil {
+		m["type"] = nil
+	} else {
+		m["type"] = map[string]any{"coding": codings(a.Type.Coding)}
+	}
+	put(m, "name", a.Name)
+	if a.Network != nil {
+		m["network"] = map[string]any{"address": a.Network.Address, "type": a.Network.Type}
+	}
+	return m
+}
+
+func (s *source) tree() map[string]any {
+	return map[string]any{"observer": s.Observer.tree(), "type": codings(s.Type)}
+}
+
+func (e *entity) tree() map[string]any {
+	m := map[string]any{"type": e.Type.tree()}
+	if e.What != nil {
+		m["what"] = e.What.tree()
+	}
+	if e.Role != nil {
+		m["role"] = e.Role.tree()
+	}
+	put(m, "name", e.Name)
+	put(m, "description", e.Description)
+	put(m, "query", e.Query)
+	return m
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -471,13 +472,15 @@ func (s *Server) conditionalDelete(ctx context.Context, x *exchange) (*fhir.Resp
 	return nil, fhir.Errorf(fhir.KindPreconditionFailed, "the condition matches %d resources; delete them one by one", len(matches))
 }
 
-// Version builds a stored first version of a server-generated resource
-// (AuditEvent, Provenance): id and meta stamped, search values extracted,
-// release state evaluated. The caller commits it.
-func (s *Server) Version(typ, id string, raw []byte) (store.Record, error) {
-	obj, err := fhir.ParseObject(raw)
+// Indexed is the stored Record of version vid of a resource the server
+// built itself (an AuditEvent): raw already carries its id and meta
+// (versionId, lastUpdated), and tree is raw decoded (fhir.ParseJSON's
+// values). Only search values are extracted; no release rule applies, the
+// caller sets Release. The caller commits it.
+func (s *Server) Indexed(typ, id string, vid int64, lastUpdated time.Time, raw []byte, tree map[string]any) (store.Record, error) {
+	idx, err := s.cfg.Registry.Extract(typ, tree)
 	if err != nil {
-		return store.Record{}, err
+		return store.Record{}, fmt.Errorf("server: index %s/%s: %w", typ, id, err)
 	}
-	return s.version(typ, id, 1, obj, nil)
+	return store.Record{Type: typ, ID: id, VersionID: vid, LastUpdated: lastUpdated, Raw: raw, Index: idx}, nil
 }

@@ -294,8 +294,9 @@ func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
 		if id == "" {
 			id = server.NewID()
 		}
-		raw := audit.Build(e, id)
-		rec, err := a.Server.Version("AuditEvent", id, raw)
+		now := a.Opt.Now().UTC().Truncate(time.Millisecond)
+		raw, tree := audit.BuildVersion(e, id, now)
+		rec, err := a.Server.Indexed("AuditEvent", id, 1, now, raw, tree)
 		if err != nil {
 			return fmt.Errorf("audit: build event: %w", err)
 		}

@@ -1,0 +1,68 @@
+package audit
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+)
+
+// BuildVersion's tree is exactly its JSON decoded, and its JSON is Build's
+// with meta.versionId and meta.lastUpdated added (resource.html#Meta), for
+// every interaction and every optional part of an event.
+func TestBuildVersionTree(t *testing.T) {
+	lu := time.Date(2026, 11, 23, 1, 2, 3, 456e6, time.UTC)
+	variants := []func(*Event){
+		func(*Event) {},
+		func(e *Event) { e.UserFHIR, e.UserSubject, e.UserIssuer = "", "", "" },
+		func(e *Event) { e.UserFHIR = "" },
+		func(e *Event) { e.UserIssuer = "" },
+		func(e *Event) { e.ClientID = "" },
+		func(e *Event) { e.Proxy = "RelatedPerson/rp" },
+		func(e *Event) { e.Outcome = 404; e.OutcomeText = "" },
+		func(e *Event) { e.Outcome = 500; e.OutcomeText = "boom <&>" },
+		func(e *Event) { e.SourceIP, e.UserAgent = "", "" },
+		func(e *Event) { e.Server = "" },
+		func(e *Event) { e.Server = "fhirgate" },
+		func(e *Event) { e.Patient, e.Patients = "", nil },
+		func(e *Event) { e.Patients = []string{"Patient/1", "Patient/2", "Patient/1"} },
+		func(e *Event) {
+			e.Resources = []string{"Observation/o1", "Patient/123/_history/2", "Observation/o1"}
+		},
+		func(e *Event) { e.Query = "Observation?code=1234-5&_count=10" },
+		func(e *Event) { e.Operation = "$release" },
+		func(e *Event) { e.RequestID = "" },
+	}
+	for in := range interactions {
+		for _, extra := range []string{in, "unknown-interaction"} {
+			for i, v := range variants {
+				e := base(extra)
+				e.Resources = []string{"Observation/o1"}
+				v(&e)
+				raw, tree := BuildVersion(e, "ae1", lu)
+				name := fmt.Sprintf("%s/%d", extra, i)
+				got, dups, err := fhir.ParseJSON(raw)
+				if err != nil || len(dups) > 0 {
+					t.Fatalf("%s: %v %v\n%s", name, err, dups, raw)
+				}
+				if !reflect.DeepEqual(got, any(tree)) {
+					t.Fatalf("%s: tree differs from the JSON\ntree: %#v\njson: %s", name, tree, raw)
+				}
+				// The same bytes as Build plus the stamped meta.
+				o, err := fhir.ParseObject(Build(e, "ae1"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := fhir.StampMeta(o, "ae1", 1, lu); err != nil {
+					t.Fatal(err)
+				}
+				if want := o.Bytes(); !bytes.Equal(raw, want) {
+					t.Fatalf("%s: BuildVersion\n%s\nBuild + StampMeta\n%s", name, raw, want)
+				}
+			}
+		}
+	}
+}
