@@ -38,6 +38,27 @@ func Fold(s string) string {
 	if ascii && folded {
 		return s
 	}
+	if ascii {
+		// Lower case, white space runs collapsed and trimmed, byte by byte.
+		b := make([]byte, 0, len(s))
+		space := false
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			switch {
+			case c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r':
+				space = len(b) > 0
+				continue
+			case 'A' <= c && c <= 'Z':
+				c += 'a' - 'A'
+			}
+			if space {
+				b = append(b, ' ')
+				space = false
+			}
+			b = append(b, c)
+		}
+		return string(b)
+	}
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false
@@ -51,16 +72,6 @@ func Fold(s string) string {
 			space = false
 		}
 		b.WriteRune(r)
-	}
-	if ascii {
-		for i := 0; i < len(s); i++ {
-			c := s[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			emit(rune(c))
-		}
-		return b.String()
 	}
 	for _, r := range norm.NFD.String(s) {
 		if unicode.Is(unicode.Mn, r) {
