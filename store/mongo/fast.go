@@ -86,7 +86,7 @@ func (s *Store) createOne(ctx context.Context, t *tx) error {
 		return err
 	}
 	s.pidx.addDocs(d)
-	_, err = s.resColl(d.T).InsertOne(ctx, w)
+	err = s.insertCurrent(ctx, s.resColl(d.T), w)
 	if mongo.IsDuplicateKeyError(err) {
 		var cur doc
 		if err := s.resColl(d.T).FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&cur); err == nil && !cur.Pending && cur.Tx == "" {

@@ -3,6 +3,8 @@ package mongo
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -148,6 +150,60 @@ func TestDerivedStateKeptInHistory(t *testing.T) {
 		}
 		if r, _ := s.Read(ctx, "Basic", "p"); r.Release.State != "" {
 			t.Errorf("current version got the old version's state: %+v", r.Release)
+		}
+	})
+}
+
+// Concurrent single creates share insert commands (group.go) and still
+// each get their own outcome: every fresh id is created once, and of two
+// creates of one id exactly one succeeds and the other is a conflict.
+func TestGroupedCreates(t *testing.T) {
+	eachPath(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		const n = 64
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("g%d", i%(n-8)) // the last 8 repeat ids 0..7
+		}
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.Transact(ctx, []store.Op{{Kind: store.OpCreate, Record: basic(ids[i], 1, fmt.Sprint(i))}})
+			}()
+		}
+		wg.Wait()
+		wins := map[string]int{}
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				wins[ids[i]]++
+			case !errors.Is(err, store.ErrConflict):
+				t.Errorf("create %d (%s): %v", i, ids[i], err)
+			}
+		}
+		for i := 0; i < n-8; i++ {
+			id := fmt.Sprintf("g%d", i)
+			if wins[id] != 1 {
+				t.Errorf("%s created %d times", id, wins[id])
+			}
+			if _, err := s.Read(ctx, "Basic", id); err != nil {
+				t.Errorf("read %s: %v", id, err)
+			}
+		}
+		gv, _ := s.groups.Load(s.resColl("Basic").Name())
+		if g := gv.(*insertGroup); g.largest < 2 {
+			t.Errorf("no insert took more than one create (largest %d)", g.largest)
+		}
+		// A cancelled create does not fail the others of its group, and
+		// the group keeps working after it.
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_ = s.Transact(cctx, []store.Op{{Kind: store.OpCreate, Record: basic("after-cancel", 1, "x")}})
+		if err := s.Transact(ctx, []store.Op{{Kind: store.OpCreate, Record: basic("after", 1, "x")}}); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

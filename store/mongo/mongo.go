@@ -109,6 +109,7 @@ type Store struct {
 	onNew    func(ctx context.Context) error // see Options.OnNewCollection
 	ensured  *sync.Map                       // type -> true: collections ensured
 	ensureMu *sync.Mutex                     // serialises collection creation
+	groups   *sync.Map                       // collection name -> *insertGroup (group.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -145,6 +146,7 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 		indexedIDs: opts.IndexedIDs,
 		onNew:      opts.OnNewCollection,
 		ensured:    new(sync.Map),
+		groups:     new(sync.Map),
 		ensureMu:   new(sync.Mutex),
 	}
 	if s.now == nil {
