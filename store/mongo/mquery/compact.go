@@ -123,11 +123,17 @@ func Compact(x *search.Index) (CompactFields, error) {
 	return CompactFields{IXB: b, K: k, Srt: x.Sort}, nil
 }
 
+// addKeys appends the keys of x's element fields; every field it names is
+// keyed (TestCompactKeysAreKeyed).
 func addKeys(keys []string, x *search.Index, prefix string) []string {
 	add := func(path, v string) {
-		if v != "" && isKeyed(prefix+path) {
-			keys = append(keys, key(prefix+path, v))
+		if v == "" {
+			return
 		}
+		if strings.IndexByte(v, '\n') >= 0 {
+			v = strings.ReplaceAll(v, "\n", " ")
+		}
+		keys = append(keys, prefix+path+"="+v) // key(prefix+path, v), one allocation
 	}
 	for _, v := range x.Str {
 		add("str.p", v.P)

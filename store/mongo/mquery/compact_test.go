@@ -176,3 +176,37 @@ func keysIn(v any) []string {
 	}
 	return out
 }
+
+// Every key Compact writes is of a keyed path (what the query side looks
+// up), for every element field of every value kind, composites included.
+func TestCompactKeysAreKeyed(t *testing.T) {
+	all := search.Index{
+		Str:  []search.StrValue{{P: "p", V: "v", X: "x"}},
+		Tok:  []search.TokValue{{P: "p", S: "s", C: "c", TS: "ts", TC: "tc"}},
+		Ref:  []search.RefValue{{P: "p", R: "r", T: "t", I: "i", V: "v", IS: "is", IC: "ic"}},
+		URI:  []search.URIValue{{P: "p", V: "v"}},
+		Date: []search.DateValue{{P: "p"}},
+		Num:  []search.NumValue{{P: "p"}},
+		Qty:  []search.QtyValue{{P: "p", S: "s", C: "c", U: "u"}},
+	}
+	x := all
+	x.Comp = []search.CompValue{{P: "c", X: all}}
+	cf, err := Compact(&x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, k := range cf.Keys() {
+		path, _, _ := strings.Cut(k, "=")
+		if path == "cpt" || path == "sec" || path == "has" {
+			continue
+		}
+		n++
+		if !isKeyed(path) {
+			t.Errorf("key %q is of an unkeyed path", k)
+		}
+	}
+	if n != 2*(3+5+7+2+1+1+4)+1 {
+		t.Errorf("%d keys: %v", n, cf.Keys())
+	}
+}
