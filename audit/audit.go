@@ -14,8 +14,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Event is one audited interaction, as the request pipeline saw it.
@@ -156,6 +158,7 @@ func BuildVersion(e Event, id string, lastUpdated time.Time) ([]byte, map[string
 }
 
 func build(e Event, id string, lastUpdated time.Time) ([]byte, map[string]any) {
+	e = validStrings(e)
 	in, known := interactions[e.Interaction]
 	if !known {
 		in.action = "E"
@@ -264,15 +267,55 @@ func build(e Event, id string, lastUpdated time.Time) ([]byte, map[string]any) {
 		ae.Meta.VersionID = "1"
 		ae.Meta.LastUpdated = lastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 	}
+	if lastUpdated.IsZero() {
+		return encodeJSON(ae), nil
+	}
+	return ae.appendJSON(make([]byte, 0, 2048)), ae.tree()
+}
+
+// encodeJSON is ae as encoding/json writes it (HTML characters unescaped):
+// Build's JSON, and the reference appendJSON is tested against.
+func encodeJSON(ae auditEvent) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(ae) // cannot fail: plain strings, slices and structs
-	raw := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	if lastUpdated.IsZero() {
-		return raw, nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// validStrings is e with invalid UTF-8 in its strings (headers such as
+// User-Agent carry what clients send) replaced byte by byte with U+FFFD, as
+// a JSON encoder writes it, so the recorded JSON and its decoded form agree.
+// Query stays as sent: it is recorded base64-encoded.
+func validStrings(e Event) Event {
+	fix := func(s *string) {
+		if !utf8.ValidString(*s) {
+			var b strings.Builder
+			for i := 0; i < len(*s); {
+				r, n := utf8.DecodeRuneInString((*s)[i:])
+				b.WriteRune(r) // RuneError for an invalid byte
+				i += n
+			}
+			*s = b.String()
+		}
 	}
-	return raw, ae.tree()
+	for _, f := range []*string{&e.Interaction, &e.Operation, &e.OutcomeText, &e.UserFHIR, &e.UserSubject,
+		&e.UserIssuer, &e.ClientID, &e.Patient, &e.Proxy, &e.SourceIP, &e.UserAgent, &e.RequestID, &e.Server} {
+		fix(f)
+	}
+	for _, list := range []*[]string{&e.Resources, &e.Patients} {
+		for i, s := range *list {
+			if !utf8.ValidString(s) {
+				fixed := slices.Clone(*list)
+				for j := i; j < len(fixed); j++ {
+					fix(&fixed[j])
+				}
+				*list = fixed
+				break
+			}
+		}
+	}
+	return e
 }
 
 // Split returns e as one event per patient, as BALP PatientQuery requires

@@ -35,6 +35,10 @@ func TestBuildVersionTree(t *testing.T) {
 		func(e *Event) { e.Query = "Observation?code=1234-5&_count=10" },
 		func(e *Event) { e.Operation = "$release" },
 		func(e *Event) { e.RequestID = "" },
+		// Strings encoding/json escapes (json.html: FHIR JSON is RFC 8259).
+		func(e *Event) { e.UserAgent = "Mozilla \"x\" \\ <b>&amp; \x01\t\n\b\f\r\x1f" },
+		func(e *Event) { e.UserAgent, e.RequestID = "caf\u00e9 \u2028\u2029 \U0001F600", "r\xffq" },
+		func(e *Event) { e.OutcomeText, e.Outcome, e.UserSubject = "bad \"input\"\n", 400, "\x7f\u0080" },
 	}
 	for in := range interactions {
 		for _, extra := range []string{in, "unknown-interaction"} {
