@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 )
@@ -533,6 +534,17 @@ func (v *fpVar) eval(c *fpCtx, focus []item) ([]item, error) {
 type fpMember struct {
 	x    fpExpr
 	name string
+	// last caches the model's answer for the parent type seen last
+	// (evaluation mostly meets one parent type per node): an atomic
+	// pointer to an immutable entry, so concurrent evaluations share it.
+	last atomic.Pointer[memberInfo]
+}
+
+// memberInfo is typeModel.lookup(t, name) of a member node.
+type memberInfo struct {
+	t     string
+	info  childInfo
+	known bool
 }
 
 func (n *fpMember) eval(c *fpCtx, focus []item) ([]item, error) {
@@ -551,9 +563,22 @@ func (n *fpMember) eval(c *fpCtx, focus []item) ([]item, error) {
 		}
 		return out, nil
 	}
-	var out []item
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make([]item, 0, max(len(in), 2))
 	for _, it := range in {
-		out = c.m.child(it, n.name, out)
+		if it.t == "" {
+			out = c.m.childOf(it, n.name, childInfo{}, false, out)
+			continue
+		}
+		mi := n.last.Load()
+		if mi == nil || mi.t != it.t {
+			info, known := c.m.lookup(it.t, n.name)
+			mi = &memberInfo{t: it.t, info: info, known: known}
+			n.last.Store(mi)
+		}
+		out = c.m.childOf(it, n.name, mi.info, mi.known, out)
 	}
 	return out, nil
 }
@@ -561,14 +586,19 @@ func (n *fpMember) eval(c *fpCtx, focus []item) ([]item, error) {
 // child appends the values of element name of it to out, resolving choice
 // elements (name "value" matches "valueQuantity" typed Quantity).
 func (m *typeModel) child(it item, name string, out []item) []item {
-	obj, ok := it.v.(map[string]any)
-	if !ok {
-		return out
-	}
 	var info childInfo
 	known := false
 	if it.t != "" {
 		info, known = m.lookup(it.t, name)
+	}
+	return m.childOf(it, name, info, known, out)
+}
+
+// childOf is child with the model's answer for (it.t, name) already looked up.
+func (m *typeModel) childOf(it item, name string, info childInfo, known bool, out []item) []item {
+	obj, ok := it.v.(map[string]any)
+	if !ok {
+		return out
 	}
 	if v, ok := obj[name]; ok {
 		t := ""
