@@ -110,6 +110,9 @@ type Store struct {
 	ensured  *sync.Map                       // type -> true: collections ensured
 	ensureMu *sync.Mutex                     // serialises collection creation
 	groups   *sync.Map                       // collection name -> *insertGroup (group.go)
+	// readOpts of a read by id: in the compact layout without the query
+	// fields k and srt (ixb holds the whole index), a third of a document.
+	readOpts *options.FindOneOptionsBuilder
 }
 
 var _ store.Store = (*Store)(nil)
@@ -172,6 +175,10 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 	if d == mquery.FerretDB {
 		s.serial = serialFor(uri, database)
 		s.compact = !s.mongoPaths
+	}
+	s.readOpts = options.FindOne()
+	if s.compact {
+		s.readOpts.SetProjection(bson.D{{Key: "k", Value: 0}, {Key: "srt", Value: 0}})
 	}
 	if err := s.ensureIndexes(ctx, s.controlIndexes()); err != nil {
 		return nil, err

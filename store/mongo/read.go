@@ -24,7 +24,7 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Record, error) 
 		return store.Record{}, notFound(currentID(typ, id))
 	}
 	var d doc
-	err := s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}).Decode(&d)
+	err := s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}, s.readOpts).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && d.Pending) {
 		return store.Record{}, notFound(currentID(typ, id))
 	}
@@ -41,7 +41,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Rec
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
 	var d doc
-	err := s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}).Decode(&d)
+	err := s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}, s.readOpts).Decode(&d)
 	if err == nil && !d.Pending && d.V == vid {
 		return d.record(), nil
 	}
@@ -52,7 +52,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Rec
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
 	d = doc{}
-	err = s.histColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}).Decode(&d)
+	err = s.histColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}, s.readOpts).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
