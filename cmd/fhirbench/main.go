@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -39,11 +40,13 @@ import (
 
 var (
 	bin      = flag.String("bin", "bin/fhirgate", "fhirgate binary")
-	dur      = flag.Duration("d", 4*time.Second, "duration of each throughput phase")
+	dur      = flag.Duration("d", 3*time.Second, "duration of each throughput phase")
 	conc     = flag.Int("c", 4, "concurrent clients")
 	phases   = flag.String("phases", "crud,auth,ingest,search,policy", "phases to run")
 	searchNs = flag.String("search-obs", "10000,100000", "Observations per search-phase data set (comma separated): generated patients with labs, vitals, documents, appointments, messages, referrals until the count is reached")
 	samples  = flag.Int("samples", 7, "requests per search latency measurement")
+	rounds   = flag.Int("rounds", 5, "interleaved rounds of each CRUD measurement; the medians are reported")
+	verbose  = flag.Bool("v", false, "print every round's rates")
 )
 
 func main() {
@@ -228,13 +231,19 @@ func crud(ctx context.Context, dir string) {
 			{Key: "v", Value: int64(v)}, {Key: "lu", Value: time.Now()}, {Key: "raw", Value: obsTemplate}}
 	}
 	type row struct {
-		op                      string
-		fg, audited, same, min  float64
-		fgErr, aErr, sErr, mErr int64
+		op    string
+		rates []float64 // fhirgate, same+audit, same, min: medians
+		ratio []float64 // fhirgate / each baseline: median of the rounds' ratios
+		errs  []int64
 	}
 	var rows []row
-	// Interleave the sides phase by phase so machine noise hits all.
-	fgCreate, e1 := rate(*dur, *conc, func(w, i int) bool {
+	measured := func(op string, fns ...func(w, i int) bool) {
+		rates, ratio, errs := interleave(fns...)
+		rows = append(rows, row{op, rates, ratio, errs})
+	}
+	// A first run of fhirgate's creates gives the ids read and updated,
+	// and the documents the baselines copy.
+	fgCreateOp := func(w, i int) bool {
 		st, b := in.do("POST", "Observation", []byte(obsTemplate), "")
 		if st != 201 {
 			return false
@@ -245,7 +254,8 @@ func crud(ctx context.Context, dir string) {
 		ids = append(ids, r.ID)
 		mu.Unlock()
 		return true
-	})
+	}
+	rate(time.Second, *conc, fgCreateOp)
 	// The document exactly as fhirgate stored it.
 	var stored bson.D
 	if err := client.Database("fhirgate").Collection("res_Observation").FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + ids[0]}}).Decode(&stored); err != nil {
@@ -304,39 +314,38 @@ func crud(ctx context.Context, dir string) {
 		mu.Unlock()
 		return err == nil
 	}
-	audCreate, e4 := rate(*dur, *conc, func(w, i int) bool { return sameCreateOp(w, i+1<<20) && audit() })
-	sameCreate, e2 := rate(*dur, *conc, sameCreateOp)
-	minCreate, e3 := rate(*dur, *conc, func(w, i int) bool {
-		id := fmt.Sprintf("r%d-%d", w, i)
-		_, err := minColl.InsertOne(ctx, minDoc(id, 1))
-		mu.Lock()
-		minIDs = append(minIDs, id)
-		mu.Unlock()
-		return err == nil
-	})
-	rows = append(rows, row{"create", fgCreate, audCreate, sameCreate, minCreate, e1, e4, e2, e3})
+	var round atomic.Int64 // distinct ids in every round
+	measured("create", fgCreateOp,
+		func(w, i int) bool { return sameCreateOp(w, i+int(round.Add(1))<<20) && audit() },
+		func(w, i int) bool { return sameCreateOp(w, i+int(round.Add(1))<<20) },
+		func(w, i int) bool {
+			id := fmt.Sprintf("r%d-%d-%d", w, i, round.Add(1))
+			_, err := minColl.InsertOne(ctx, minDoc(id, 1))
+			mu.Lock()
+			minIDs = append(minIDs, id)
+			mu.Unlock()
+			return err == nil
+		})
 	pick := func(xs []string, w, i, p int) string { return xs[(w*p+i)%len(xs)] }
-	fgRead, e1 := rate(*dur, *conc, func(w, i int) bool {
+	fgRead := func(w, i int) bool {
 		st, _ := in.do("GET", "Observation/"+pick(ids, w, i, 7919), nil, "")
 		return st == 200
-	})
+	}
 	sameReadOp := func(w, i int) bool {
 		var out bson.Raw
 		return sameColl.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + pick(sameIDs, w, i, 7919)}}).Decode(&out) == nil
 	}
-	audRead, e4 := rate(*dur, *conc, func(w, i int) bool { return sameReadOp(w, i) && audit() })
-	sameRead, e2 := rate(*dur, *conc, sameReadOp)
-	minRead, e3 := rate(*dur, *conc, func(w, i int) bool {
-		var out bson.Raw
-		return minColl.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + pick(minIDs, w, i, 7919)}}).Decode(&out) == nil
-	})
-	rows = append(rows, row{"read", fgRead, audRead, sameRead, minRead, e1, e4, e2, e3})
-	fgUpd, e1 := rate(*dur, *conc, func(w, i int) bool {
+	measured("read", fgRead, func(w, i int) bool { return sameReadOp(w, i) && audit() }, sameReadOp,
+		func(w, i int) bool {
+			var out bson.Raw
+			return minColl.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + pick(minIDs, w, i, 7919)}}).Decode(&out) == nil
+		})
+	fgUpd := func(w, i int) bool {
 		id := pick(ids, w, i, 104729)
 		body := strings.Replace(obsTemplate, `{"resourceType":"Observation"`, `{"resourceType":"Observation","id":"`+id+`"`, 1)
 		st, _ := in.do("PUT", "Observation/"+id, []byte(body), "")
 		return st == 200
-	})
+	}
 	sameUpdOp := func(w, i int) bool {
 		id := pick(sameIDs, w, i, 104729)
 		var old struct {
@@ -358,21 +367,61 @@ func crud(ctx context.Context, dir string) {
 		_, err := sameColl.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, sameDoc(id, int(old.V)+1))
 		return err == nil
 	}
-	audUpd, e4 := rate(*dur, *conc, func(w, i int) bool { return sameUpdOp(w, i) && audit() })
-	sameUpd, e2 := rate(*dur, *conc, sameUpdOp)
-	minUpd, e3 := rate(*dur, *conc, func(w, i int) bool {
-		id := pick(minIDs, w, i, 104729)
-		_, err := minColl.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, minDoc(id, i))
-		return err == nil
-	})
-	rows = append(rows, row{"update", fgUpd, audUpd, sameUpd, minUpd, e1, e4, e2, e3})
-	fmt.Printf("\n== CRUD: fhirgate vs the direct Mongo driver on the same embedded FerretDB (%d clients)\n", *conc)
+	measured("update", fgUpd, func(w, i int) bool { return sameUpdOp(w, i) && audit() }, sameUpdOp,
+		func(w, i int) bool {
+			id := pick(minIDs, w, i, 104729)
+			_, err := minColl.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, minDoc(id, i))
+			return err == nil
+		})
+	fmt.Printf("\n== CRUD: fhirgate vs the direct Mongo driver on the same embedded FerretDB (%d clients; %d interleaved rounds of %s per side, medians)\n", *conc, *rounds, *dur)
 	fmt.Printf("same+audit = the store's own commands and documents plus the AuditEvent insert (batched by 100)\n")
 	fmt.Printf("same = the same without the AuditEvent; min = one command on a minimal document\n")
 	fmt.Printf("%-8s %10s %11s %10s %10s %11s %8s %8s\n", "op", "fhirgate/s", "same+aud/s", "same/s", "min/s", "vs s+audit", "vs same", "vs min")
 	for _, r := range rows {
-		fmt.Printf("%-8s %10.0f %11.0f %10.0f %10.0f %11.2f %8.2f %8.2f   (errors %d/%d/%d/%d)\n", r.op, r.fg, r.audited, r.same, r.min,
-			r.fg/r.audited, r.fg/r.same, r.fg/r.min, r.fgErr, r.aErr, r.sErr, r.mErr)
+		fmt.Printf("%-8s %10.0f %11.0f %10.0f %10.0f %11.2f %8.2f %8.2f   (errors %d/%d/%d/%d)\n", r.op, r.rates[0], r.rates[1], r.rates[2], r.rates[3],
+			r.ratio[0], r.ratio[1], r.ratio[2], r.errs[0], r.errs[1], r.errs[2], r.errs[3])
+	}
+}
+
+// interleave measures each of fns (fhirgate first, then its baselines)
+// for *dur, *rounds times in turn, so the machine's noise falls on all of
+// them alike. It returns each one's median rate, the median over the
+// rounds of fhirgate's rate divided by each baseline's, and the errors.
+func interleave(fns ...func(w, i int) bool) (rates, ratios []float64, errs []int64) {
+	per := make([][]float64, len(fns))
+	ratioRounds := make([][]float64, len(fns)-1)
+	errs = make([]int64, len(fns))
+	for range max(1, *rounds) {
+		got := make([]float64, len(fns))
+		for k, fn := range fns {
+			r, e := rate(*dur, *conc, fn)
+			got[k] = r
+			per[k] = append(per[k], r)
+			errs[k] += e
+		}
+		for k := 1; k < len(fns); k++ {
+			ratioRounds[k-1] = append(ratioRounds[k-1], got[0]/got[k])
+		}
+		if *verbose {
+			fmt.Printf("  round: %.0f\n", got)
+		}
+	}
+	for _, xs := range per {
+		rates = append(rates, median(xs))
+	}
+	for _, xs := range ratioRounds {
+		ratios = append(ratios, median(xs))
+	}
+	return rates, ratios, errs
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
 	}
 }
 
