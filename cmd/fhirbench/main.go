@@ -150,6 +150,12 @@ func (in *instance) stop() {
 var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
 
 func (in *instance) do(method, path string, body []byte, token string) (int, []byte) {
+	st, _, b := in.doHeader(method, path, body, token)
+	return st, b
+}
+
+// doHeader is do also returning the response headers.
+func (in *instance) doHeader(method, path string, body []byte, token string) (int, http.Header, []byte) {
 	req, _ := http.NewRequest(method, in.base+"/"+path, bytes.NewReader(body))
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
@@ -159,11 +165,11 @@ func (in *instance) do(method, path string, body []byte, token string) (int, []b
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return 0, nil
+		return 0, nil, nil
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return resp.StatusCode, resp.Header, b
 }
 
 // rate runs fn from conc goroutines for d and returns operations/s and errors.
@@ -244,14 +250,15 @@ func crud(ctx context.Context, dir string) {
 	// A first run of fhirgate's creates gives the ids read and updated,
 	// and the documents the baselines copy.
 	fgCreateOp := func(w, i int) bool {
-		st, b := in.do("POST", "Observation", []byte(obsTemplate), "")
-		if st != 201 {
+		// The new id, as a client reads it: from Location (http.html#create).
+		st, h, _ := in.doHeader("POST", "Observation", []byte(obsTemplate), "")
+		_, rest, ok := strings.Cut(h.Get("Location"), "/Observation/")
+		id, _, _ := strings.Cut(rest, "/")
+		if st != 201 || !ok || id == "" {
 			return false
 		}
-		var r struct{ ID string }
-		_ = json.Unmarshal(b, &r)
 		mu.Lock()
-		ids = append(ids, r.ID)
+		ids = append(ids, id)
 		mu.Unlock()
 		return true
 	}
