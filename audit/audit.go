@@ -158,6 +158,16 @@ func BuildVersion(e Event, id string, lastUpdated time.Time) ([]byte, map[string
 }
 
 func build(e Event, id string, lastUpdated time.Time) ([]byte, map[string]any) {
+	raw, ae := buildEvent(e, id, lastUpdated)
+	if lastUpdated.IsZero() {
+		return raw, nil
+	}
+	return raw, ae.tree()
+}
+
+// buildEvent is the AuditEvent of e and its JSON (Build's when lastUpdated
+// is zero; with meta.versionId and meta.lastUpdated otherwise).
+func buildEvent(e Event, id string, lastUpdated time.Time) ([]byte, *auditEvent) {
 	e = validStrings(e)
 	in, known := interactions[e.Interaction]
 	if !known {
@@ -268,9 +278,9 @@ func build(e Event, id string, lastUpdated time.Time) ([]byte, map[string]any) {
 		ae.Meta.LastUpdated = lastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 	}
 	if lastUpdated.IsZero() {
-		return encodeJSON(ae), nil
+		return encodeJSON(ae), &ae
 	}
-	return ae.appendJSON(make([]byte, 0, 2048)), ae.tree()
+	return ae.appendJSON(make([]byte, 0, 2048)), &ae
 }
 
 // encodeJSON is ae as encoding/json writes it (HTML characters unescaped):

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"fmt"
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"reflect"
 	"testing"
 	"time"
@@ -15,6 +16,56 @@ import (
 // every interaction and every optional part of an event.
 func TestBuildVersionTree(t *testing.T) {
 	lu := time.Date(2026, 11, 23, 1, 2, 3, 456e6, time.UTC)
+	forEachVariant(func(name string, e Event) {
+		raw, tree := BuildVersion(e, "ae1", lu)
+		got, dups, err := fhir.ParseJSON(raw)
+		if err != nil || len(dups) > 0 {
+			t.Fatalf("%s: %v %v\n%s", name, err, dups, raw)
+		}
+		if !reflect.DeepEqual(got, any(tree)) {
+			t.Fatalf("%s: tree differs from the JSON\ntree: %#v\njson: %s", name, tree, raw)
+		}
+		// The same bytes as Build plus the stamped meta.
+		o, err := fhir.ParseObject(Build(e, "ae1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fhir.StampMeta(o, "ae1", 1, lu); err != nil {
+			t.Fatal(err)
+		}
+		if want := o.Bytes(); !bytes.Equal(raw, want) {
+			t.Fatalf("%s: BuildVersion\n%s\nBuild + StampMeta\n%s", name, raw, want)
+		}
+	})
+}
+
+// BuildIndexed's search values are exactly what extraction with the
+// default R4 parameters gives for the same AuditEvent (auditevent.html#search),
+// for every interaction and optional part, under two server bases.
+func TestIndexEqualsExtract(t *testing.T) {
+	lu := time.Date(2026, 11, 23, 1, 2, 3, 456e6, time.UTC)
+	for _, base := range []string{"", "https://fhir.example.org/r4"} {
+		reg := search.Default().WithBase(base)
+		if !reg.SameParams(search.Default(), "AuditEvent") {
+			t.Fatal("the registry's AuditEvent parameters are not the default ones")
+		}
+		forEachVariant(func(name string, e Event) {
+			raw, idx := BuildIndexed(e, "ae1", lu, reg.NewBuilder("AuditEvent"))
+			_, tree := BuildVersion(e, "ae1", lu)
+			want, err := reg.Extract("AuditEvent", tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(idx, want) {
+				t.Fatalf("%s (base %q): BuildIndexed\n%+v\nExtract\n%+v\n%s", name, base, idx, want, raw)
+			}
+		})
+	}
+}
+
+// forEachVariant calls fn with an event of every interaction (and an
+// unknown one) combined with each optional part.
+func forEachVariant(fn func(name string, e Event)) {
 	variants := []func(*Event){
 		func(*Event) {},
 		func(e *Event) { e.UserFHIR, e.UserSubject, e.UserIssuer = "", "", "" },
@@ -39,6 +90,15 @@ func TestBuildVersionTree(t *testing.T) {
 		func(e *Event) { e.UserAgent = "Mozilla \"x\" \\ <b>&amp; \x01\t\n\b\f\r\x1f" },
 		func(e *Event) { e.UserAgent, e.RequestID = "caf\u00e9 \u2028\u2029 \U0001F600", "r\xffq" },
 		func(e *Event) { e.OutcomeText, e.Outcome, e.UserSubject = "bad \"input\"\n", 400, "\x7f\u0080" },
+		// References: absolute (under a base or not), versioned, odd.
+		func(e *Event) { e.UserFHIR = "https://fhir.example.org/r4/Practitioner/7" },
+		func(e *Event) { e.UserFHIR, e.Patient = "https://elsewhere.example/Patient/9", "" },
+		func(e *Event) {
+			e.Resources = []string{"Patient/123/_history/3", "Observation/x/_history/1", "Bundle/b", "weird", "#c"}
+		},
+		func(e *Event) { e.Patients = []string{"Patient/a", "Patient/b"}; e.Patient = "Patient/b" },
+		func(e *Event) { e.UserFHIR, e.UserSubject = "Patient/123", "" },
+		func(e *Event) { e.UserAgent = "  " },
 	}
 	for in := range interactions {
 		for _, extra := range []string{in, "unknown-interaction"} {
@@ -46,26 +106,7 @@ func TestBuildVersionTree(t *testing.T) {
 				e := base(extra)
 				e.Resources = []string{"Observation/o1"}
 				v(&e)
-				raw, tree := BuildVersion(e, "ae1", lu)
-				name := fmt.Sprintf("%s/%d", extra, i)
-				got, dups, err := fhir.ParseJSON(raw)
-				if err != nil || len(dups) > 0 {
-					t.Fatalf("%s: %v %v\n%s", name, err, dups, raw)
-				}
-				if !reflect.DeepEqual(got, any(tree)) {
-					t.Fatalf("%s: tree differs from the JSON\ntree: %#v\njson: %s", name, tree, raw)
-				}
-				// The same bytes as Build plus the stamped meta.
-				o, err := fhir.ParseObject(Build(e, "ae1"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := fhir.StampMeta(o, "ae1", 1, lu); err != nil {
-					t.Fatal(err)
-				}
-				if want := o.Bytes(); !bytes.Equal(raw, want) {
-					t.Fatalf("%s: BuildVersion\n%s\nBuild + StampMeta\n%s", name, raw, want)
-				}
+				fn(fmt.Sprintf("%s/%d", extra, i), e)
 			}
 		}
 	}

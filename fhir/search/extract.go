@@ -123,8 +123,11 @@ func (ix *Index) mark() idxMark {
 
 // finish records Has and the _sort key of the parameter just extracted
 // (search.html#sort: the first value).
-func (x *extractor) finish(p *Param, m idxMark) {
-	ix := &x.idx
+func (x *extractor) finish(p *Param, m idxMark) { x.idx.finishParam(p.Code, m) }
+
+// finishParam records Has and the _sort key of parameter code, whose values
+// are those added since m.
+func (ix *Index) finishParam(code string, m idxMark) {
 	var sortKey any
 	switch {
 	case len(ix.Str) > m.str:
@@ -153,12 +156,12 @@ func (x *extractor) finish(p *Param, m idxMark) {
 	default:
 		return
 	}
-	ix.Has = append(ix.Has, p.Code)
+	ix.Has = append(ix.Has, code)
 	if sortKey != nil {
 		if ix.Sort == nil {
 			ix.Sort = map[string]any{}
 		}
-		ix.Sort[p.Code] = sortKey
+		ix.Sort[code] = sortKey
 	}
 }
 

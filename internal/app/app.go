@@ -75,6 +75,9 @@ type App struct {
 	embedded  *embedded.Server
 	stopWatch context.CancelFunc
 	stopWarm  context.CancelFunc
+	// auditDirect: the registry's AuditEvent parameters are the default
+	// ones, so AuditEvents are indexed from the event (audit.BuildIndexed).
+	auditDirect bool
 }
 
 // DevIssuerPath is where the development issuer is served.
@@ -141,6 +144,8 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	}
 	reg = reg.WithBase(o.BaseURL)
 	a.Registry = reg
+	// Custom AuditEvent parameters: index AuditEvents by evaluating them.
+	a.auditDirect = reg.SameParams(search.Default(), "AuditEvent")
 
 	val, err := validate.New()
 	if err != nil {
@@ -295,10 +300,17 @@ func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
 			id = server.NewID()
 		}
 		now := a.Opt.Now().UTC().Truncate(time.Millisecond)
-		raw, tree := audit.BuildVersion(e, id, now)
-		rec, err := a.Server.Indexed("AuditEvent", id, 1, now, raw, tree)
-		if err != nil {
-			return fmt.Errorf("audit: build event: %w", err)
+		var rec store.Record
+		if a.auditDirect {
+			// The search values straight from the event (audit.BuildIndexed).
+			raw, idx := audit.BuildIndexed(e, id, now, a.Registry.NewBuilder("AuditEvent"))
+			rec = store.Record{Type: "AuditEvent", ID: id, VersionID: 1, LastUpdated: now, Raw: raw, Index: idx}
+		} else {
+			raw, tree := audit.BuildVersion(e, id, now)
+			var err error
+			if rec, err = a.Server.Indexed("AuditEvent", id, 1, now, raw, tree); err != nil {
+				return fmt.Errorf("audit: build event: %w", err)
+			}
 		}
 		rec.Release = store.Release{Patient: e.HeldUntilPatient, Proxy: e.HeldUntilProxy}
 		if !rec.Release.Patient.IsZero() || !rec.Release.Proxy.IsZero() {

@@ -79,3 +79,43 @@ func TestPolicyChangeAtStartAndCustomParameterReindex(t *testing.T) {
 		t.Errorf("CapabilityStatement does not list the custom parameter")
 	}
 }
+
+// With custom AuditEvent parameters the audit writer indexes AuditEvents
+// by evaluating the registry's parameters (not audit.BuildIndexed, which
+// knows only the default ones): a custom parameter finds new events.
+func TestCustomAuditEventParameter(t *testing.T) {
+	def, err := New(context.Background(), Options{BaseURL: "http://localhost/fhir", DataDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !def.auditDirect {
+		t.Error("default parameters, yet AuditEvents are not indexed from the event")
+	}
+	def.Close(context.Background())
+	dir := t.TempDir()
+	spFile := filepath.Join(dir, "params.json")
+	if err := os.WriteFile(spFile, []byte(`{"resourceType":"SearchParameter","url":"http://example.org/sp/ae-request","name":"request-id","status":"active",`+
+		`"code":"request-id","base":["AuditEvent"],"type":"token","expression":"AuditEvent.entity.what.identifier","description":"X-Request-Id"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(nil)
+	o := Options{BaseURL: "http://" + ts.Listener.Addr().String() + "/fhir", DataDir: dir, SearchParams: spFile,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a, err := New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Config.Handler = a.Handler
+	ts.Start()
+	defer func() { ts.Close(); a.Close(context.Background()) }()
+	if a.auditDirect {
+		t.Fatal("custom AuditEvent parameters, yet AuditEvents are indexed from the event")
+	}
+	h := &harness{t: t, app: a, srv: ts, base: o.BaseURL, clock: &clock{t: time.Now()}}
+	h.req("PUT", "Patient/p1", `{"resourceType":"Patient","id":"p1"}`, "", "X-Request-Id: req-custom-1").must(t, 201)
+	flush(t, h)
+	if n := len(h.req("GET", "AuditEvent?request-id=req-custom-1", nil, "").must(t, 200).entries()); n != 1 {
+		t.Errorf("AuditEvent?request-id: %d matches, want 1", n)
+	}
+}
