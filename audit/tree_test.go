@@ -111,3 +111,25 @@ func forEachVariant(fn func(name string, e Event)) {
 		}
 	}
 }
+
+// The writer's per-event work: JSON and search values from the event
+// (BuildIndexed) against JSON, decoded form and generic extraction.
+func BenchmarkIndexEvent(b *testing.B) {
+	lu := time.Date(2026, 11, 23, 1, 2, 3, 456e6, time.UTC)
+	e := base("create")
+	e.Resources = []string{"Observation/o1/_history/1"}
+	reg := search.Default()
+	b.Run("BuildIndexed", func(b *testing.B) {
+		for b.Loop() {
+			BuildIndexed(e, "ae1", lu, reg.NewBuilder("AuditEvent"))
+		}
+	})
+	b.Run("BuildVersion+Extract", func(b *testing.B) {
+		for b.Loop() {
+			_, tree := BuildVersion(e, "ae1", lu)
+			if _, err := reg.Extract("AuditEvent", tree); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
