@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -22,6 +23,10 @@ import (
 
 // maxGroup bounds the documents of one grouped insert.
 const maxGroup = 128
+
+// groupTimeout bounds one grouped insert (it runs without its requests'
+// cancellation).
+const groupTimeout = 2 * time.Minute
 
 // insertGroup queues the single creates of one collection.
 type insertGroup struct {
@@ -97,8 +102,11 @@ func (s *Store) insertCurrent(ctx context.Context, coll *mongo.Collection, doc a
 		}
 	}()
 	// The insert serves other requests too: one client's cancellation
-	// must not fail theirs.
-	errs = s.insertBatch(context.WithoutCancel(ctx), coll, batch)
+	// must not fail theirs. It is bounded instead, so a store that stops
+	// answering fails the queue rather than holding it forever.
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
+	defer cancel()
+	errs = s.insertBatch(ictx, coll, batch)
 	return errs[0] // batch[0] is me
 }
 
