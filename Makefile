@@ -32,7 +32,7 @@ examples:
 
 # Go benchmarks, then the load run of the real binary (cmd/fhirbench).
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./fhir/... ./store/... ./smart/... ./policy/...
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./fhir/... ./store/... ./smart/... ./policy/... ./audit/...
 	$(GO) run ./cmd/fhirbench -bin $(BIN)
 
 clean:
