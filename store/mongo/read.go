@@ -24,7 +24,7 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Record, error) 
 		return store.Record{}, notFound(currentID(typ, id))
 	}
 	var d doc
-	err := s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}, s.readOpts).Decode(&d)
+	err := decodeOne(s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}, s.readOpts), &d)
 	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && d.Pending) {
 		return store.Record{}, notFound(currentID(typ, id))
 	}
@@ -34,6 +34,16 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Record, error) 
 	return d.record(), nil
 }
 
+// decodeOne decodes a FindOne result into d directly (doc.UnmarshalBSON),
+// without the driver's decoder set-up.
+func decodeOne(r *mongo.SingleResult, d *doc) error {
+	raw, err := r.Raw()
+	if err != nil {
+		return err
+	}
+	return d.UnmarshalBSON(raw)
+}
+
 // VRead returns version vid (http.html#vread): the current document when
 // it is that version, else the history copy.
 func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Record, error) {
@@ -41,7 +51,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Rec
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
 	var d doc
-	err := s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}, s.readOpts).Decode(&d)
+	err := decodeOne(s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}, s.readOpts), &d)
 	if err == nil && !d.Pending && d.V == vid {
 		return d.record(), nil
 	}
@@ -52,7 +62,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Rec
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
 	d = doc{}
-	err = s.histColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}, s.readOpts).Decode(&d)
+	err = decodeOne(s.histColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}, s.readOpts), &d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
