@@ -32,6 +32,15 @@ func (s *Server) checkBody(typ string, body []byte) (*fhir.Object, error) {
 	}
 	obj, err := fhir.ParseObject(body)
 	if err != nil {
+		// Locations inside the body start with its type, as the
+		// validator's do ("Patient.gender", not "gender").
+		if fe, ok := err.(*fhir.Error); ok {
+			for i := range fe.Issues {
+				for k, ex := range fe.Issues[i].Expression {
+					fe.Issues[i].Expression[k] = typ + "." + ex
+				}
+			}
+		}
 		return nil, err
 	}
 	rt := obj.String("resourceType")

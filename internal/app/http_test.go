@@ -129,10 +129,10 @@ func TestBadInputStoresNothing(t *testing.T) {
 		{"unknown element", `{"resourceType":"Patient","foo":1}`, nil, 400, "foo"},
 		{"bad date", `{"resourceType":"Patient","birthDate":"1990-13-45"}`, nil, 400, "birthDate"},
 		{"wrong value type", `{"resourceType":"Patient","active":"yes"}`, nil, 400, "active"},
-		{"duplicate key", `{"resourceType":"Patient","active":true,"active":false}`, nil, 400, "active"},
+		{"duplicate key", `{"resourceType":"Patient","active":true,"active":false}`, nil, 400, "Patient.active"},
 		{"null value", `{"resourceType":"Patient","active":null}`, nil, 400, "active"},
 		{"empty array", `{"resourceType":"Patient","name":[]}`, nil, 400, "name"},
-		{"too deep", `{"resourceType":"Patient","extension":[` + deep + `]}`, nil, 400, ""},
+		{"too deep", `{"resourceType":"Patient","extension":[` + deep + `]}`, nil, 400, "Patient.extension[0].extension[0]"},
 		{"xml body", `<Patient xmlns="http://hl7.org/fhir"/>`, []string{"Content-Type: application/fhir+xml"}, 415, "Content-Type"},
 		{"too large", `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">` + strings.Repeat("x", 1<<20) + `</div>"}}`, nil, 413, "limit"},
 	}
