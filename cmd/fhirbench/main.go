@@ -425,11 +425,10 @@ func interleave(fns ...func(w, i int) bool) (rates, ratios []float64, errs []int
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	} else {
+	if n := len(s); n%2 == 0 {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
+	return s[len(s)/2]
 }
 
 // auth compares read and search with and without authorization.

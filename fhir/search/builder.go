@@ -1,9 +1,6 @@
 package search
 
-import (
-	"slices"
-	"strings"
-)
+import "slices"
 
 // Builder makes the Index of a resource whose shape its writer knows (the
 // AuditEvents the server writes for every request) value by value, with
@@ -46,14 +43,7 @@ func (b *Builder) flush() {
 // Coding adds a Coding value of a token parameter.
 func (b *Builder) Coding(code, system, c, display string) {
 	b.param(code)
-	v := TokValue{P: code, S: system, C: c}
-	if display != "" {
-		v.T = Fold(display)
-	}
-	if v.S == "" && v.C == "" && v.T == "" {
-		return
-	}
-	addTok(&b.x, v)
+	addCodingOf(&b.x, code, system, c, display)
 }
 
 // Code adds a code (or other string) value of a token parameter.
@@ -82,28 +72,14 @@ func (b *Builder) URI(code, s string) {
 // reference (may be ""), and its identifier's system and value.
 func (b *Builder) Reference(code, ref, idSystem, idValue string) {
 	b.param(code)
-	v := RefValue{P: code}
-	if ref != "" {
-		if strings.HasPrefix(ref, "#") {
-			return
-		}
-		v = b.r.literalRef(code, ref)
-	}
-	v.IS, v.IC = idSystem, idValue
-	if v.R == "" && v.IC == "" && v.IS == "" {
-		return
-	}
-	addRef(&b.x, v)
+	b.r.addReference(&b.x, code, ref, "", idSystem, idValue)
 }
 
 // ResolvesTo reports whether a literal reference resolves to a resource of
 // type typ, as FHIRPath's resolve() is typ does for it.
 func (b *Builder) ResolvesTo(ref, typ string) bool {
-	if ref == "" || strings.HasPrefix(ref, "#") {
-		return false
-	}
-	rt, _ := refTypeID(ref)
-	return rt != "" && b.r.model.resources[rt] && rt == typ
+	it, ok := (&fpCtx{m: b.r.model}).resolve(item{v: map[string]any{"reference": ref}})
+	return ok && b.r.model.isA(it.t, typ)
 }
 
 // DateTime adds a date, dateTime or instant value of a date parameter; a

@@ -562,14 +562,41 @@ func (x *extractor) tokValues(ix *Index, code string, it item, kind string) {
 }
 
 func addCoding(ix *Index, code string, c map[string]any) {
-	v := TokValue{P: code, S: str(c, "system"), C: str(c, "code")}
-	if d := str(c, "display"); d != "" {
-		v.T = Fold(d)
+	addCodingOf(ix, code, str(c, "system"), str(c, "code"), str(c, "display"))
+}
+
+// addCodingOf adds the token of a Coding given by its elements.
+func addCodingOf(ix *Index, code, system, c, display string) {
+	v := TokValue{P: code, S: system, C: c}
+	if display != "" {
+		v.T = Fold(display)
 	}
 	if v.S == "" && v.C == "" && v.T == "" {
 		return
 	}
 	addTok(ix, v)
+}
+
+// addReference adds the value of a Reference given by its elements
+// (references.html): its literal reference (a contained one, "#id", is not
+// searchable by reference), its type, its identifier; nothing for a
+// display-only reference.
+func (r *Registry) addReference(ix *Index, code, ref, typ, idSystem, idValue string) {
+	v := RefValue{P: code}
+	if ref != "" {
+		if strings.HasPrefix(ref, "#") {
+			return
+		}
+		v = r.literalRef(code, ref)
+	}
+	if v.T == "" {
+		v.T = typ
+	}
+	v.IS, v.IC = idSystem, idValue
+	if v.R == "" && v.IC == "" && v.IS == "" {
+		return
+	}
+	addRef(ix, v)
 }
 
 func addTok(ix *Index, v TokValue) {
@@ -593,25 +620,8 @@ func (x *extractor) refValues(ix *Index, code string, it item, kind string) {
 		if m == nil {
 			break
 		}
-		v := RefValue{P: code}
-		if ref := str(m, "reference"); ref != "" {
-			if strings.HasPrefix(ref, "#") {
-				return // contained resource: not searchable by reference
-			}
-			v = x.r.literalRef(code, ref)
-		}
-		if v.T == "" {
-			if t := str(m, "type"); t != "" {
-				v.T = t
-			}
-		}
-		if id, ok := m["identifier"].(map[string]any); ok {
-			v.IS, v.IC = str(id, "system"), str(id, "value")
-		}
-		if v.R == "" && v.IC == "" && v.IS == "" {
-			return // display only
-		}
-		addRef(ix, v)
+		id, _ := m["identifier"].(map[string]any)
+		x.r.addReference(ix, code, str(m, "reference"), str(m, "type"), str(id, "system"), str(id, "value"))
 		return
 	case "canonical", "uri", "string":
 		if s, ok := it.v.(string); ok && (kind != "string" || it.t == "") {

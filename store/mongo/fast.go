@@ -10,7 +10,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fhirgate/fhirgate/store"
 )
@@ -263,16 +262,12 @@ func (s *Store) insertApply(ctx context.Context, id string, docs []doc, chunks i
 			}
 			batch[n] = w
 		}
-		_, err := s.resColl(typ).InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
-		var bwe mongo.BulkWriteException
-		switch {
-		case err == nil:
-		case errors.As(err, &bwe) && onlyDuplicates(err):
-			for _, we := range bwe.WriteErrors {
-				dups = append(dups, g[we.Index])
-			}
-		default:
+		d, err := insertNew(ctx, s.resColl(typ), batch)
+		if err != nil {
 			return -1, fmt.Errorf("mongo: insert: %w", err)
+		}
+		for _, n := range d {
+			dups = append(dups, g[n])
 		}
 	}
 	collided := -1
@@ -387,18 +382,14 @@ func (s *Store) Append(ctx context.Context, recs []store.Record) error {
 			s.pidx.addDocs(d)
 			batch[n] = w
 		}
-		_, err := s.resColl(typ).InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
-		var bwe mongo.BulkWriteException
-		switch {
-		case err == nil:
-		case errors.As(err, &bwe) && onlyDuplicates(err):
-			for _, we := range bwe.WriteErrors {
-				if i := g[we.Index]; first < 0 || i < first {
-					first = i
-				}
-			}
-		default:
+		dups, err := insertNew(ctx, s.resColl(typ), batch)
+		if err != nil {
 			return fmt.Errorf("mongo: append: %w", err)
+		}
+		for _, n := range dups {
+			if i := g[n]; first < 0 || i < first {
+				first = i
+			}
 		}
 	}
 	if first >= 0 {

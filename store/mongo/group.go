@@ -112,15 +112,23 @@ func (s *Store) insertCurrent(ctx context.Context, coll *mongo.Collection, doc a
 
 // insertBatch inserts the documents of batch and returns each one's error.
 func (s *Store) insertBatch(ctx context.Context, coll *mongo.Collection, batch []*groupedInsert) []error {
-	errs := make([]error, len(batch))
 	if len(batch) == 1 {
-		_, errs[0] = coll.InsertOne(ctx, batch[0].doc)
-		return errs
+		_, err := coll.InsertOne(ctx, batch[0].doc)
+		return []error{err}
 	}
 	docs := make([]any, len(batch))
 	for i, in := range batch {
 		docs[i] = in.doc
 	}
+	return insertEach(ctx, coll, docs)
+}
+
+// insertEach inserts docs with one unordered InsertMany and returns each
+// document's error (nil: inserted), shaped as an InsertOne of it alone
+// would return it: a write error of its own (mongo.IsDuplicateKeyError
+// works on it), or the command's failure.
+func insertEach(ctx context.Context, coll *mongo.Collection, docs []any) []error {
+	errs := make([]error, len(docs))
 	_, err := coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
 		return errs
@@ -132,8 +140,7 @@ func (s *Store) insertBatch(ctx context.Context, coll *mongo.Collection, batch [
 		}
 		return errs
 	}
-	// Unordered: the documents without a write error are inserted. Each
-	// failed one gets its own error, shaped as InsertOne's.
+	// Unordered: the documents without a write error are inserted.
 	for _, we := range bwe.WriteErrors {
 		if we.Index >= 0 && we.Index < len(errs) {
 			w := we.WriteError
@@ -142,4 +149,19 @@ func (s *Store) insertBatch(ctx context.Context, coll *mongo.Collection, batch [
 		}
 	}
 	return errs
+}
+
+// insertNew inserts docs (new documents of one collection) and returns the
+// indexes of those whose _id exists already; any other failure is err.
+func insertNew(ctx context.Context, coll *mongo.Collection, docs []any) (dups []int, err error) {
+	for i, e := range insertEach(ctx, coll, docs) {
+		switch {
+		case e == nil:
+		case mongo.IsDuplicateKeyError(e):
+			dups = append(dups, i)
+		default:
+			return nil, e
+		}
+	}
+	return dups, nil
 }
