@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -88,6 +89,7 @@ type instance struct {
 	db       string
 	data     string
 	storeURI string
+	lean     *leanClient // the CRUD phase's client (httpc.go)
 }
 
 func freePort() string {
@@ -116,7 +118,7 @@ func start(dir, db string, auth bool, extraEnv ...string) *instance {
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
-	in := &instance{cmd: cmd, base: base, db: db, data: data, storeURI: "mongodb://" + storeAddr + "/"}
+	in := &instance{cmd: cmd, base: base, db: db, data: data, storeURI: "mongodb://" + storeAddr + "/", lean: newLeanClient(addr)}
 	for i := 0; i < 200; i++ {
 		if r, err := http.Get("http://" + addr + "/readyz"); err == nil {
 			r.Body.Close()
@@ -137,6 +139,7 @@ func start(dir, db string, auth bool, extraEnv ...string) *instance {
 }
 
 func (in *instance) stop() {
+	in.lean.close()
 	_ = in.cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { _ = in.cmd.Wait(); close(done) }()
@@ -172,8 +175,25 @@ func (in *instance) doHeader(method, path string, body []byte, token string) (in
 	return resp.StatusCode, resp.Header, b
 }
 
+// leanDo is do through the lean client (path relative to the FHIR base).
+func (in *instance) leanDo(method, path string, body []byte) leanResponse {
+	r, err := in.lean.Do(method, "/fhir/"+path, body, in.token)
+	if err != nil {
+		return leanResponse{}
+	}
+	return r
+}
+
 // rate runs fn from conc goroutines for d and returns operations/s and errors.
 func rate(d time.Duration, conc int, fn func(worker, i int) bool) (float64, int64) {
+	r, errs, _ := rateCPU(d, conc, fn)
+	return r, errs
+}
+
+// rateCPU is rate also returning the CPU time this process (the load
+// generator) spent per operation, in µs.
+func rateCPU(d time.Duration, conc int, fn func(worker, i int) bool) (float64, int64, float64) {
+	cpu0 := processCPU()
 	var n, errs atomic.Int64
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
@@ -192,7 +212,18 @@ func rate(d time.Duration, conc int, fn func(worker, i int) bool) (float64, int6
 		}(w)
 	}
 	wg.Wait()
-	return float64(n.Load()) / time.Since(start).Seconds(), errs.Load()
+	el := time.Since(start)
+	cpu := processCPU() - cpu0
+	return float64(n.Load()) / el.Seconds(), errs.Load(), float64(cpu.Microseconds()) / float64(max(1, n.Load()+errs.Load()))
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 const obsTemplate = `{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0","display":"Creatinine"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2025-03-01T10:00:00Z","issued":"2025-03-01T12:00:00Z","valueQuantity":{"value":1.02,"unit":"mg/dL","system":"http://unitsofmeasure.org","code":"mg/dL"}}`
@@ -241,20 +272,21 @@ func crud(ctx context.Context, dir string) {
 		rates []float64 // fhirgate, same+audit, same, min: medians
 		ratio []float64 // fhirgate / each baseline: median of the rounds' ratios
 		errs  []int64
+		cpu   []float64 // the load generator's CPU µs per operation of each side
 	}
 	var rows []row
 	measured := func(op string, fns ...func(w, i int) bool) {
-		rates, ratio, errs := interleave(fns...)
-		rows = append(rows, row{op, rates, ratio, errs})
+		rates, ratio, errs, cpu := interleave(fns...)
+		rows = append(rows, row{op, rates, ratio, errs, cpu})
 	}
 	// A first run of fhirgate's creates gives the ids read and updated,
 	// and the documents the baselines copy.
 	fgCreateOp := func(w, i int) bool {
 		// The new id, as a client reads it: from Location (http.html#create).
-		st, h, _ := in.doHeader("POST", "Observation", []byte(obsTemplate), "")
-		_, rest, ok := strings.Cut(h.Get("Location"), "/Observation/")
+		r := in.leanDo("POST", "Observation", []byte(obsTemplate))
+		_, rest, ok := strings.Cut(r.Location, "/Observation/")
 		id, _, _ := strings.Cut(rest, "/")
-		if st != 201 || !ok || id == "" {
+		if r.Status != 201 || !ok || id == "" {
 			return false
 		}
 		mu.Lock()
@@ -335,8 +367,7 @@ func crud(ctx context.Context, dir string) {
 		})
 	pick := func(xs []string, w, i, p int) string { return xs[(w*p+i)%len(xs)] }
 	fgRead := func(w, i int) bool {
-		st, _ := in.do("GET", "Observation/"+pick(ids, w, i, 7919), nil, "")
-		return st == 200
+		return in.leanDo("GET", "Observation/"+pick(ids, w, i, 7919), nil).Status == 200
 	}
 	sameReadOp := func(w, i int) bool {
 		var out bson.Raw
@@ -350,8 +381,7 @@ func crud(ctx context.Context, dir string) {
 	fgUpd := func(w, i int) bool {
 		id := pick(ids, w, i, 104729)
 		body := strings.Replace(obsTemplate, `{"resourceType":"Observation"`, `{"resourceType":"Observation","id":"`+id+`"`, 1)
-		st, _ := in.do("PUT", "Observation/"+id, []byte(body), "")
-		return st == 200
+		return in.leanDo("PUT", "Observation/"+id, []byte(body)).Status == 200
 	}
 	sameUpdOp := func(w, i int) bool {
 		id := pick(sameIDs, w, i, 104729)
@@ -388,22 +418,29 @@ func crud(ctx context.Context, dir string) {
 		fmt.Printf("%-8s %10.0f %11.0f %10.0f %10.0f %11.2f %8.2f %8.2f   (errors %d/%d/%d/%d)\n", r.op, r.rates[0], r.rates[1], r.rates[2], r.rates[3],
 			r.ratio[0], r.ratio[1], r.ratio[2], r.errs[0], r.errs[1], r.errs[2], r.errs[3])
 	}
+	fmt.Printf("load generator CPU per operation (µs; HTTP/1.1 client for fhirgate, the driver for the baselines; same cores as the server):\n")
+	for _, r := range rows {
+		fmt.Printf("%-8s %10.0f %11.0f %10.0f %10.0f\n", r.op, r.cpu[0], r.cpu[1], r.cpu[2], r.cpu[3])
+	}
 }
 
 // interleave measures each of fns (fhirgate first, then its baselines)
 // for *dur, *rounds times in turn, so the machine's noise falls on all of
 // them alike. It returns each one's median rate, the median over the
-// rounds of fhirgate's rate divided by each baseline's, and the errors.
-func interleave(fns ...func(w, i int) bool) (rates, ratios []float64, errs []int64) {
+// rounds of fhirgate's rate divided by each baseline's, the errors, and
+// each one's median CPU per operation of this process (the clients).
+func interleave(fns ...func(w, i int) bool) (rates, ratios []float64, errs []int64, cpu []float64) {
 	per := make([][]float64, len(fns))
+	perCPU := make([][]float64, len(fns))
 	ratioRounds := make([][]float64, len(fns)-1)
 	errs = make([]int64, len(fns))
 	for range max(1, *rounds) {
 		got := make([]float64, len(fns))
 		for k, fn := range fns {
-			r, e := rate(*dur, *conc, fn)
+			r, e, c := rateCPU(*dur, *conc, fn)
 			got[k] = r
 			per[k] = append(per[k], r)
+			perCPU[k] = append(perCPU[k], c)
 			errs[k] += e
 		}
 		for k := 1; k < len(fns); k++ {
@@ -413,13 +450,14 @@ func interleave(fns ...func(w, i int) bool) (rates, ratios []float64, errs []int
 			fmt.Printf("  round: %.0f\n", got)
 		}
 	}
-	for _, xs := range per {
+	for k, xs := range per {
 		rates = append(rates, median(xs))
+		cpu = append(cpu, median(perCPU[k]))
 	}
 	for _, xs := range ratioRounds {
 		ratios = append(ratios, median(xs))
 	}
-	return rates, ratios, errs
+	return rates, ratios, errs, cpu
 }
 
 func median(xs []float64) float64 {
