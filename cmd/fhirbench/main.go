@@ -34,6 +34,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/fhirgate/fhirgate/fhir/gen"
 	"github.com/fhirgate/fhirgate/store/embedded"
@@ -263,9 +264,19 @@ func crud(ctx context.Context, dir string) {
 	minColl, sameColl, sameHist := rawDB.Collection("resources"), rawDB.Collection("res_Observation"), rawDB.Collection("hist_Observation")
 	var ids []string
 	var mu sync.Mutex
-	minDoc := func(id string, v int) bson.D {
-		return bson.D{{Key: "_id", Value: "Observation/" + id}, {Key: "t", Value: "Observation"}, {Key: "i", Value: id},
-			{Key: "v", Value: int64(v)}, {Key: "lu", Value: time.Now()}, {Key: "raw", Value: obsTemplate}}
+	// Every baseline document is encoded as fhirgate's store encodes its
+	// own (bsoncore, no reflection), so the baselines' client costs no more
+	// CPU than it must.
+	minDoc := func(id string, v int) bson.Raw {
+		i, d := bsoncore.AppendDocumentStart(nil)
+		d = bsoncore.AppendStringElement(d, "_id", "Observation/"+id)
+		d = bsoncore.AppendStringElement(d, "t", "Observation")
+		d = bsoncore.AppendStringElement(d, "i", id)
+		d = bsoncore.AppendInt64Element(d, "v", int64(v))
+		d = bsoncore.AppendDateTimeElement(d, "lu", time.Now().UnixMilli())
+		d = bsoncore.AppendStringElement(d, "raw", obsTemplate)
+		d, _ = bsoncore.AppendDocumentEnd(d, i)
+		return d
 	}
 	type row struct {
 		op    string
@@ -296,43 +307,60 @@ func crud(ctx context.Context, dir string) {
 	}
 	rate(time.Second, *conc, fgCreateOp)
 	// The document exactly as fhirgate stored it.
-	var stored bson.D
+	var stored bson.Raw
 	if err := client.Database("fhirgate").Collection("res_Observation").FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + ids[0]}}).Decode(&stored); err != nil {
 		log.Fatalf("read a stored document: %v", err)
 	}
-	sameDoc := func(id string, v int) bson.D {
-		d := make(bson.D, 0, len(stored))
-		for _, e := range stored {
-			switch e.Key {
+	storedElems, err := bsoncore.Document(stored).Elements()
+	if err != nil {
+		log.Fatal(err)
+	}
+	// sameDoc is stored with the _id key, the id and version v.
+	sameDoc := func(key, id string, v int) bson.Raw {
+		i, d := bsoncore.AppendDocumentStart(make([]byte, 0, len(stored)+64))
+		for _, e := range storedElems {
+			switch e.Key() {
 			case "_id":
-				e.Value = "Observation/" + id
+				d = bsoncore.AppendStringElement(d, "_id", key)
 			case "i":
-				e.Value = id
+				d = bsoncore.AppendStringElement(d, "i", id)
 			case "v":
-				e.Value = int64(v)
+				d = bsoncore.AppendInt64Element(d, "v", int64(v))
 			case "lu":
-				e.Value = time.Now()
+				d = bsoncore.AppendDateTimeElement(d, "lu", time.Now().UnixMilli())
+			default:
+				d = append(d, e...)
 			}
-			d = append(d, e)
 		}
+		d, _ = bsoncore.AppendDocumentEnd(d, i)
 		return d
 	}
 	// An AuditEvent as fhirgate stored it (its writer flushes within 100 ms).
 	time.Sleep(300 * time.Millisecond)
-	var auditDoc bson.D
+	var auditDoc bson.Raw
 	if err := client.Database("fhirgate").Collection("res_AuditEvent").FindOne(ctx, bson.D{}).Decode(&auditDoc); err != nil {
 		log.Fatalf("read a stored AuditEvent: %v", err)
+	}
+	auditElems, err := bsoncore.Document(auditDoc).Elements()
+	if err != nil {
+		log.Fatal(err)
 	}
 	auditColl := rawDB.Collection("res_AuditEvent")
 	var auditBatch []any
 	var auditN atomic.Int64
 	audit := func() bool {
-		d := make(bson.D, len(auditDoc))
-		copy(d, auditDoc)
 		n := auditN.Add(1)
-		d[0].Value = fmt.Sprintf("AuditEvent/a%d", n)
+		i, d := bsoncore.AppendDocumentStart(make([]byte, 0, len(auditDoc)+16))
+		for _, e := range auditElems {
+			if e.Key() == "_id" {
+				d = bsoncore.AppendStringElement(d, "_id", fmt.Sprintf("AuditEvent/a%d", n))
+			} else {
+				d = append(d, e...)
+			}
+		}
+		d, _ = bsoncore.AppendDocumentEnd(d, i)
 		mu.Lock()
-		auditBatch = append(auditBatch, d)
+		auditBatch = append(auditBatch, bson.Raw(d))
 		var full []any
 		if len(auditBatch) >= 100 {
 			full, auditBatch = auditBatch, nil
@@ -347,7 +375,7 @@ func crud(ctx context.Context, dir string) {
 	var sameIDs, minIDs []string
 	sameCreateOp := func(w, i int) bool {
 		id := fmt.Sprintf("s%d-%d", w, i)
-		_, err := sameColl.InsertOne(ctx, sameDoc(id, 1))
+		_, err := sameColl.InsertOne(ctx, sameDoc("Observation/"+id, id, 1))
 		mu.Lock()
 		sameIDs = append(sameIDs, id)
 		mu.Unlock()
@@ -385,23 +413,26 @@ func crud(ctx context.Context, dir string) {
 	}
 	sameUpdOp := func(w, i int) bool {
 		id := pick(sameIDs, w, i, 104729)
-		var old struct {
-			V int64 `bson:"v"`
-		}
+		var cur bson.Raw
 		// fhirgate reads the current version twice: the request pipeline
 		// (access, If-Match, release state), then the store's conditional
 		// write (under FerretDB's per-process write mutex).
 		for range 2 {
-			if err := sameColl.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}).Decode(&old); err != nil {
+			if err := sameColl.FindOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}).Decode(&cur); err != nil {
 				return false
 			}
 		}
-		h := sameDoc(id, int(old.V))
-		h[0].Value = fmt.Sprintf("Observation/%s/%d", id, old.V)
-		if _, err := sameHist.ReplaceOne(ctx, bson.D{{Key: "_id", Value: h[0].Value}}, h, options.Replace().SetUpsert(true)); err != nil {
+		var old struct{ V int64 }
+		if v, ok := cur.Lookup("v").Int64OK(); ok {
+			old.V = v
+		} else {
 			return false
 		}
-		_, err := sameColl.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, sameDoc(id, int(old.V)+1))
+		hkey := fmt.Sprintf("Observation/%s/%d", id, old.V)
+		if _, err := sameHist.ReplaceOne(ctx, bson.D{{Key: "_id", Value: hkey}}, sameDoc(hkey, id, int(old.V)), options.Replace().SetUpsert(true)); err != nil {
+			return false
+		}
+		_, err := sameColl.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, sameDoc("Observation/"+id, id, int(old.V)+1))
 		return err == nil
 	}
 	measured("update", fgUpd, func(w, i int) bool { return sameUpdOp(w, i) && audit() }, sameUpdOp,
