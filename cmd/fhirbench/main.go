@@ -41,19 +41,23 @@ import (
 )
 
 var (
-	bin      = flag.String("bin", "bin/fhirgate", "fhirgate binary")
-	dur      = flag.Duration("d", 3*time.Second, "duration of each throughput phase")
-	conc     = flag.Int("c", 4, "concurrent clients")
-	phases   = flag.String("phases", "crud,auth,ingest,search,policy", "phases to run")
-	searchNs = flag.String("search-obs", "10000,100000", "Observations per search-phase data set (comma separated): generated patients with labs, vitals, documents, appointments, messages, referrals until the count is reached")
-	samples  = flag.Int("samples", 7, "requests per search latency measurement")
-	rounds   = flag.Int("rounds", 5, "interleaved rounds of each CRUD measurement; the medians are reported")
-	verbose  = flag.Bool("v", false, "print every round's rates")
+	bin        = flag.String("bin", "bin/fhirgate", "fhirgate binary")
+	dur        = flag.Duration("d", 3*time.Second, "duration of each throughput phase")
+	conc       = flag.Int("c", 4, "concurrent clients")
+	phases     = flag.String("phases", "crud,auth,ingest,search,policy", "phases to run")
+	searchNs   = flag.String("search-obs", "10000,100000", "Observations per search-phase data set (comma separated): generated patients with labs, vitals, documents, appointments, messages, referrals until the count is reached")
+	samples    = flag.Int("samples", 7, "requests per search latency measurement")
+	rounds     = flag.Int("rounds", 5, "interleaved rounds of each CRUD measurement; the medians are reported")
+	verbose    = flag.Bool("v", false, "print every round's rates")
+	clientKind = flag.String("client", "lean", "HTTP client of the CRUD phase: lean (httpc.go, kept-alive HTTP/1.1 written and parsed by hand) or nethttp (Go's net/http client)")
 )
 
 func main() {
 	flag.Parse()
 	log.SetFlags(0)
+	if *clientKind != "lean" && *clientKind != "nethttp" {
+		log.Fatalf("-client: %q is neither lean nor nethttp", *clientKind)
+	}
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "fhirbench")
 	if err != nil {
@@ -178,6 +182,10 @@ func (in *instance) doHeader(method, path string, body []byte, token string) (in
 
 // leanDo is do through the lean client (path relative to the FHIR base).
 func (in *instance) leanDo(method, path string, body []byte) leanResponse {
+	if *clientKind == "nethttp" {
+		st, h, b := in.doHeader(method, path, body, in.token)
+		return leanResponse{Status: st, Location: h.Get("Location"), Body: b}
+	}
 	r, err := in.lean.Do(method, "/fhir/"+path, body, in.token)
 	if err != nil {
 		return leanResponse{}
@@ -449,7 +457,7 @@ func crud(ctx context.Context, dir string) {
 		fmt.Printf("%-8s %10.0f %11.0f %10.0f %10.0f %11.2f %8.2f %8.2f   (errors %d/%d/%d/%d)\n", r.op, r.rates[0], r.rates[1], r.rates[2], r.rates[3],
 			r.ratio[0], r.ratio[1], r.ratio[2], r.errs[0], r.errs[1], r.errs[2], r.errs[3])
 	}
-	fmt.Printf("load generator CPU per operation (µs; HTTP/1.1 client for fhirgate, the driver for the baselines; same cores as the server):\n")
+	fmt.Printf("load generator CPU per operation (µs; the %s HTTP client for fhirgate, the driver for the baselines; same cores as the server):\n", *clientKind)
 	for _, r := range rows {
 		fmt.Printf("%-8s %10.0f %11.0f %10.0f %10.0f\n", r.op, r.cpu[0], r.cpu[1], r.cpu[2], r.cpu[3])
 	}
