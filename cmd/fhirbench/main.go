@@ -464,8 +464,8 @@ func crud(ctx context.Context, dir string) {
 }
 
 // interleave measures each of fns (fhirgate first, then its baselines)
-// for *dur, *rounds times in turn, so the machine's noise falls on all of
-// them alike. It returns each one's median rate, the median over the
+// for *dur, *rounds times in turn (in rotating order), so the machine's
+// noise falls on all of them alike. It returns each one's median rate, the median over the
 // rounds of fhirgate's rate divided by each baseline's, the errors, and
 // each one's median CPU per operation of this process (the clients).
 func interleave(fns ...func(w, i int) bool) (rates, ratios []float64, errs []int64, cpu []float64) {
@@ -473,10 +473,14 @@ func interleave(fns ...func(w, i int) bool) (rates, ratios []float64, errs []int
 	perCPU := make([][]float64, len(fns))
 	ratioRounds := make([][]float64, len(fns)-1)
 	errs = make([]int64, len(fns))
-	for range max(1, *rounds) {
+	for round := range max(1, *rounds) {
 		got := make([]float64, len(fns))
-		for k, fn := range fns {
-			r, e, c := rateCPU(*dur, *conc, fn)
+		// Each round starts with another side, so what one side leaves
+		// behind (the audit writer's last batch, a WAL to checkpoint) falls
+		// on each of the others in turn.
+		for j := range fns {
+			k := (j + round) % len(fns)
+			r, e, c := rateCPU(*dur, *conc, fns[k])
 			got[k] = r
 			per[k] = append(per[k], r)
 			perCPU[k] = append(perCPU[k], c)
