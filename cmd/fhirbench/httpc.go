@@ -80,9 +80,9 @@ func (lc *leanClient) close() {
 }
 
 // Do sends one request (path is absolute, e.g. /fhir/Observation) with an
-// optional JSON body and bearer token. A kept-alive connection that the
-// server closed meanwhile is retried once on a new one, as net/http does
-// for idempotent requests and for requests that were never answered.
+// optional JSON body and bearer token. An idempotent request on a
+// kept-alive connection that the server closed meanwhile is retried once
+// on a new one.
 func (lc *leanClient) Do(method, path string, body []byte, token string) (leanResponse, error) {
 	for attempt := 0; ; attempt++ {
 		c, reused, err := lc.get()
@@ -99,9 +99,10 @@ func (lc *leanClient) Do(method, path string, body []byte, token string) (leanRe
 			return resp, nil
 		}
 		_ = c.c.Close()
-		// A reused connection can be one the server has just closed; the
-		// request was then not processed if nothing came back at all.
-		if reused && !sent && attempt == 0 {
+		// A reused connection can be one the server has just closed. As
+		// net/http does, only an idempotent request (RFC 9110 section
+		// 9.2.2) is sent again, and only when nothing came back at all.
+		if reused && !sent && attempt == 0 && method != "POST" && method != "PATCH" {
 			continue
 		}
 		return leanResponse{}, err

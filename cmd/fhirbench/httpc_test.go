@@ -96,6 +96,16 @@ func TestLeanClient(t *testing.T) {
 	if r, err := lc.Do("GET", "/fhir/big", nil, ""); err != nil || string(r.Body) != big {
 		t.Fatalf("after the server closed an idle connection: %v", err)
 	}
+	// A POST is not sent twice: it fails on a connection the server
+	// closed, and the next request goes on a new connection.
+	before := conns.Load()
+	srv.CloseClientConnections()
+	if _, err := lc.Do("POST", "/fhir/echo", []byte("{}"), ""); err == nil {
+		t.Fatalf("a POST on a closed connection was sent again")
+	}
+	if r, err := lc.Do("POST", "/fhir/echo", []byte("{}"), ""); err != nil || r.Status != 201 || conns.Load() != before+1 {
+		t.Fatalf("POST after a failed one: %v %d, %d new connections", err, r.Status, conns.Load()-before)
+	}
 	// Concurrent use.
 	var wg sync.WaitGroup
 	var bad atomic.Int64
