@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -171,17 +172,17 @@ func (c *leanConn) roundTrip(host, method, path string, body []byte, token strin
 		}
 		value = bytes.TrimSpace(value)
 		switch {
-		case asciiEqualFold(name, "Content-Length"):
+		case strings.EqualFold(string(name), "Content-Length"):
 			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 {
 				return resp, false, true, fmt.Errorf("bad Content-Length %q", value)
 			}
-		case asciiEqualFold(name, "Transfer-Encoding"):
+		case strings.EqualFold(string(name), "Transfer-Encoding"):
 			chunked = bytes.Contains(bytes.ToLower(value), []byte("chunked"))
-		case asciiEqualFold(name, "Connection"):
+		case strings.EqualFold(string(name), "Connection"):
 			if bytes.Contains(bytes.ToLower(value), []byte("close")) {
 				keep = false
 			}
-		case asciiEqualFold(name, "Location"):
+		case strings.EqualFold(string(name), "Location"):
 			resp.Location = string(value)
 		}
 	}
@@ -239,23 +240,4 @@ func readChunked(r *bufio.Reader) ([]byte, error) {
 			return nil, fmt.Errorf("chunk not followed by CRLF")
 		}
 	}
-}
-
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -180,8 +180,9 @@ func (in *instance) doHeader(method, path string, body []byte, token string) (in
 	return resp.StatusCode, resp.Header, b
 }
 
-// leanDo is do through the lean client (path relative to the FHIR base).
-func (in *instance) leanDo(method, path string, body []byte) leanResponse {
+// crudDo is do through the CRUD phase's client (-client; path relative
+// to the FHIR base).
+func (in *instance) crudDo(method, path string, body []byte) leanResponse {
 	if *clientKind == "nethttp" {
 		st, h, b := in.doHeader(method, path, body, in.token)
 		return leanResponse{Status: st, Location: h.Get("Location"), Body: b}
@@ -302,7 +303,7 @@ func crud(ctx context.Context, dir string) {
 	// and the documents the baselines copy.
 	fgCreateOp := func(w, i int) bool {
 		// The new id, as a client reads it: from Location (http.html#create).
-		r := in.leanDo("POST", "Observation", []byte(obsTemplate))
+		r := in.crudDo("POST", "Observation", []byte(obsTemplate))
 		_, rest, ok := strings.Cut(r.Location, "/Observation/")
 		id, _, _ := strings.Cut(rest, "/")
 		if r.Status != 201 || !ok || id == "" {
@@ -325,23 +326,19 @@ func crud(ctx context.Context, dir string) {
 	}
 	// sameDoc is stored with the _id key, the id and version v.
 	sameDoc := func(key, id string, v int) bson.Raw {
-		i, d := bsoncore.AppendDocumentStart(make([]byte, 0, len(stored)+64))
-		for _, e := range storedElems {
-			switch e.Key() {
+		return rewrite(storedElems, len(stored), func(d []byte, k string) ([]byte, bool) {
+			switch k {
 			case "_id":
-				d = bsoncore.AppendStringElement(d, "_id", key)
+				return bsoncore.AppendStringElement(d, "_id", key), true
 			case "i":
-				d = bsoncore.AppendStringElement(d, "i", id)
+				return bsoncore.AppendStringElement(d, "i", id), true
 			case "v":
-				d = bsoncore.AppendInt64Element(d, "v", int64(v))
+				return bsoncore.AppendInt64Element(d, "v", int64(v)), true
 			case "lu":
-				d = bsoncore.AppendDateTimeElement(d, "lu", time.Now().UnixMilli())
-			default:
-				d = append(d, e...)
+				return bsoncore.AppendDateTimeElement(d, "lu", time.Now().UnixMilli()), true
 			}
-		}
-		d, _ = bsoncore.AppendDocumentEnd(d, i)
-		return d
+			return d, false
+		})
 	}
 	// An AuditEvent as fhirgate stored it (its writer flushes within 100 ms).
 	time.Sleep(300 * time.Millisecond)
@@ -357,18 +354,15 @@ func crud(ctx context.Context, dir string) {
 	var auditBatch []any
 	var auditN atomic.Int64
 	audit := func() bool {
-		n := auditN.Add(1)
-		i, d := bsoncore.AppendDocumentStart(make([]byte, 0, len(auditDoc)+16))
-		for _, e := range auditElems {
-			if e.Key() == "_id" {
-				d = bsoncore.AppendStringElement(d, "_id", fmt.Sprintf("AuditEvent/a%d", n))
-			} else {
-				d = append(d, e...)
+		id := fmt.Sprintf("AuditEvent/a%d", auditN.Add(1))
+		d := rewrite(auditElems, len(auditDoc), func(d []byte, k string) ([]byte, bool) {
+			if k == "_id" {
+				return bsoncore.AppendStringElement(d, "_id", id), true
 			}
-		}
-		d, _ = bsoncore.AppendDocumentEnd(d, i)
+			return d, false
+		})
 		mu.Lock()
-		auditBatch = append(auditBatch, bson.Raw(d))
+		auditBatch = append(auditBatch, d)
 		var full []any
 		if len(auditBatch) >= 100 {
 			full, auditBatch = auditBatch, nil
@@ -403,7 +397,7 @@ func crud(ctx context.Context, dir string) {
 		})
 	pick := func(xs []string, w, i, p int) string { return xs[(w*p+i)%len(xs)] }
 	fgRead := func(w, i int) bool {
-		return in.leanDo("GET", "Observation/"+pick(ids, w, i, 7919), nil).Status == 200
+		return in.crudDo("GET", "Observation/"+pick(ids, w, i, 7919), nil).Status == 200
 	}
 	sameReadOp := func(w, i int) bool {
 		var out bson.Raw
@@ -417,7 +411,7 @@ func crud(ctx context.Context, dir string) {
 	fgUpd := func(w, i int) bool {
 		id := pick(ids, w, i, 104729)
 		body := strings.Replace(obsTemplate, `{"resourceType":"Observation"`, `{"resourceType":"Observation","id":"`+id+`"`, 1)
-		return in.leanDo("PUT", "Observation/"+id, []byte(body)).Status == 200
+		return in.crudDo("PUT", "Observation/"+id, []byte(body)).Status == 200
 	}
 	sameUpdOp := func(w, i int) bool {
 		id := pick(sameIDs, w, i, 104729)
@@ -430,17 +424,15 @@ func crud(ctx context.Context, dir string) {
 				return false
 			}
 		}
-		var old struct{ V int64 }
-		if v, ok := cur.Lookup("v").Int64OK(); ok {
-			old.V = v
-		} else {
+		v, ok := cur.Lookup("v").Int64OK()
+		if !ok {
 			return false
 		}
-		hkey := fmt.Sprintf("Observation/%s/%d", id, old.V)
-		if _, err := sameHist.ReplaceOne(ctx, bson.D{{Key: "_id", Value: hkey}}, sameDoc(hkey, id, int(old.V)), options.Replace().SetUpsert(true)); err != nil {
+		hkey := fmt.Sprintf("Observation/%s/%d", id, v)
+		if _, err := sameHist.ReplaceOne(ctx, bson.D{{Key: "_id", Value: hkey}}, sameDoc(hkey, id, int(v)), options.Replace().SetUpsert(true)); err != nil {
 			return false
 		}
-		_, err := sameColl.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, sameDoc("Observation/"+id, id, int(old.V)+1))
+		_, err := sameColl.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "Observation/" + id}}, sameDoc("Observation/"+id, id, int(v)+1))
 		return err == nil
 	}
 	measured("update", fgUpd, func(w, i int) bool { return sameUpdOp(w, i) && audit() }, sameUpdOp,
@@ -461,6 +453,21 @@ func crud(ctx context.Context, dir string) {
 	for _, r := range rows {
 		fmt.Printf("%-8s %10.0f %11.0f %10.0f %10.0f\n", r.op, r.cpu[0], r.cpu[1], r.cpu[2], r.cpu[3])
 	}
+}
+
+// rewrite encodes the document of elems (size bytes as stored), each
+// element passed to set first: set appends a replacement and returns true,
+// or returns false to keep the element as it is.
+func rewrite(elems []bsoncore.Element, size int, set func(d []byte, key string) ([]byte, bool)) bson.Raw {
+	i, d := bsoncore.AppendDocumentStart(make([]byte, 0, size+64))
+	for _, e := range elems {
+		var ok bool
+		if d, ok = set(d, e.Key()); !ok {
+			d = append(d, e...)
+		}
+	}
+	d, _ = bsoncore.AppendDocumentEnd(d, i)
+	return d
 }
 
 // interleave measures each of fns (fhirgate first, then its baselines)
