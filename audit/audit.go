@@ -60,6 +60,18 @@ type Event struct {
 	// gives the AuditEvent this release state, so a patient's audit view
 	// does not reveal a held resource before it is released.
 	HeldUntilPatient, HeldUntilProxy time.Time
+
+	// Labels are the security labels ("system|code") of the resources the
+	// event names: the event carries them in meta.security, so an event
+	// about a sensitive resource is withheld from whoever the resource is.
+	Labels []string
+
+	// Seq orders the event's request among the server's requests (a
+	// $hold makes the writer re-check events of requests that began before
+	// it ended).
+	Seq int64
+
+	flush chan struct{} // a Flush barrier, not an event
 }
 
 // Code systems and profiles (R4 terminology, DICOM, IHE BALP).
@@ -270,6 +282,18 @@ func buildEvent(e Event, id string, lastUpdated time.Time) ([]byte, *auditEvent)
 	if p := profile(in.profile, e, len(patients)); p != "" {
 		ae.Meta = &meta{Profile: []string{balpProfile + p}}
 	}
+	if labels := dedupe(e.Labels); len(labels) > 0 {
+		if ae.Meta == nil {
+			ae.Meta = &meta{}
+		}
+		for _, l := range labels {
+			sys, code, ok := strings.Cut(l, "|")
+			if !ok || code == "" {
+				continue
+			}
+			ae.Meta.Security = append(ae.Meta.Security, coding{System: sys, Code: code})
+		}
+	}
 	if !lastUpdated.IsZero() {
 		if ae.Meta == nil {
 			ae.Meta = &meta{}
@@ -438,6 +462,7 @@ type (
 	}
 	meta struct {
 		Profile     []string `json:"profile,omitempty"`
+		Security    []coding `json:"security,omitempty"`
 		VersionID   string   `json:"versionId,omitempty"`
 		LastUpdated string   `json:"lastUpdated,omitempty"`
 	}
@@ -508,6 +533,9 @@ func (a *auditEvent) tree() map[string]any {
 				ps[i] = p
 			}
 			mt["profile"] = ps
+		}
+		if len(a.Meta.Security) > 0 {
+			mt["security"] = codings(a.Meta.Security)
 		}
 		put(mt, "versionId", a.Meta.VersionID)
 		put(mt, "lastUpdated", a.Meta.LastUpdated)

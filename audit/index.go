@@ -25,6 +25,9 @@ func (a *auditEvent) index(b *search.Builder) search.Index {
 		for _, p := range a.Meta.Profile {
 			b.URI("_profile", p) // Resource.meta.profile
 		}
+		for _, c := range a.Meta.Security {
+			b.Coding("_security", c.System, c.Code, c.Display) // Resource.meta.security
+		}
 	}
 	b.Code("action", a.Action)
 	for i := range a.Agent {
@@ -73,7 +76,13 @@ func (a *auditEvent) index(b *search.Builder) search.Index {
 		b.Coding("subtype", c.System, c.Code, c.Display)
 	}
 	b.Coding("type", a.Type.System, a.Type.Code, a.Type.Display)
-	return b.Index()
+	idx := b.Index()
+	if a.Meta != nil {
+		for _, c := range a.Meta.Security {
+			idx.Security = append(idx.Security, c.System+"|"+c.Code)
+		}
+	}
+	return idx
 }
 
 func addRef(b *search.Builder, code string, r *reference) {

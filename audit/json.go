@@ -30,6 +30,13 @@ func (a *auditEvent) appendJSON(b []byte) []byte {
 			}
 			b = append(b, ']')
 		}
+		if len(a.Meta.Security) > 0 {
+			if len(b) > n {
+				b = append(b, ',')
+			}
+			b = append(b, `"security":`...)
+			b = appendCodings(b, a.Meta.Security)
+		}
 		b = field(b, n, "versionId", a.Meta.VersionID)
 		b = field(b, n, "lastUpdated", a.Meta.LastUpdated)
 		b = append(b, '}')

@@ -182,6 +182,37 @@ func (l *Logger) Close(ctx context.Context) error {
 	return nil
 }
 
+// Flush waits until every event queued before it was called has been
+// handed to the sink (or ctx ends). $hold uses it so that events of
+// requests that saw a resource before it was held are stored, and then
+// found and held with it.
+func (l *Logger) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	l.inflight.Add(1)
+	select {
+	case <-l.closing:
+		l.inflight.Add(-1)
+		<-l.stopped
+		return nil
+	default:
+	}
+	select {
+	case l.queue <- Event{flush: done}:
+		l.inflight.Add(-1)
+	case <-ctx.Done():
+		l.inflight.Add(-1)
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-l.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Stats returns the current counters.
 func (l *Logger) Stats() Stats {
 	return Stats{
@@ -204,6 +235,10 @@ func (l *Logger) run() {
 		if len(batch) == 0 {
 			select {
 			case e := <-l.queue:
+				if e.flush != nil {
+					close(e.flush)
+					continue
+				}
 				batch = append(make([]Event, 0, l.opt.BatchSize), e)
 				timer.Reset(l.opt.FlushInterval)
 			case <-l.closing:
@@ -214,6 +249,13 @@ func (l *Logger) run() {
 		if len(batch) < l.opt.BatchSize {
 			select {
 			case e := <-l.queue:
+				if e.flush != nil {
+					timer.Stop()
+					l.write(batch)
+					batch = nil
+					close(e.flush)
+					continue
+				}
 				batch = append(batch, e)
 				continue
 			case <-timer.C:
@@ -236,6 +278,14 @@ func (l *Logger) drain(batch []Event) {
 	for {
 		select {
 		case e := <-l.queue:
+			if e.flush != nil {
+				if len(batch) > 0 {
+					l.write(batch)
+					batch = nil
+				}
+				close(e.flush)
+				continue
+			}
 			batch = append(batch, e)
 			if len(batch) >= l.opt.BatchSize {
 				l.write(batch)

@@ -99,6 +99,11 @@ func forEachVariant(fn func(name string, e Event)) {
 		func(e *Event) { e.Patients = []string{"Patient/a", "Patient/b"}; e.Patient = "Patient/b" },
 		func(e *Event) { e.UserFHIR, e.UserSubject = "Patient/123", "" },
 		func(e *Event) { e.UserAgent = "  " },
+		// Labels of the named resources become meta.security (withheld like them).
+		func(e *Event) {
+			e.Labels = []string{"http://terminology.hl7.org/CodeSystem/v3-ActCode|HIV", "http://terminology.hl7.org/CodeSystem/v3-ActCode|PSY"}
+		},
+		func(e *Event) { e.Labels = []string{"http://terminology.hl7.org/CodeSystem/v3-ActCode|HIV"}; e.Interaction = "search-type" },
 	}
 	for in := range interactions {
 		for _, extra := range []string{in, "unknown-interaction"} {

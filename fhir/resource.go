@@ -245,3 +245,58 @@ func Decode(raw []byte) (map[string]any, error) {
 	}
 	return m, nil
 }
+
+// SetTag removes every meta.tag of system and, with code non-empty, adds
+// the coding system|code (meta.html). The server uses it for tags only it
+// may set.
+func SetTag(o *Object, system, code, display string) error {
+	meta := &Object{tree: map[string]any{}}
+	if raw, ok := o.Get("meta"); ok {
+		m, err := ParseObject(raw)
+		if err != nil {
+			return Invalid("meta", "meta must be an object")
+		}
+		meta = m
+	}
+	var tags []any
+	if raw, ok := meta.Get("tag"); ok {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber() // number literals in extensions stay as written
+		if err := dec.Decode(&tags); err != nil {
+			return Invalid("meta.tag", "meta.tag must be an array")
+		}
+	}
+	kept := tags[:0]
+	for _, t := range tags {
+		if m, ok := t.(map[string]any); ok && m["system"] == system {
+			continue
+		}
+		kept = append(kept, t)
+	}
+	if code != "" {
+		c := map[string]any{"system": system, "code": code}
+		if display != "" {
+			c["display"] = display
+		}
+		kept = append(kept, c)
+	}
+	if len(kept) == 0 {
+		meta.Delete("tag")
+	} else {
+		b, err := json.Marshal(kept)
+		if err != nil {
+			return fmt.Errorf("fhir: meta.tag: %w", err)
+		}
+		v, _, err := ParseJSON(b)
+		if err != nil {
+			return fmt.Errorf("fhir: meta.tag: %w", err)
+		}
+		meta.set("tag", b, v)
+	}
+	if len(meta.tree) == 0 {
+		o.Delete("meta")
+		return nil
+	}
+	o.set("meta", meta.Bytes(), meta.tree, "id")
+	return nil
+}

@@ -86,11 +86,16 @@ type Decider struct {
 	// A scope with a query is ignored (grants nothing) when CompileQuery is
 	// nil or fails.
 	CompileQuery func(resourceType string, q url.Values) (search.Expr, error)
-	// CompartmentTypes reports whether a resource of the type can be in a
-	// Patient compartment (CompartmentDefinition-patient, compartmentdefinition.html).
-	// When nil every type is treated as compartment-bound (fail closed:
-	// Practitioner etc. are then only readable with user/ or system/ scopes).
-	CompartmentTypes func(resourceType string) bool
+	// PatientFree reports whether resources of the type hold no patient
+	// data (Practitioner, Organization, Location, Medication, conformance
+	// resources: search.PatientFree). Patient-facing scopes may read such
+	// types unconstrained; every other type is confined to the patient's
+	// compartment, which extraction computes for compartment types from
+	// CompartmentDefinition-patient and for the others from what links them
+	// to a patient (Task.for, Device.patient, Binary.securityContext, a
+	// Bundle's entries). When nil every type is compartment-bound (fail
+	// closed: Practitioner etc. are then only readable with user/ or system/ scopes).
+	PatientFree func(resourceType string) bool
 	// SensitiveLabels are withheld from proxies (DecideProxy) unless their
 	// grant allows them; nil means DefaultSensitiveLabels. Use the same
 	// list as ProxyConfig.SensitiveLabels.
@@ -100,10 +105,10 @@ type Decider struct {
 }
 
 func (d *Decider) inCompartment(typ string) bool {
-	if d.CompartmentTypes == nil {
+	if d.PatientFree == nil {
 		return true
 	}
-	return d.CompartmentTypes(typ)
+	return !d.PatientFree(typ)
 }
 
 func (d *Decider) now() time.Time {
@@ -122,10 +127,10 @@ func (d *Decider) now() time.Time {
 // its context's constraint ANDed with its granular query:
 //
 //   - patient/: the token's patient compartment, CompartmentCond
-//     {"Patient/<patient>"}, for types that can be in a Patient compartment.
-//     Types outside every patient compartment (Practitioner, Organization,
-//     Location, Medication, ...) hold no patient data and are readable
-//     (r, s only) when the scope covers them; writing them is denied.
+//     {"Patient/<patient>"}, for every type that can carry patient data.
+//     Types that hold none (PatientFree: Practitioner, Organization,
+//     Location, Medication, ...) are readable (r, s only) when the scope
+//     covers them; writing them is denied.
 //     A patient/ scope without a patient claim grants nothing.
 //   - user/: by fhirUser. Practitioner or PractitionerRole: unconstrained
 //     (the scopes are the limit); Patient: like patient/ with the user's

@@ -11,12 +11,12 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/search"
 )
 
-// nonCompartment are types outside every Patient compartment (CompartmentDefinition-patient).
+// nonCompartment are types that hold no patient data (search.PatientFree).
 var nonCompartment = []string{"Practitioner", "PractitionerRole", "Organization", "Location", "Medication"}
 
 func testDecider() *Decider {
 	return &Decider{
-		CompartmentTypes: func(t string) bool { return !slices.Contains(nonCompartment, t) },
+		PatientFree: func(t string) bool { return slices.Contains(nonCompartment, t) },
 		CompileQuery: func(typ string, q url.Values) (search.Expr, error) {
 			keys := make([]string, 0, len(q))
 			for k := range q {
@@ -169,7 +169,7 @@ func TestDecideNil(t *testing.T) {
 	if d.Decide(nil, Access{Read, "Patient"}).Allow {
 		t.Fatal("nil principal allowed")
 	}
-	// Without CompartmentTypes every type is compartment-bound (fail closed).
+	// Without PatientFree every type is compartment-bound (fail closed).
 	got := d.Decide(principal("patient/*.rs", "1", ""), Access{Read, "Practitioner"})
 	if !got.Allow || !reflect.DeepEqual(got.Where, cpt("1")) {
 		t.Fatalf("got %+v", got)

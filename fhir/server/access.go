@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir"
@@ -120,6 +123,9 @@ func isReadLike(i smart.Interaction) bool {
 
 // constrain returns the per-type constraint function the search engine ANDs
 // into every store query; types the caller may not search are Const{false}.
+// Patient-facing callers read a Binary by id only (the attachment URL of a
+// resource they can see): its link to a patient is decided per read
+// (binaryLinked), not by a query.
 func (s *Server) constrain(c *caller) func(string) search.Expr {
 	if c == nil || c.p == nil {
 		return nil
@@ -130,7 +136,7 @@ func (s *Server) constrain(c *caller) func(string) search.Expr {
 			return e
 		}
 		e, err := s.allow(c, "search", typ)
-		if err != nil {
+		if err != nil || typ == "Binary" && c.patientFacing() {
 			e = search.Const{Value: false}
 		} else if e == nil {
 			e = search.Const{Value: true}
@@ -154,4 +160,332 @@ func subject(rec store.Record) search.Subject {
 		Type: rec.Type, ID: rec.ID, LastUpdated: rec.LastUpdated, Index: &rec.Index,
 		PatientVisible: rec.Release.Patient, ProxyVisible: rec.Release.Proxy,
 	}
+}
+
+// patientFacing reports whether release rules apply to the caller: a
+// patient's or a proxy's app.
+func (c *caller) patientFacing() bool { return c != nil && c.p != nil && c.audience != audienceNone }
+
+// actingPatients lists the patients ("Patient/1") a patient-facing caller
+// acts for: the token's patient, else the fhirUser patient, else (a proxy
+// with user/ scopes) every patient a current grant names.
+func (c *caller) actingPatients() []string {
+	if c.p.Patient != "" {
+		return []string{"Patient/" + strings.TrimPrefix(c.p.Patient, "Patient/")}
+	}
+	if strings.HasPrefix(c.p.FHIRUser, "Patient/") {
+		return []string{c.p.FHIRUser}
+	}
+	var out []string
+	for _, g := range c.grants {
+		p := "Patient/" + strings.TrimPrefix(g.Patient, "Patient/")
+		if g.Patient != "" && !contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// canSee reports whether the caller may read version rec: its read
+// scopes, the patient compartment, release rules and sensitive labels,
+// evaluated exactly as a search would. A Binary seen by a patient-facing
+// caller follows what links it to a patient (binaryLinked). Every write
+// to an existing resource asks this first, so a resource the caller
+// cannot read answers exactly as one that does not exist (404).
+func (s *Server) canSee(ctx context.Context, c *caller, rec store.Record) (bool, error) {
+	if c == nil || c.p == nil {
+		return true, nil
+	}
+	where, err := s.allow(c, smart.Read, rec.Type)
+	if err != nil {
+		return false, nil // no read scope: nothing of the type is visible
+	}
+	if rec.Type == "Binary" && c.patientFacing() {
+		linked, ok, err := s.binaryLinked(ctx, c, rec)
+		if err != nil || !ok {
+			return false, err
+		}
+		rec = linked
+	}
+	return visible(where, rec), nil
+}
+
+// maxBinaryLinks bounds the resources a Binary's visibility is decided
+// from; a Binary carried by more is not shown to patient-facing callers.
+const maxBinaryLinks = 50
+
+// binaryLinked decides what links Binary rec to a patient for a
+// patient-facing caller (binary.html#security: securityContext), and
+// returns rec in the compartments of those links:
+//   - Binary.securityContext: the Patient itself, or a resource the caller
+//     must be able to read (so the Binary of a held or excluded result is
+//     held or excluded with it, and a Binary of an HIV result is withheld
+//     from proxies like the result);
+//   - every resource whose Attachment.url points at it (search.BinaryLinkParam):
+//     each must be readable by the caller, so naming someone else's Binary
+//     in one's own DocumentReference does not reveal it.
+//
+// ok is false when nothing links it, or a link is out of the caller's reach.
+func (s *Server) binaryLinked(ctx context.Context, c *caller, rec store.Record) (store.Record, bool, error) {
+	var links []store.Record
+	direct := false
+	if len(rec.Raw) > 0 {
+		tree, err := fhir.Decode(rec.Raw)
+		if err != nil {
+			return rec, false, err
+		}
+		if ref := securityContext(tree); ref != "" {
+			typ, id, _ := strings.Cut(ref, "/")
+			switch {
+			case typ == "Patient":
+				direct = true // in the compartment by extraction
+			case typ == "Binary" || !fhir.IsResourceType(typ) || !fhir.ValidID(id):
+				return rec, false, nil
+			default:
+				t, err := s.cfg.Store.Read(ctx, typ, id)
+				if errors.Is(err, store.ErrNotFound) || err == nil && t.Deleted {
+					return rec, false, nil
+				}
+				if err != nil {
+					return rec, false, err
+				}
+				links = append(links, t)
+			}
+		}
+	}
+	page, err := s.cfg.Store.Search(ctx, store.Query{
+		Filter: search.RefCond{Param: search.BinaryLinkParam, Targets: []string{"Binary/" + rec.ID}},
+		Count:  maxBinaryLinks + 1,
+	})
+	if err != nil {
+		return rec, false, err
+	}
+	if len(page.Records) > maxBinaryLinks {
+		return rec, false, nil
+	}
+	for _, r := range page.Records {
+		if r.Type != "Binary" {
+			links = append(links, r)
+		}
+	}
+	if len(links) == 0 && !direct {
+		return rec, false, nil
+	}
+	idx := rec.Index
+	idx.Compartments = slices.Clone(idx.Compartments)
+	idx.Security = slices.Clone(idx.Security)
+	for _, l := range links {
+		where, err := s.allow(c, smart.Read, l.Type)
+		if err != nil || !visible(where, l) {
+			return rec, false, nil
+		}
+		for _, cpt := range l.Index.Compartments {
+			if !slices.Contains(idx.Compartments, cpt) {
+				idx.Compartments = append(idx.Compartments, cpt)
+			}
+		}
+		for _, lbl := range l.Index.Security {
+			if !slices.Contains(idx.Security, lbl) {
+				idx.Security = append(idx.Security, lbl)
+			}
+		}
+	}
+	rec.Index = idx
+	return rec, true, nil
+}
+
+// securityContext is Binary.securityContext.reference ("" for none).
+func securityContext(tree map[string]any) string {
+	sc, _ := tree["securityContext"].(map[string]any)
+	ref, _ := sc["reference"].(string)
+	return ref
+}
+
+// writerOrigin is the code of the origin tag (smart.OriginSystem) a write
+// by c carries: patient-facing apps' writes are marked, nobody else's.
+func writerOrigin(c *caller) string {
+	if c.patientFacing() {
+		return smart.OriginPatientApp
+	}
+	return ""
+}
+
+// patientAuthored reports whether rec was written by a patient-facing app.
+func patientAuthored(rec store.Record) bool {
+	for _, t := range rec.Index.Tok {
+		if t.P == "_tag" && t.S == smart.OriginSystem && t.C == smart.OriginPatientApp {
+			return true
+		}
+	}
+	return false
+}
+
+// notPatientAuthored is the condition EMR and practitioner conditional
+// writes add: they never match what a patient-facing app wrote.
+func notPatientAuthored() search.Expr {
+	sys, code := smart.OriginSystem, smart.OriginPatientApp
+	return search.Not{Arg: search.TokenCond{Param: "_tag", System: &sys, Code: &code}}
+}
+
+// checkPatientType refuses, before anything is read, a write a
+// patient-facing app may never make to typ (smart.PatientWrites): 403.
+func checkPatientType(c *caller, interaction smart.Interaction, typ string) error {
+	if !c.patientFacing() {
+		return nil
+	}
+	rule, ok := smart.PatientWrites[typ]
+	switch {
+	case !ok:
+		return fhir.Errorf(fhir.KindForbidden, "patient-facing apps may not write %s resources", typ)
+	case interaction == smart.Create && !rule.Create:
+		return fhir.Errorf(fhir.KindForbidden, "patient-facing apps may not create %s resources", typ)
+	case interaction != smart.Create && !rule.Change:
+		return fhir.Errorf(fhir.KindForbidden, "patient-facing apps may not change %s resources", typ)
+	case typ == "Patient" && interaction == smart.Delete:
+		return fhir.Errorf(fhir.KindForbidden, "patient-facing apps may not delete Patient resources")
+	}
+	return nil
+}
+
+// existingForWrite resolves the current version of typ/id for an update,
+// patch or delete by c: a resource the caller cannot read answers exactly
+// as one that does not exist (404), before any precondition is looked at,
+// and a patient-facing app may change only what such an app wrote (and a
+// patient their own Patient resource). cur is the store's answer.
+func (s *Server) existingForWrite(ctx context.Context, c *caller, interaction smart.Interaction, typ, id string, cur store.Record) error {
+	if c == nil || c.p == nil {
+		return nil
+	}
+	if cur.Deleted {
+		prev, err := s.cfg.Store.VRead(ctx, typ, id, cur.VersionID-1)
+		if err != nil {
+			return fhir.NotFound(typ, id)
+		}
+		cur = prev
+	}
+	ok, err := s.canSee(ctx, c, cur)
+	if err != nil {
+		return err
+	}
+	if !ok && !c.patientFacing() {
+		// An EMR or practitioner may hold a write scope without read:
+		// what its write scope covers is within its reach.
+		if where, err := s.allow(c, interaction, typ); err == nil && visible(where, cur) {
+			ok = true
+		}
+	}
+	if !ok {
+		return fhir.NotFound(typ, id)
+	}
+	if !c.patientFacing() {
+		return nil
+	}
+	if typ == "Patient" {
+		if !contains(c.actingPatients(), "Patient/"+id) {
+			return fhir.Errorf(fhir.KindForbidden, "a patient-facing app may change only the Patient resource of the patient it acts for")
+		}
+		return nil
+	}
+	if !patientAuthored(cur) {
+		return fhir.Errorf(fhir.KindForbidden, "%s/%s was recorded by the care team; a patient-facing app may change only what patient-facing apps wrote", typ, id)
+	}
+	return nil
+}
+
+// checkPatientContent checks the new version rec a patient-facing app
+// writes (tree is its content, cur the version it replaces, nil for a
+// create): it lands in exactly one acting patient's record and in no
+// other patient's, an owner parameter (smart.WriteRule.Owner) names that
+// patient, every Binary it points at is one the caller can read, and a
+// Patient keeps its protected elements.
+func (s *Server) checkPatientContent(ctx context.Context, c *caller, rec store.Record, tree map[string]any, cur *store.Record) error {
+	if !c.patientFacing() {
+		return nil
+	}
+	outside := func(why string) error {
+		return fhir.Errorf(fhir.KindForbidden, "%s would be outside the record this app may write: %s", rec.Type, why)
+	}
+	acting := c.actingPatients()
+	if rec.Type == "Patient" {
+		if !contains(acting, "Patient/"+rec.ID) {
+			return outside("it is another patient's record")
+		}
+		return s.checkPatientElements(ctx, c, rec, tree, cur)
+	}
+	cpts := rec.Index.Compartments
+	if rec.Type == "Binary" {
+		ref := securityContext(tree)
+		if ref == "" {
+			return outside("a Binary written by a patient-facing app needs a securityContext (the patient, or a resource of the patient's)")
+		}
+		linked, ok, err := s.binaryLinked(ctx, c, rec)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return outside("its securityContext is not a resource this app can read")
+		}
+		cpts = linked.Index.Compartments
+	}
+	if len(cpts) == 0 {
+		return outside("it names no patient")
+	}
+	owner := cpts[0]
+	for _, p := range cpts {
+		if p != owner {
+			return outside("it names more than one patient")
+		}
+	}
+	if !contains(acting, owner) {
+		return outside("it belongs to another patient")
+	}
+	rule := smart.PatientWrites[rec.Type]
+	if len(rule.Owner) > 0 {
+		named := false
+		for _, r := range rec.Index.Ref {
+			if r.T == "Patient" && "Patient/"+r.I == owner && slices.Contains(rule.Owner, r.P) {
+				named = true
+			}
+		}
+		if !named {
+			return outside("its " + strings.Join(rule.Owner, " or ") + " must be the patient")
+		}
+	}
+	return s.checkPatientElements(ctx, c, rec, tree, cur)
+}
+
+// checkPatientElements checks what any patient-facing write carries
+// besides its owner: the Binaries it points at, and a Patient's protected
+// elements.
+func (s *Server) checkPatientElements(ctx context.Context, c *caller, rec store.Record, tree map[string]any, cur *store.Record) error {
+	for _, r := range rec.Index.Ref {
+		if r.P != search.BinaryLinkParam {
+			continue
+		}
+		b, err := s.cfg.Store.Read(ctx, "Binary", r.I)
+		if err == nil && !b.Deleted {
+			ok, err := s.canSee(ctx, c, b)
+			if err != nil {
+				return err
+			}
+			if ok {
+				continue
+			}
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fhir.Errorf(fhir.KindForbidden, "%s points at %s, which this app cannot read", rec.Type, r.R)
+	}
+	if rec.Type == "Patient" && cur != nil {
+		old, err := fhir.Decode(cur.Raw)
+		if err != nil {
+			return err
+		}
+		for _, k := range smart.ProtectedPatientElements {
+			if !reflect.DeepEqual(old[k], tree[k]) || !reflect.DeepEqual(old["_"+k], tree["_"+k]) {
+				return fhir.Errorf(fhir.KindForbidden, "a patient-facing app may not change Patient.%s", k).At("Patient." + k)
+			}
+		}
+	}
+	return nil
 }

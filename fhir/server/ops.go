@@ -115,12 +115,21 @@ func (s *Server) releaseOp(ctx context.Context, x *exchange) (*fhir.Response, er
 	if !release && note == "" {
 		return nil, fhir.Invalid("Parameters.parameter.reason", "$hold needs a reason")
 	}
-	cur, err := s.cfg.Store.Read(ctx, x.rt.typ, x.rt.id)
-	if errors.Is(err, store.ErrNotFound) || err == nil && cur.Deleted {
-		return nil, fhir.NotFound(x.rt.typ, x.rt.id)
-	}
+	cur, ok, err := s.current(ctx, x.c, x.rt.typ, x.rt.id)
 	if err != nil {
 		return nil, err
+	}
+	if !ok || cur.Deleted {
+		return nil, fhir.NotFound(x.rt.typ, x.rt.id)
+	}
+	if !release {
+		// Requests that began before the hold ends have their AuditEvents
+		// re-checked by the writer (RecheckHeld).
+		s.holding.Add(1)
+		defer func() {
+			s.holdEnd.Store(s.seq.Load())
+			s.holding.Add(-1)
+		}()
 	}
 	by := "unknown"
 	if x.c != nil && x.c.p != nil {
@@ -150,6 +159,9 @@ func (s *Server) releaseOp(ctx context.Context, x *exchange) (*fhir.Response, er
 			return nil, err
 		}
 		cur.Release = rel
+	}
+	if err := s.releaseVersions(ctx, cur, rel, release); err != nil {
+		return nil, err
 	}
 	s.releaseAudit(ctx, cur)
 	if err := s.provenance(ctx, x, cur, by, note, now, release); err != nil {
@@ -206,22 +218,106 @@ func (s *Server) annotate(ctx context.Context, cur store.Record, by, note string
 	return rec, nil
 }
 
-// releaseAudit gives AuditEvents that reference rec the release state of
-// rec, so a patient's audit view reveals a held resource only once it is
-// released (the audit sink gives new AuditEvents the state of what they
-// reference).
-func (s *Server) releaseAudit(ctx context.Context, rec store.Record) {
-	page, err := s.cfg.Store.Search(ctx, store.Query{Types: []string{"AuditEvent"},
-		Filter: search.RefCond{Param: "entity", Targets: []string{rec.Key()}}, Count: 1000})
-	if err != nil {
-		s.cfg.Logger.ErrorContext(ctx, "release: audit events not updated", "err", err)
-		return
-	}
-	for _, ae := range page.Records {
-		rel := rec.Release
-		if err := s.cfg.Store.SetDerived(ctx, ae.Type, ae.ID, ae.VersionID, nil, &rel); err != nil {
-			s.cfg.Logger.ErrorContext(ctx, "release: audit event not updated", "id", ae.ID, "err", err)
+// releaseVersions gives the earlier versions of cur the state of a
+// $hold (every one: a held resource hides its whole history, vread
+// included) or of a $release (those a $hold had held).
+func (s *Server) releaseVersions(ctx context.Context, cur store.Record, rel store.Release, release bool) error {
+	for v := cur.VersionID - 1; v >= 1; v-- {
+		old, err := s.cfg.Store.VRead(ctx, cur.Type, cur.ID, v)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
 		}
+		if err != nil {
+			return err
+		}
+		if old.Deleted || release && old.Release.State != policy.StateHeld {
+			continue
+		}
+		r := rel
+		if err := s.cfg.Store.SetDerived(ctx, cur.Type, cur.ID, v, nil, &r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RecheckHeld reports whether the AuditEvent of request seq must take its
+// release state from the store when it is written (HeldUntil) rather than
+// from what the request saw: a $hold was under way or ended after the
+// request began, so what it saw may have been held since.
+func (s *Server) RecheckHeld(seq int64) bool {
+	return s.holding.Load() > 0 || seq <= s.holdEnd.Load()
+}
+
+// HeldUntil is the release state an AuditEvent naming keys ("Type/id" or
+// "Type/id/_history/n") inherits: visible to patient-facing callers only
+// when every resource it names is.
+func (s *Server) HeldUntil(ctx context.Context, keys []string) store.Release {
+	var out store.Release
+	for _, k := range keys {
+		parts := strings.Split(k, "/")
+		if len(parts) < 2 || !fhir.IsResourceType(parts[0]) || !fhir.ValidID(parts[1]) {
+			continue
+		}
+		r, err := s.cfg.Store.Read(ctx, parts[0], parts[1])
+		if err != nil {
+			continue
+		}
+		if r.Deleted {
+			if prev, err := s.cfg.Store.VRead(ctx, r.Type, r.ID, r.VersionID-1); err == nil {
+				r = prev
+			}
+		}
+		if r.Release.Patient.After(out.Patient) {
+			out.Patient, out.Rule, out.State = r.Release.Patient, r.Release.Rule, r.Release.State
+		}
+		if r.Release.Proxy.After(out.Proxy) {
+			out.Proxy = r.Release.Proxy
+		}
+	}
+	if !out.Patient.IsZero() || !out.Proxy.IsZero() {
+		out.State = "follows-subject"
+	}
+	return out
+}
+
+// releaseAudit gives every AuditEvent that names rec the release state of
+// everything it names (HeldUntil), so a patient's audit view reveals a
+// held resource only once it is released. Events still queued are written
+// first (audit.Logger.Flush), so none escapes; events of requests that
+// began before the hold ends are re-checked by the writer (RecheckHeld).
+func (s *Server) releaseAudit(ctx context.Context, rec store.Record) {
+	if s.cfg.Audit != nil {
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := s.cfg.Audit.Flush(fctx); err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "release: audit queue not flushed", "err", err)
+		}
+		cancel()
+	}
+	q := store.Query{Types: []string{"AuditEvent"},
+		Filter: search.RefCond{Param: "entity", Targets: []string{rec.Key()}}, Count: 1000}
+	for {
+		page, err := s.cfg.Store.Search(ctx, q)
+		if err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "release: audit events not updated", "err", err)
+			return
+		}
+		for _, ae := range page.Records {
+			var keys []string
+			for _, r := range ae.Index.Ref {
+				if r.P == "entity" && r.R != "" {
+					keys = append(keys, r.R)
+				}
+			}
+			rel := s.HeldUntil(ctx, keys)
+			if err := s.cfg.Store.SetDerived(ctx, ae.Type, ae.ID, ae.VersionID, nil, &rel); err != nil {
+				s.cfg.Logger.ErrorContext(ctx, "release: audit event not updated", "id", ae.ID, "err", err)
+			}
+		}
+		if page.Next == "" {
+			return
+		}
+		q.Cursor = page.Next
 	}
 }
 
@@ -265,12 +361,12 @@ func (s *Server) releaseStatus(ctx context.Context, x *exchange) (*fhir.Response
 	if err := s.clinician(x); err != nil {
 		return nil, err
 	}
-	cur, err := s.cfg.Store.Read(ctx, x.rt.typ, x.rt.id)
-	if errors.Is(err, store.ErrNotFound) || err == nil && cur.Deleted {
-		return nil, fhir.NotFound(x.rt.typ, x.rt.id)
-	}
+	cur, ok, err := s.current(ctx, x.c, x.rt.typ, x.rt.id)
 	if err != nil {
 		return nil, err
+	}
+	if !ok || cur.Deleted {
+		return nil, fhir.NotFound(x.rt.typ, x.rt.id)
 	}
 	x.touched(cur)
 	return s.statusResponse(cur, s.cfg.Now())

@@ -20,27 +20,18 @@ import (
 // read is http.html#read. A resource outside the caller's reach (scopes,
 // compartment, release rules) is 404, exactly like one that does not exist.
 func (s *Server) read(ctx context.Context, x *exchange) (*fhir.Response, error) {
-	where, err := s.allow(x.c, "read", x.rt.typ)
+	if _, err := s.allow(x.c, "read", x.rt.typ); err != nil {
+		return nil, err
+	}
+	rec, ok, err := s.current(ctx, x.c, x.rt.typ, x.rt.id)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.cfg.Store.Read(ctx, x.rt.typ, x.rt.id)
-	if errors.Is(err, store.ErrNotFound) {
+	if !ok {
 		return nil, fhir.NotFound(x.rt.typ, x.rt.id)
-	}
-	if err != nil {
-		return nil, err
 	}
 	if rec.Deleted {
-		// The tombstone tells nothing about the content; but a caller that
-		// could never see the resource must not learn it existed.
-		if prev, perr := s.cfg.Store.VRead(ctx, rec.Type, rec.ID, rec.VersionID-1); perr == nil && !visible(where, prev) {
-			return nil, fhir.NotFound(x.rt.typ, x.rt.id)
-		}
 		return nil, gone(rec)
-	}
-	if !visible(where, rec) {
-		return nil, fhir.NotFound(x.rt.typ, x.rt.id)
 	}
 	x.touched(rec)
 	if r := notModified(x.req, rec); r != nil {
@@ -76,10 +67,38 @@ func notModified(req *fhir.Request, rec store.Record) *fhir.Response {
 	return nil
 }
 
-// vread is http.html#vread.
-func (s *Server) vread(ctx context.Context, x *exchange) (*fhir.Response, error) {
-	where, err := s.allow(x.c, "vread", x.rt.typ)
+// current returns the current version of typ/id when the caller may see
+// the resource (canSee): for a tombstone, when it could see the version
+// before (the tombstone tells nothing about the content, but a caller that
+// could never see the resource must not learn it existed). ok is false
+// for a missing resource and for one outside the caller's reach alike.
+func (s *Server) current(ctx context.Context, c *caller, typ, id string) (store.Record, bool, error) {
+	rec, err := s.cfg.Store.Read(ctx, typ, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, false, nil
+	}
 	if err != nil {
+		return rec, false, err
+	}
+	shown := rec
+	if rec.Deleted {
+		prev, err := s.cfg.Store.VRead(ctx, typ, id, rec.VersionID-1)
+		if errors.Is(err, store.ErrNotFound) {
+			return rec, c == nil || c.p == nil, nil
+		}
+		if err != nil {
+			return rec, false, err
+		}
+		shown = prev
+	}
+	ok, err := s.canSee(ctx, c, shown)
+	return rec, ok, err
+}
+
+// vread is http.html#vread. The version must be visible, and so must the
+// resource now: a resource held or excluded since hides every version.
+func (s *Server) vread(ctx context.Context, x *exchange) (*fhir.Response, error) {
+	if _, err := s.allow(x.c, "vread", x.rt.typ); err != nil {
 		return nil, err
 	}
 	vid, err := strconv.ParseInt(x.rt.vid, 10, 64)
@@ -93,14 +112,28 @@ func (s *Server) vread(ctx context.Context, x *exchange) (*fhir.Response, error)
 	if err != nil {
 		return nil, err
 	}
+	notKnown := fhir.Errorf(fhir.KindNotFound, "version %d of %s/%s is not known", vid, x.rt.typ, x.rt.id)
+	if x.c != nil && x.c.p != nil {
+		if _, ok, err := s.current(ctx, x.c, x.rt.typ, x.rt.id); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, notKnown
+		}
+	}
 	if rec.Deleted {
-		if prev, perr := s.cfg.Store.VRead(ctx, rec.Type, rec.ID, vid-1); perr == nil && !visible(where, prev) {
-			return nil, fhir.Errorf(fhir.KindNotFound, "version %d of %s/%s is not known", vid, x.rt.typ, x.rt.id)
+		if prev, perr := s.cfg.Store.VRead(ctx, rec.Type, rec.ID, vid-1); perr == nil {
+			if ok, err := s.canSee(ctx, x.c, prev); err != nil {
+				return nil, err
+			} else if !ok {
+				return nil, notKnown
+			}
 		}
 		return nil, gone(rec)
 	}
-	if !visible(where, rec) {
-		return nil, fhir.Errorf(fhir.KindNotFound, "version %d of %s/%s is not known", vid, x.rt.typ, x.rt.id)
+	if ok, err := s.canSee(ctx, x.c, rec); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, notKnown
 	}
 	x.touched(rec)
 	return found(rec), nil
@@ -190,13 +223,16 @@ func (s *Server) history(ctx context.Context, x *exchange) (*fhir.Response, erro
 			return nil, err
 		}
 		where = w
+		if x.rt.typ == "Binary" && x.rt.id == "" && x.c.patientFacing() {
+			where = search.Const{Value: false} // read by id only (constrain)
+		}
 	} else if x.c != nil && x.c.p != nil {
 		// System history: every type the caller may see, each with its constraint.
 		var ors []search.Expr
 		all := true
 		for _, t := range fhir.ResourceTypes {
 			w, err := s.allow(x.c, smart.HistoryType, t)
-			if err != nil {
+			if err != nil || t == "Binary" && x.c.patientFacing() {
 				all = false
 				continue
 			}
@@ -238,11 +274,12 @@ func (s *Server) history(ctx context.Context, x *exchange) (*fhir.Response, erro
 		}
 	}
 	if x.rt.id != "" {
-		// An instance the caller cannot see at all is 404.
-		if _, err := s.cfg.Store.Read(ctx, x.rt.typ, x.rt.id); errors.Is(err, store.ErrNotFound) {
-			return nil, fhir.NotFound(x.rt.typ, x.rt.id)
-		} else if err != nil {
+		// An instance the caller cannot see now is 404 with or without
+		// _since, exactly like one that does not exist.
+		if _, ok, err := s.current(ctx, x.c, x.rt.typ, x.rt.id); err != nil {
 			return nil, err
+		} else if !ok {
+			return nil, fhir.NotFound(x.rt.typ, x.rt.id)
 		}
 	}
 	page, err := s.cfg.Store.History(ctx, q)

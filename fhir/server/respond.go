@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -123,6 +125,7 @@ func (s *Server) audit(ctx context.Context, x *exchange, resp *fhir.Response) {
 		}
 		e.Proxy = c.proxy
 	}
+	e.Seq = x.seq
 	for _, ev := range splitByPatient(e, x) {
 		if err := s.cfg.Audit.Log(ctx, ev); err != nil {
 			s.cfg.Logger.ErrorContext(ctx, "audit event not queued", "err", err, "interaction", e.Interaction)
@@ -133,25 +136,51 @@ func (s *Server) audit(ctx context.Context, x *exchange, resp *fhir.Response) {
 // splitByPatient records one AuditEvent per patient whose data was touched
 // (IHE BALP: one event per patient), each naming only that patient's
 // resources, so no patient's audit view shows another patient's data.
-// Resources in no patient compartment go in every event.
+// Resources in no patient compartment go in every event. A patient's
+// resources are further split by their security labels: the event naming
+// a sensitive resource carries its labels (withheld from proxies like the
+// resource), the others stay visible. Each event is released when
+// everything it names is. The query of an event is the caller's own when a
+// patient-facing app searched for that patient; otherwise values that
+// name other patients (or chains and _has, which can) are redacted.
 func splitByPatient(e audit.Event, x *exchange) []audit.Event {
 	patients := x.patients
 	if len(patients) <= 1 {
 		patients = []string{""} // one event naming everything
 	}
-	out := make([]audit.Event, 0, len(patients))
+	var out []audit.Event
 	for _, p := range patients {
-		ev := e
-		ev.Resources = nil
+		base := e
+		base.Resources = nil
 		if p != "" {
-			ev.Patients = []string{p}
+			base.Patients = []string{p}
 		}
+		owner := p
+		if owner == "" && len(x.patients) == 1 {
+			owner = x.patients[0]
+		}
+		if owner != "" && !(x.c.patientFacing() && contains(x.c.actingPatients(), owner)) {
+			base.Query = redactQuery(e.Query, owner)
+		}
+		groups := map[string]int{} // label set -> index in out
+		start := len(out)
 		for i, r := range x.resources {
 			if p != "" && len(x.owners[i]) > 0 && !contains(x.owners[i], p) {
 				continue
 			}
+			labels := slices.Clone(x.labels[i])
+			slices.Sort(labels)
+			key := strings.Join(labels, " ")
+			g, ok := groups[key]
+			if !ok {
+				ev := base
+				ev.Labels = labels
+				out = append(out, ev)
+				g = len(out) - 1
+				groups[key] = g
+			}
+			ev := &out[g]
 			ev.Resources = append(ev.Resources, r)
-			// The event is released when everything it names is.
 			if h := x.held[i]; h.Patient.After(ev.HeldUntilPatient) {
 				ev.HeldUntilPatient = h.Patient
 			}
@@ -159,7 +188,49 @@ func splitByPatient(e audit.Event, x *exchange) []audit.Event {
 				ev.HeldUntilProxy = h.Proxy
 			}
 		}
-		out = append(out, ev)
+		if len(out) == start {
+			out = append(out, base)
+		}
 	}
 	return out
+}
+
+// redactQuery keeps of query what concerns patient ("Patient/1"): values
+// that reference another Patient, or an id under a parameter that names
+// patients, are dropped, and chained and _has parameters (whose values
+// can name anyone) are replaced by "[redacted]".
+func redactQuery(query, patient string) string {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return ""
+	}
+	id := strings.TrimPrefix(patient, "Patient/")
+	out := url.Values{}
+	for k, vs := range q {
+		name, _, _ := strings.Cut(k, ":")
+		if strings.HasPrefix(k, "_has") || strings.Contains(k, ".") {
+			out[k] = []string{"[redacted]"}
+			continue
+		}
+		names := name == "patient" || name == "subject" || name == "_id" || name == "link" || name == "actor" || name == "beneficiary"
+		for _, v := range vs {
+			var keep []string
+			for _, part := range strings.Split(v, ",") {
+				other := false
+				if i := strings.LastIndex(part, "Patient/"); i >= 0 {
+					other = part[i+len("Patient/"):] != id
+				} else if names && !strings.Contains(part, "/") {
+					other = part != id
+				}
+				if !other {
+					keep = append(keep, part)
+				}
+			}
+			if len(keep) == 0 {
+				keep = []string{"[redacted]"}
+			}
+			out[k] = append(out[k], strings.Join(keep, ","))
+		}
+	}
+	return out.Encode()
 }

@@ -50,6 +50,10 @@ type Server struct {
 	cfg    Config
 	engine *engine.Engine
 	policy atomic.Pointer[policy.Policy]
+	// seq numbers requests in the order they start; holding counts the
+	// $hold operations under way, and holdEnd is seq when the last ended
+	// (RecheckHeld).
+	seq, holding, holdEnd atomic.Int64
 }
 
 // New builds a Server.
@@ -107,7 +111,7 @@ func (s *Server) Handle(ctx context.Context, req *fhir.Request) *fhir.Response {
 		return s.fail(ctx, req, nil, err, nil)
 	}
 	ctx = withCaller(ctx, c)
-	x := &exchange{req: req, rt: rt, c: c}
+	x := &exchange{req: req, rt: rt, c: c, seq: s.seq.Add(1)}
 	resp, err := s.dispatch(ctx, x)
 	if err != nil {
 		return s.fail(ctx, req, c, err, x)
@@ -127,9 +131,11 @@ type exchange struct {
 	patients    []string
 	// owners[i] lists the patient compartments of resources[i].
 	owners [][]string
-	// held[i] is the release state of resources[i].
-	held  []store.Release
-	query string
+	// held[i] is the release state of resources[i], labels[i] its security labels.
+	held   []store.Release
+	labels [][]string
+	query  string
+	seq    int64 // order of the request (Server.seq)
 }
 
 func (x *exchange) touched(recs ...store.Record) {
@@ -137,6 +143,7 @@ func (x *exchange) touched(recs ...store.Record) {
 		x.resources = append(x.resources, r.Key()+"/_history/"+itoa(r.VersionID))
 		x.owners = append(x.owners, r.Index.Compartments)
 		x.held = append(x.held, r.Release)
+		x.labels = append(x.labels, r.Index.Security)
 		for _, p := range r.Index.Compartments {
 			if !contains(x.patients, p) {
 				x.patients = append(x.patients, p)

@@ -12,6 +12,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/bundle"
 	"github.com/fhirgate/fhirgate/fhir/patch"
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/search/engine"
 	"github.com/fhirgate/fhirgate/policy"
 	"github.com/fhirgate/fhirgate/smart"
@@ -65,16 +66,68 @@ func (s *Server) version(typ, id string, vid int64, obj *fhir.Object, prev *stor
 	}
 	raw := obj.Bytes()
 	m := obj.Tree() // the same content as raw, decoded in the parse that checked it
-	idx, err := s.cfg.Registry.Extract(typ, m)
+	var prevRel *store.Release
+	if prev != nil && !prev.Deleted {
+		prevRel = &prev.Release
+	}
+	idx, rel, err := s.Derive(context.Background(), typ, m, now, prevRel)
 	if err != nil {
 		return store.Record{}, fhir.Invalid("", "search values cannot be extracted: %v", err).Wrap(err)
 	}
-	in := policy.Input{Type: typ, Resource: m, LastUpdated: now}
-	if prev != nil && !prev.Deleted {
-		in.Previous = &prev.Release
-	}
-	rel := s.Policy().Evaluate(in)
 	return store.Record{Type: typ, ID: id, VersionID: vid, LastUpdated: now, Raw: raw, Index: idx, Release: rel}, nil
+}
+
+// Derive computes what the server stores beside a version's JSON: its
+// search values (with the compartments that link it to patients) and its
+// release state under the active policy (prev: the state of the version
+// it replaces, which keeps a clinician's $release or $hold). Writes and
+// reindexing both use it, so they cannot disagree.
+//   - A Bundle is released when every entry is: the most restrictive state
+//     of its entries applies, unless a clinician released or held it.
+//   - An AuditEvent follows what it names (HeldUntil).
+func (s *Server) Derive(ctx context.Context, typ string, m map[string]any, lastUpdated time.Time, prev *store.Release) (search.Index, store.Release, error) {
+	idx, err := s.cfg.Registry.Extract(typ, m)
+	if err != nil {
+		return search.Index{}, store.Release{}, err
+	}
+	if typ == "AuditEvent" {
+		return idx, s.HeldUntil(ctx, auditKeys(m)), nil
+	}
+	pol := s.Policy()
+	rel := pol.Evaluate(policy.Input{Type: typ, Resource: m, LastUpdated: lastUpdated, Previous: prev})
+	if typ == "Bundle" && rel.State != policy.StateReleased && rel.State != policy.StateHeld {
+		entries, _ := m["entry"].([]any)
+		for _, e := range entries {
+			em, _ := e.(map[string]any)
+			res, _ := em["resource"].(map[string]any)
+			rt, _ := res["resourceType"].(string)
+			if rt == "" || !fhir.IsResourceType(rt) {
+				continue
+			}
+			er := pol.Evaluate(policy.Input{Type: rt, Resource: res, LastUpdated: lastUpdated})
+			if er.Patient.After(rel.Patient) {
+				rel.Patient, rel.Rule, rel.State = er.Patient, er.Rule, er.State
+			}
+			if er.Proxy.After(rel.Proxy) {
+				rel.Proxy = er.Proxy
+			}
+		}
+	}
+	return idx, rel, nil
+}
+
+// auditKeys lists the "Type/id" entities an AuditEvent names.
+func auditKeys(m map[string]any) []string {
+	var keys []string
+	ents, _ := m["entity"].([]any)
+	for _, e := range ents {
+		em, _ := e.(map[string]any)
+		what, _ := em["what"].(map[string]any)
+		if ref, ok := what["reference"].(string); ok && strings.Count(ref, "/") >= 1 {
+			keys = append(keys, ref)
+		}
+	}
+	return keys
 }
 
 // commit applies ops now, or, inside a transaction Bundle, prepares them
@@ -117,8 +170,14 @@ func (s *Server) create(ctx context.Context, x *exchange) (*fhir.Response, error
 	if _, err := s.allow(x.c, "create", x.rt.typ); err != nil {
 		return nil, err
 	}
+	if err := checkPatientType(x.c, smart.Create, x.rt.typ); err != nil {
+		return nil, err
+	}
 	obj, err := s.checkBody(x.rt.typ, x.req.Body)
 	if err != nil {
+		return nil, err
+	}
+	if err := fhir.SetTag(obj, smart.OriginSystem, writerOrigin(x.c), ""); err != nil {
 		return nil, err
 	}
 	if cond := x.req.Header.Get("If-None-Exist"); cond != "" {
@@ -157,6 +216,9 @@ func (s *Server) create(ctx context.Context, x *exchange) (*fhir.Response, error
 	if err := s.checkWritable(x.c, "create", rec); err != nil {
 		return nil, err
 	}
+	if err := s.checkPatientContent(ctx, x.c, rec, obj.Tree(), nil); err != nil {
+		return nil, err
+	}
 	if err := s.commit(ctx, store.Op{Kind: store.OpCreate, Record: rec}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, fhir.Errorf(fhir.KindConflict, "%s/%s already exists", rec.Type, rec.ID).Wrap(err)
@@ -192,8 +254,24 @@ func (s *Server) lockCondition(ctx context.Context, typ string, q url.Values) (f
 }
 
 // match runs a conditional search (strict) within the caller's reach.
+//
+// A caller that is not a patient-facing app (an EMR, a practitioner) never
+// matches what a patient-facing app wrote: a patient cannot make an EMR's
+// If-None-Exist or conditional update land on a resource they wrote by
+// copying the EMR's identifier into it (identifier squatting).
 func (s *Server) match(ctx context.Context, c *caller, typ string, q url.Values, what string) ([]store.Record, error) {
-	recs, err := s.engine.Match(ctx, typ, q, s.constrain(c), 2)
+	constrain := s.constrain(c)
+	if !c.patientFacing() {
+		base := constrain
+		constrain = func(t string) search.Expr {
+			var e search.Expr
+			if base != nil {
+				e = base(t)
+			}
+			return search.AllOf(e, notPatientAuthored())
+		}
+	}
+	recs, err := s.engine.Match(ctx, typ, q, constrain, 2)
 	if err != nil {
 		return nil, engine.AsFHIR(err)
 	}
@@ -203,6 +281,9 @@ func (s *Server) match(ctx context.Context, c *caller, typ string, q url.Values,
 // update is http.html#update, with create-on-update and If-Match.
 func (s *Server) update(ctx context.Context, x *exchange) (*fhir.Response, error) {
 	if _, err := s.allow(x.c, "update", x.rt.typ); err != nil {
+		return nil, err
+	}
+	if err := checkPatientType(x.c, smart.Update, x.rt.typ); err != nil {
 		return nil, err
 	}
 	obj, err := s.checkBody(x.rt.typ, x.req.Body)
@@ -216,13 +297,24 @@ func (s *Server) update(ctx context.Context, x *exchange) (*fhir.Response, error
 	if bodyID != x.rt.id {
 		return nil, fhir.Invalid(x.rt.typ+".id", "the resource id %q does not match the URL's id %q", bodyID, x.rt.id)
 	}
-	return s.put(ctx, x, x.rt.id, obj, x.req.Header.Get("If-Match"))
+	return s.put(ctx, x, x.rt.id, obj, x.req.Header.Get("If-Match"), false)
 }
 
 // put writes a new version of typ/id from obj, retrying lost races unless
-// the client asked for a specific version (If-Match).
-func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Object, ifMatch string) (*fhir.Response, error) {
+// the client asked for a specific version (If-Match). A caller whose
+// access is constrained (a patient-facing app, a granular scope) cannot
+// create by PUT to an id unless found is set (a conditional update that
+// matched nothing): a missing id and one outside its reach both answer 404.
+func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Object, ifMatch string, found bool) (*fhir.Response, error) {
 	typ := x.rt.typ
+	where, err := s.allow(x.c, "update", typ)
+	if err != nil {
+		return nil, err
+	}
+	constrained := where != nil || x.c.patientFacing()
+	if err := fhir.SetTag(obj, smart.OriginSystem, writerOrigin(x.c), ""); err != nil {
+		return nil, err
+	}
 	var want int64
 	if ifMatch != "" {
 		v, ok := fhir.ParseETag(ifMatch)
@@ -239,30 +331,36 @@ func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Obje
 		}
 		var prev *store.Record
 		var curVid int64
+		if !exists && constrained && !found {
+			return nil, fhir.NotFound(typ, id)
+		}
 		if exists {
 			prev, curVid = &cur, cur.VersionID
-			if !cur.Deleted {
-				where, err := s.allow(x.c, "update", typ)
-				if err != nil {
-					return nil, err
-				}
-				if !visible(where, cur) {
-					return nil, fhir.Errorf(fhir.KindForbidden, "%s/%s is outside the data you may write", typ, id)
-				}
+			if err := s.existingForWrite(ctx, x.c, "update", typ, id, cur); err != nil {
+				return nil, err
+			}
+			if !cur.Deleted && !visible(where, cur) {
+				return nil, fhir.Errorf(fhir.KindForbidden, "%s/%s is outside the data you may write", typ, id)
 			}
 		}
 		if want != 0 && (!exists || cur.Deleted || curVid != want) {
-			return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match %s does not match the current version %s of %s/%s", ifMatch, fhir.ETag(curVid), typ, id)
+			return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match %s is not the current version of %s/%s", ifMatch, typ, id)
 		}
 		interaction := smart.Interaction("update")
 		if !exists || cur.Deleted {
 			interaction = "create"
+			if err := checkPatientType(x.c, smart.Create, typ); err != nil {
+				return nil, err
+			}
 		}
 		rec, err := s.version(typ, id, curVid+1, obj, prev)
 		if err != nil {
 			return nil, err
 		}
 		if err := s.checkWritable(x.c, interaction, rec); err != nil {
+			return nil, err
+		}
+		if err := s.checkPatientContent(ctx, x.c, rec, obj.Tree(), prev); err != nil {
 			return nil, err
 		}
 		err = s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: curVid})
@@ -295,6 +393,9 @@ func (s *Server) conditionalUpdate(ctx context.Context, x *exchange) (*fhir.Resp
 	if _, err := s.allow(x.c, "update", x.rt.typ); err != nil {
 		return nil, err
 	}
+	if err := checkPatientType(x.c, smart.Update, x.rt.typ); err != nil {
+		return nil, err
+	}
 	obj, err := s.checkBody(x.rt.typ, x.req.Body)
 	if err != nil {
 		return nil, err
@@ -315,15 +416,16 @@ func (s *Server) conditionalUpdate(ctx context.Context, x *exchange) (*fhir.Resp
 		if id == "" {
 			id = x.req.AssignID
 		}
+		found := bodyID == "" // a client-chosen id is a PUT to that id
 		if id == "" {
 			id = s.cfg.NewID()
 		}
-		return s.put(ctx, x, id, obj, "")
+		return s.put(ctx, x, id, obj, "", found)
 	case 1:
 		if bodyID != "" && bodyID != matches[0].ID {
 			return nil, fhir.Invalid(x.rt.typ+".id", "the resource id %q does not match the resource %s/%s found by the condition", bodyID, matches[0].Type, matches[0].ID)
 		}
-		return s.put(ctx, x, matches[0].ID, obj, x.req.Header.Get("If-Match"))
+		return s.put(ctx, x, matches[0].ID, obj, x.req.Header.Get("If-Match"), true)
 	}
 	return nil, fhir.Errorf(fhir.KindPreconditionFailed, "the condition matches %d resources", len(matches))
 }
@@ -338,19 +440,28 @@ func (s *Server) patchID(ctx context.Context, x *exchange, id string) (*fhir.Res
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPatientType(x.c, smart.Patch, x.rt.typ); err != nil {
+		return nil, err
+	}
 	ct := strings.ToLower(x.req.Header.Get("Content-Type"))
 	for try := 0; ; try++ {
 		cur, err := s.cfg.Store.Read(ctx, x.rt.typ, id)
-		if errors.Is(err, store.ErrNotFound) || err == nil && (cur.Deleted || !visible(where, cur)) {
+		if errors.Is(err, store.ErrNotFound) || err == nil && cur.Deleted {
 			return nil, fhir.NotFound(x.rt.typ, id)
 		}
 		if err != nil {
 			return nil, err
 		}
+		if err := s.existingForWrite(ctx, x.c, "patch", x.rt.typ, id, cur); err != nil {
+			return nil, err
+		}
+		if !visible(where, cur) {
+			return nil, fhir.Errorf(fhir.KindForbidden, "%s/%s is outside the data you may write", x.rt.typ, id)
+		}
 		if im := x.req.Header.Get("If-Match"); im != "" {
 			v, ok := fhir.ParseETag(im)
 			if !ok || v != cur.VersionID {
-				return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match %s does not match the current version %s", im, fhir.ETag(cur.VersionID))
+				return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match %s is not the current version of %s/%s", im, x.rt.typ, id)
 			}
 		}
 		var patched []byte
@@ -372,11 +483,17 @@ func (s *Server) patchID(ctx context.Context, x *exchange, id string) (*fhir.Res
 		if obj.String("id") != id {
 			return nil, fhir.Errorf(fhir.KindUnprocessable, "a patch may not change the resource id")
 		}
+		if err := fhir.SetTag(obj, smart.OriginSystem, writerOrigin(x.c), ""); err != nil {
+			return nil, err
+		}
 		rec, err := s.version(x.rt.typ, id, cur.VersionID+1, obj, &cur)
 		if err != nil {
 			return nil, err
 		}
 		if err := s.checkWritable(x.c, "patch", rec); err != nil {
+			return nil, err
+		}
+		if err := s.checkPatientContent(ctx, x.c, rec, obj.Tree(), &cur); err != nil {
 			return nil, err
 		}
 		err = s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: cur.VersionID})
@@ -422,12 +539,24 @@ func (s *Server) deleteID(ctx context.Context, x *exchange, id string) (*fhir.Re
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPatientType(x.c, smart.Delete, x.rt.typ); err != nil {
+		return nil, err
+	}
+	// A constrained caller gets 404 for a missing resource, as for one out
+	// of its reach (http.html#delete lets a server answer 404).
+	constrained := where != nil || x.c.patientFacing()
 	for try := 0; ; try++ {
 		cur, err := s.cfg.Store.Read(ctx, x.rt.typ, id)
 		if errors.Is(err, store.ErrNotFound) {
+			if constrained {
+				return nil, fhir.NotFound(x.rt.typ, id)
+			}
 			return &fhir.Response{Status: http.StatusNoContent, Header: http.Header{}}, nil
 		}
 		if err != nil {
+			return nil, err
+		}
+		if err := s.existingForWrite(ctx, x.c, "delete", x.rt.typ, id, cur); err != nil {
 			return nil, err
 		}
 		if cur.Deleted {
@@ -436,11 +565,11 @@ func (s *Server) deleteID(ctx context.Context, x *exchange, id string) (*fhir.Re
 			return &fhir.Response{Status: http.StatusNoContent, Header: h}, nil
 		}
 		if !visible(where, cur) {
-			return nil, fhir.NotFound(x.rt.typ, id)
+			return nil, fhir.Errorf(fhir.KindForbidden, "%s/%s is outside the data you may delete", x.rt.typ, id)
 		}
 		if im := x.req.Header.Get("If-Match"); im != "" {
 			if v, ok := fhir.ParseETag(im); !ok || v != cur.VersionID {
-				return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match %s does not match the current version %s", im, fhir.ETag(cur.VersionID))
+				return nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match %s is not the current version of %s/%s", im, x.rt.typ, id)
 			}
 		}
 		now := s.cfg.Now().UTC().Truncate(time.Millisecond)

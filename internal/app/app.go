@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/audit"
@@ -181,7 +180,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 				}
 				return p.Filter, nil
 			},
-			CompartmentTypes: func(typ string) bool { return len(reg.Compartment(typ)) > 0 || typ == "Patient" },
+			PatientFree: func(typ string) bool { return search.PatientFree[typ] },
 			SensitiveLabels:  o.Proxy.SensitiveLabels,
 			Now:              o.Now,
 		}
@@ -313,6 +312,17 @@ func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
 			}
 		}
 		rec.Release = store.Release{Patient: e.HeldUntilPatient, Proxy: e.HeldUntilProxy}
+		if a.Server.RecheckHeld(e.Seq) {
+			// A $hold ran while or after this request: what it saw may be
+			// held now, so the event takes the state of what it names.
+			now := a.Server.HeldUntil(ctx, e.Resources)
+			if now.Patient.After(rec.Release.Patient) {
+				rec.Release.Patient = now.Patient
+			}
+			if now.Proxy.After(rec.Release.Proxy) {
+				rec.Release.Proxy = now.Proxy
+			}
+		}
 		if !rec.Release.Patient.IsZero() || !rec.Release.Proxy.IsZero() {
 			rec.Release.State = "follows-subject"
 		}
@@ -333,29 +343,6 @@ func (a *App) auditSink(ctx context.Context, events []audit.Event) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// heldUntil is the release state an AuditEvent inherits from the resources
-// it names: visible to patient-facing callers only when all of them are.
-func (a *App) heldUntil(ctx context.Context, keys []string) store.Release {
-	var out store.Release
-	for _, k := range keys {
-		parts := strings.Split(k, "/")
-		if len(parts) < 2 {
-			continue
-		}
-		r, err := a.Store.Read(ctx, parts[0], parts[1])
-		if err != nil {
-			continue
-		}
-		if r.Release.Patient.After(out.Patient) {
-			out.Patient, out.Rule, out.State = r.Release.Patient, r.Release.Rule, r.Release.State
-		}
-		if r.Release.Proxy.After(out.Proxy) {
-			out.Proxy = r.Release.Proxy
-		}
-	}
-	return out
 }
 
 // Close stops everything: audit flush first (it writes to the store).

@@ -17,48 +17,29 @@ import (
 // under the active policy. A clinician's $release or $hold is kept; every
 // other state follows the new rules (a new exclusion hides data at once).
 func (a *App) Reindex(ctx context.Context, release bool) (int, error) {
-	pol := a.Server.Policy()
 	n := 0
 	err := a.Store.ForEach(ctx, "", func(r store.Record) error {
 		m, err := fhir.Decode(r.Raw)
 		if err != nil {
 			return fmt.Errorf("reindex %s: %w", r.Key(), err)
 		}
-		idx, err := a.Registry.Extract(r.Type, m)
+		var prev *store.Release
+		if r.Release.State == policy.StateReleased || r.Release.State == policy.StateHeld {
+			p := r.Release
+			prev = &p
+		}
+		idx, nr, err := a.Server.Derive(ctx, r.Type, m, r.LastUpdated, prev)
 		if err != nil {
 			return fmt.Errorf("reindex %s: %w", r.Key(), err)
 		}
 		var rel *store.Release
 		if release {
-			in := policy.Input{Type: r.Type, Resource: m, LastUpdated: r.LastUpdated}
-			if r.Release.State == policy.StateReleased || r.Release.State == policy.StateHeld {
-				prev := r.Release
-				in.Previous = &prev
-			}
-			nr := pol.Evaluate(in)
-			if r.Type == "AuditEvent" {
-				nr = a.heldUntil(ctx, auditKeys(m))
-			}
 			rel = &nr
 		}
 		n++
 		return a.Store.SetDerived(ctx, r.Type, r.ID, r.VersionID, &idx, rel)
 	})
 	return n, err
-}
-
-// auditKeys lists the "Type/id" entities an AuditEvent names.
-func auditKeys(m map[string]any) []string {
-	var keys []string
-	ents, _ := m["entity"].([]any)
-	for _, e := range ents {
-		em, _ := e.(map[string]any)
-		what, _ := em["what"].(map[string]any)
-		if ref, ok := what["reference"].(string); ok && strings.Count(ref, "/") >= 1 {
-			keys = append(keys, ref)
-		}
-	}
-	return keys
 }
 
 // policyStateFile remembers which policy the stored release states follow.
