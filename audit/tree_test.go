@@ -103,7 +103,10 @@ func forEachVariant(fn func(name string, e Event)) {
 		func(e *Event) {
 			e.Labels = []string{"http://terminology.hl7.org/CodeSystem/v3-ActCode|HIV", "http://terminology.hl7.org/CodeSystem/v3-ActCode|PSY"}
 		},
-		func(e *Event) { e.Labels = []string{"http://terminology.hl7.org/CodeSystem/v3-ActCode|HIV"}; e.Interaction = "search-type" },
+		func(e *Event) {
+			e.Labels = []string{"http://terminology.hl7.org/CodeSystem/v3-ActCode|HIV"}
+			e.Interaction = "search-type"
+		},
 	}
 	for in := range interactions {
 		for _, extra := range []string{in, "unknown-interaction"} {

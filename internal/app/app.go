@@ -180,9 +180,9 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 				}
 				return p.Filter, nil
 			},
-			PatientFree: func(typ string) bool { return search.PatientFree[typ] },
-			SensitiveLabels:  o.Proxy.SensitiveLabels,
-			Now:              o.Now,
+			PatientFree:     func(typ string) bool { return search.PatientFree[typ] },
+			SensitiveLabels: o.Proxy.SensitiveLabels,
+			Now:             o.Now,
 		}
 		issuers := o.Issuers
 		if len(issuers) == 0 {

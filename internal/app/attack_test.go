@@ -73,11 +73,11 @@ func TestNonCompartmentTypesFollowTheirLink(t *testing.T) {
 		{"Bundle/bun-a", 200},
 		{"Bundle/bun-b", 404},
 		{"Linkage/link-1", 404},
-		{"Binary/bin-doc-a", 200},       // carried by A's DocumentReference
-		{"Binary/bin-pat-a", 200},       // securityContext: A
-		{"Binary/bin-doc-b", 404},       // securityContext: B's DocumentReference
-		{"Binary/bin-doc-a-psy", 404},   // A's, but of an excluded note
-		{"Binary/bin-orphan", 404},      // linked to nobody
+		{"Binary/bin-doc-a", 200},     // carried by A's DocumentReference
+		{"Binary/bin-pat-a", 200},     // securityContext: A
+		{"Binary/bin-doc-b", 404},     // securityContext: B's DocumentReference
+		{"Binary/bin-doc-a-psy", 404}, // A's, but of an excluded note
+		{"Binary/bin-orphan", 404},    // linked to nobody
 		{"Binary/bin-doc-b/_history/1", 404},
 	} {
 		if r := h.req("GET", c.path, nil, tok); r.Status != c.status {
@@ -263,7 +263,7 @@ func TestAuditEventsShowOnlyWhatTheCallerMaySee(t *testing.T) {
 	h := w.h
 	put(h, "Observation", "hiv-c", strings.Replace(obs(w.pc, "laboratory", "75622-1"), `"status"`, hivLabel+`"status"`, 1))
 	doc := h.token(devissuer.MintOptions{Scope: "user/*.cruds", FHIRUser: "Practitioner/dr-1"})
-	h.req("GET", "Observation?patient=Patient/pat-c", nil, doc).must(t, 200)            // lab-c and hiv-c in one search
+	h.req("GET", "Observation?patient=Patient/pat-c", nil, doc).must(t, 200)           // lab-c and hiv-c in one search
 	h.req("GET", "Observation?patient=pat-a,pat-b&code=2160-0", nil, doc).must(t, 200) // two patients
 	h.req("GET", "Observation?subject:Patient.family=Bravo,Alpha", nil, doc).must(t, 200)
 	flush(t, h)
