@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -50,14 +51,18 @@ func (p Path) Render(root string) string {
 	return b.String()
 }
 
-// SyntaxError is fatal: the input is not JSON (RFC 8259) or nests deeper
-// than MaxDepth.
+// SyntaxError is fatal: the input is not JSON (RFC 8259), or it is JSON
+// beyond one of the parser's limits: nesting deeper than MaxDepth, a number
+// that overflows a 64-bit float, a lone UTF-16 surrogate escape.
 type SyntaxError struct {
 	Offset int
 	Line   int
 	Col    int
 	Msg    string
-	At     Path // set for the depth error, which has a meaningful location
+	// At is set (non-nil) for the limit errors, which have a meaningful
+	// location: the value's path (empty for the top-level value; for a
+	// property name, the object holding it). It is nil for syntax errors.
+	At Path
 }
 
 func (e *SyntaxError) Error() string {
@@ -69,7 +74,9 @@ func (e *SyntaxError) Error() string {
 func (e *SyntaxError) Outcome(root string) *Error {
 	fe := Invalid("", "%s", e.Error()).WithCode("structure")
 	if e.At != nil {
-		fe.At(e.At.Render(root))
+		if x := e.At.Render(root); x != "" {
+			fe.At(x)
+		}
 	}
 	return fe
 }
@@ -80,6 +87,14 @@ func (e *SyntaxError) Outcome(root string) *Error {
 // but FHIR JSON forbids (json.html: "objects SHALL NOT have duplicate
 // properties"). Values the FHIR rules reject but JSON allows (null, "",
 // {}, []) are left to the validator, which knows their context.
+//
+// Unlike encoding/json it refuses, with the value's location, what RFC 8259
+// lets a parser refuse or warns about: nesting deeper than MaxDepth, a
+// number outside the range of a 64-bit float (section 6: "implementations
+// [may] set limits on the range and precision of numbers"), and a string
+// escape that is a lone UTF-16 surrogate ("\ud800"; section 8.2: such a
+// string is not Unicode and its behavior is unpredictable), which
+// encoding/json silently turns into U+FFFD.
 //
 // When top is set it also records the members of the top-level object:
 // their key and value bytes and whether the value holds insignificant
@@ -92,14 +107,73 @@ type parser struct {
 	dups  []Path
 	stack Path // location of the value being parsed, for messages
 	top   *[]member
+	// objectFn, when set, makes each object's value from its keys in
+	// document order and its members (ParseJSONOrdered).
+	objectFn ObjectFunc
+	// discard: values are checked but not kept (CheckJSON); objects,
+	// arrays and strings decode to nil. sets holds a reused key set per
+	// depth for the duplicate check.
+	discard bool
+	sets    []map[string]struct{}
 }
 
-// ParseJSON decodes data as one JSON value (RFC 8259). A syntax error, or a
-// nesting deeper than MaxDepth, stops it with a *SyntaxError; duplicate keys
-// do not: their locations are returned and the last value wins.
+// ObjectFunc makes the value of a decoded JSON object from its keys, in
+// document order (a duplicate key keeps its first position), and its
+// members by key.
+type ObjectFunc func(keys []string, vals map[string]any) any
+
+// ParseJSON decodes data as one JSON value (RFC 8259). A syntax error, or
+// one of the limits (nesting deeper than MaxDepth, a number that overflows
+// a float64, a lone surrogate escape), stops it with a *SyntaxError;
+// duplicate keys do not: their locations are returned and the last value
+// wins.
 func ParseJSON(data []byte) (any, []Path, error) {
 	p := &parser{data: data}
 	return p.parse()
+}
+
+// ParseJSONOrdered is ParseJSON for callers that need the member order of
+// objects (fhir/patch): each object is the value object returns for it;
+// everything else, limits and duplicate reporting included, is ParseJSON's.
+func ParseJSONOrdered(data []byte, object ObjectFunc) (any, []Path, error) {
+	p := &parser{data: data, objectFn: object}
+	return p.parse()
+}
+
+// maxDuplicateIssues caps the duplicate issues CheckJSON lists.
+const maxDuplicateIssues = 20
+
+// CheckJSON checks that data is one JSON value ParseJSON accepts and that
+// no object anywhere in it has a duplicate property (json.html), without
+// keeping the decoded tree. It is for a body that is then decoded by
+// encoding/json (which would keep the last of two duplicates silently), such
+// as a batch or transaction Bundle. The error is a 400 *Error whose
+// expressions start with root ("Bundle.entry[0].request.url").
+func CheckJSON(data []byte, root string) error {
+	p := &parser{data: data, discard: true}
+	_, dups, err := p.parse()
+	if err != nil {
+		var se *SyntaxError
+		if errors.As(err, &se) {
+			return se.Outcome(root)
+		}
+		return Invalid("", "invalid JSON").Wrap(err)
+	}
+	if len(dups) == 0 {
+		return nil
+	}
+	fe := &Error{Kind: KindInvalid}
+	for i, d := range dups {
+		if i == maxDuplicateIssues {
+			fe.Issues = append(fe.Issues, Issue{Severity: "information", Code: "informational",
+				Diagnostics: fmt.Sprintf("%d more duplicate properties not listed", len(dups)-i)})
+			break
+		}
+		fe.Issues = append(fe.Issues, Issue{Severity: "error", Code: "structure",
+			Diagnostics: fmt.Sprintf("duplicate property %q in one JSON object (json.html)", d[len(d)-1].Key),
+			Expression:  []string{d.Render(root)}})
+	}
+	return fe
 }
 
 func (p *parser) parse() (any, []Path, error) {
@@ -162,6 +236,10 @@ func (p *parser) value() (any, error) {
 	case c == '[':
 		return p.array()
 	case c == '"':
+		if p.discard {
+			_, err := p.strBytes()
+			return nil, err
+		}
 		return p.str()
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.number()
@@ -186,11 +264,16 @@ func (p *parser) literal(lit string) error {
 func (p *parser) enter() error {
 	p.depth++
 	if p.depth > MaxDepth {
-		e := p.errorf("objects and arrays nest deeper than %d levels", MaxDepth)
-		e.At = append(Path(nil), p.stack...)
-		return e
+		return p.limitf("objects and arrays nest deeper than %d levels", MaxDepth)
 	}
 	return nil
+}
+
+// limitf is errorf for the limit errors: located at the value being parsed.
+func (p *parser) limitf(format string, args ...any) *SyntaxError {
+	e := p.errorf(format, args...)
+	e.At = append(Path{}, p.stack...)
+	return e
 }
 
 func (p *parser) object() (any, error) {
@@ -198,12 +281,28 @@ func (p *parser) object() (any, error) {
 		return nil, err
 	}
 	p.pos++ // {
-	obj := make(map[string]any)
-	p.skipSpace()
-	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+	var obj map[string]any
+	var seen map[string]struct{} // discard mode: the keys, for duplicates
+	if p.discard {
+		seen = p.keySet()
+	} else {
+		obj = make(map[string]any)
+	}
+	var keys []string
+	done := func() (any, error) {
 		p.pos++
 		p.depth--
+		switch {
+		case p.discard:
+			return nil, nil
+		case p.objectFn != nil:
+			return p.objectFn(keys, obj), nil
+		}
 		return obj, nil
+	}
+	p.skipSpace()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		return done()
 	}
 	for {
 		p.skipSpace()
@@ -228,14 +327,23 @@ func (p *parser) object() (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, dup := obj[k]; dup {
+		dup := false
+		if p.discard {
+			_, dup = seen[k]
+			seen[k] = struct{}{}
+		} else {
+			_, dup = obj[k]
+			obj[k] = v
+		}
+		if dup {
 			p.dups = append(p.dups, append(Path(nil), p.stack...))
+		} else if p.objectFn != nil {
+			keys = append(keys, k)
 		}
 		if p.top != nil && p.depth == 1 {
 			*p.top = append(*p.top, member{key: k, rawKey: p.data[keyStart:keyEnd], val: p.data[valStart:p.pos], compact: p.ws == ws})
 		}
 		p.stack = p.stack[:len(p.stack)-1]
-		obj[k] = v
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return nil, p.errorf("unexpected end of input, expected ',' or '}'")
@@ -244,13 +352,28 @@ func (p *parser) object() (any, error) {
 		case ',':
 			p.pos++
 		case '}':
-			p.pos++
-			p.depth--
-			return obj, nil
+			return done()
 		default:
 			return nil, p.errorf("unexpected %s after the value of %q, expected ',' or '}'", p.describe(), k)
 		}
 	}
+}
+
+// keySet returns an empty set for the keys of an object at the current
+// depth (discard mode), reusing the one of the previous object there unless
+// it grew large (clearing a large map costs its capacity).
+func (p *parser) keySet() map[string]struct{} {
+	for len(p.sets) <= p.depth {
+		p.sets = append(p.sets, nil)
+	}
+	m := p.sets[p.depth]
+	if m == nil || len(m) > 64 {
+		m = make(map[string]struct{})
+		p.sets[p.depth] = m
+	} else {
+		clear(m)
+	}
+	return m
 }
 
 func (p *parser) array() (any, error) {
@@ -258,22 +381,33 @@ func (p *parser) array() (any, error) {
 		return nil, err
 	}
 	p.pos++ // [
-	arr := make([]any, 0, 4)
-	p.skipSpace()
-	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+	var arr []any
+	if !p.discard {
+		arr = make([]any, 0, 4)
+	}
+	done := func() (any, error) {
 		p.pos++
 		p.depth--
+		if p.discard {
+			return nil, nil
+		}
 		return arr, nil
 	}
-	for {
+	p.skipSpace()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		return done()
+	}
+	for n := 0; ; n++ {
 		p.skipSpace()
-		p.stack = append(p.stack, Step{Index: len(arr)})
+		p.stack = append(p.stack, Step{Index: n})
 		v, err := p.value()
 		if err != nil {
 			return nil, err
 		}
 		p.stack = p.stack[:len(p.stack)-1]
-		arr = append(arr, v)
+		if !p.discard {
+			arr = append(arr, v)
+		}
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return nil, p.errorf("unexpected end of input, expected ',' or ']'")
@@ -282,9 +416,7 @@ func (p *parser) array() (any, error) {
 		case ',':
 			p.pos++
 		case ']':
-			p.pos++
-			p.depth--
-			return arr, nil
+			return done()
 		default:
 			return nil, p.errorf("unexpected %s in array, expected ',' or ']'", p.describe())
 		}
@@ -294,6 +426,13 @@ func (p *parser) array() (any, error) {
 // str decodes a JSON string starting at the opening quote. Strings must be
 // valid UTF-8 (RFC 8259 section 8.1; FHIR JSON is always UTF-8).
 func (p *parser) str() (string, error) {
+	b, err := p.strBytes()
+	return string(b), err
+}
+
+// strBytes is str without the conversion: a string without escapes is a
+// slice of the input.
+func (p *parser) strBytes() ([]byte, error) {
 	p.pos++ // opening quote
 	start := p.pos
 	ascii := true
@@ -303,24 +442,24 @@ func (p *parser) str() (string, error) {
 		case c == '"':
 			s := p.data[start:p.pos]
 			if !ascii && !utf8.Valid(s) {
-				return "", p.errorf("string is not valid UTF-8")
+				return nil, p.errorf("string is not valid UTF-8")
 			}
 			p.pos++
-			return string(s), nil
+			return s, nil
 		case c == '\\':
 			return p.strSlow(start)
 		case c < 0x20:
-			return "", p.errorf("control character 0x%02x in string must be escaped", c)
+			return nil, p.errorf("control character 0x%02x in string must be escaped", c)
 		case c >= 0x80:
 			ascii = false
 		}
 		p.pos++
 	}
-	return "", p.errorf("unterminated string")
+	return nil, p.errorf("unterminated string")
 }
 
 // strSlow decodes a string with escapes; pos is at the first backslash.
-func (p *parser) strSlow(start int) (string, error) {
+func (p *parser) strSlow(start int) ([]byte, error) {
 	buf := make([]byte, 0, p.pos-start+16)
 	buf = append(buf, p.data[start:p.pos]...)
 	for p.pos < len(p.data) {
@@ -328,12 +467,12 @@ func (p *parser) strSlow(start int) (string, error) {
 		switch {
 		case c == '"':
 			if !utf8.Valid(buf) {
-				return "", p.errorf("string is not valid UTF-8")
+				return nil, p.errorf("string is not valid UTF-8")
 			}
 			p.pos++
-			return string(buf), nil
+			return buf, nil
 		case c < 0x20:
-			return "", p.errorf("control character 0x%02x in string must be escaped", c)
+			return nil, p.errorf("control character 0x%02x in string must be escaped", c)
 		case c != '\\':
 			buf = append(buf, c)
 			p.pos++
@@ -341,7 +480,7 @@ func (p *parser) strSlow(start int) (string, error) {
 		}
 		// escape
 		if p.pos+1 >= len(p.data) {
-			return "", p.errorf("unterminated string")
+			return nil, p.errorf("unterminated string")
 		}
 		e := p.data[p.pos+1]
 		p.pos += 2
@@ -361,11 +500,12 @@ func (p *parser) strSlow(start int) (string, error) {
 		case 'u':
 			r, ok := p.hex4()
 			if !ok {
-				return "", p.errorf("invalid \\u escape in string")
+				return nil, p.errorf("invalid \\u escape in string")
 			}
 			if utf16.IsSurrogate(r) {
 				// A high surrogate followed by \uDC00-\uDFFF is one code point;
-				// a lone surrogate becomes U+FFFD as in encoding/json.
+				// a lone surrogate is refused (RFC 8259 section 8.2), where
+				// encoding/json would make it U+FFFD.
 				save := p.pos
 				if p.pos+1 < len(p.data) && p.data[p.pos] == '\\' && p.data[p.pos+1] == 'u' {
 					p.pos += 2
@@ -376,16 +516,16 @@ func (p *parser) strSlow(start int) (string, error) {
 						}
 					}
 				}
-				p.pos = save
-				r = utf8.RuneError
+				p.pos = save - 6
+				return nil, p.limitf("string holds a lone UTF-16 surrogate \\u%04x, which is not a Unicode character (RFC 8259 section 8.2)", r)
 			}
 			buf = utf8.AppendRune(buf, r)
 		default:
 			p.pos -= 1
-			return "", p.errorf("invalid escape '\\%c' in string", e)
+			return nil, p.errorf("invalid escape '\\%c' in string", e)
 		}
 	}
-	return "", p.errorf("unterminated string")
+	return nil, p.errorf("unterminated string")
 }
 
 func (p *parser) hex4() (rune, bool) {
@@ -424,12 +564,13 @@ func (p *parser) number() (any, error) {
 	if p.data[p.pos] == '-' {
 		p.pos++
 	}
+	intDigits := 1
 	if p.pos < len(p.data) && p.data[p.pos] == '0' {
 		p.pos++
 		if p.pos < len(p.data) && p.data[p.pos] >= '0' && p.data[p.pos] <= '9' {
 			return nil, p.errorf("number with a leading zero")
 		}
-	} else if digits() == 0 {
+	} else if intDigits = digits(); intDigits == 0 {
 		return nil, p.errorf("unexpected %s in number, expected a digit", p.describe())
 	}
 	if p.pos < len(p.data) && p.data[p.pos] == '.' {
@@ -438,7 +579,9 @@ func (p *parser) number() (any, error) {
 			return nil, p.errorf("unexpected %s in number, expected a digit after '.'", p.describe())
 		}
 	}
+	exp := false
 	if p.pos < len(p.data) && (p.data[p.pos] == 'e' || p.data[p.pos] == 'E') {
+		exp = true
 		p.pos++
 		if p.pos < len(p.data) && (p.data[p.pos] == '+' || p.data[p.pos] == '-') {
 			p.pos++
@@ -447,5 +590,22 @@ func (p *parser) number() (any, error) {
 			return nil, p.errorf("unexpected %s in number, expected a digit in the exponent", p.describe())
 		}
 	}
-	return json.Number(p.data[start:p.pos]), nil
+	lit := p.data[start:p.pos]
+	// Without an exponent, up to 308 integer digits stay below the largest
+	// float64 (1.8e308), so only other literals need the exact check.
+	if exp || intDigits > 308 {
+		if _, err := strconv.ParseFloat(string(lit), 64); err != nil {
+			p.pos = start
+			return nil, p.limitf("number %s is out of range: it overflows a 64-bit floating-point number (RFC 8259 section 6)", shorten(lit))
+		}
+	}
+	return json.Number(lit), nil
+}
+
+// shorten cuts a long literal for a message.
+func shorten(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:37]) + "..."
+	}
+	return string(b)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/fhirgate/fhirgate/fhir"
 )
@@ -96,16 +97,29 @@ func (s Scope) covers(typ string, need Perms) bool {
 //	openid fhirUser launch/patient offline_access
 //	                           non-resource scopes, kept but grant no data
 //
-// A scope starting with patient/, user/ or system/ that is not well formed
-// is reported in the returned *fhir.Error (one issue per scope, expression
-// "scope") and left out; every well-formed scope is still returned, so a
-// caller may choose to ignore malformed scopes (they grant nothing).
+// Tokens are separated by U+0020 only (RFC 6749 section 3.3: scope =
+// scope-token *( SP scope-token )); repeated spaces are tolerated. A token
+// with a character outside scope-token's set (%x21 / %x23-5B / %x5D-7E: no
+// tab, newline, '"', '\\', non-ASCII such as U+00A0), and a scope starting
+// with patient/, user/ or system/ that is not well formed, is reported in
+// the returned *fhir.Error (one issue per token, expression "scope") and
+// left out; every well-formed scope is still returned, so a caller may
+// choose to ignore malformed scopes (they grant nothing).
 func ParseScopes(s string) ([]Scope, error) {
-	fields := strings.Fields(s)
-	out := make([]Scope, 0, len(fields))
+	tokens := strings.Split(s, " ")
+	out := make([]Scope, 0, len(tokens))
 	var bad *fhir.Error
-	for _, raw := range fields {
-		sc, err := parseScope(raw)
+	for _, raw := range tokens {
+		if raw == "" {
+			continue
+		}
+		var sc Scope
+		var err error
+		if r, ok := badScopeRune(raw); ok {
+			err = fmt.Errorf("character %U is not allowed in a scope (RFC 6749 section 3.3)", r)
+		} else {
+			sc, err = parseScope(raw)
+		}
 		if err != nil {
 			issue := fhir.Issue{Severity: "error", Code: "invalid", Diagnostics: fmt.Sprintf("malformed scope %q: %v", raw, err), Expression: []string{"scope"}}
 			if bad == nil {
@@ -120,6 +134,22 @@ func ParseScopes(s string) ([]Scope, error) {
 		return out, bad
 	}
 	return out, nil
+}
+
+// badScopeRune returns the first character of tok outside scope-token
+// (RFC 6749 section 3.3: %x21 / %x23-5B / %x5D-7E).
+func badScopeRune(tok string) (rune, bool) {
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			if c >= 0x80 {
+				r, _ := utf8.DecodeRuneInString(tok[i:])
+				return r, true
+			}
+			return rune(c), true
+		}
+	}
+	return 0, false
 }
 
 func parseScope(raw string) (Scope, error) {

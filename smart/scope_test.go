@@ -4,13 +4,15 @@ import (
 	"errors"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/fhirgate/fhirgate/fhir"
 )
 
 // SMART App Launch 2.x scopes-and-launch-context.html: v1 and v2 syntax,
-// granular constraints, non-resource scopes.
+// granular constraints, non-resource scopes; RFC 6749 section 3.3: the
+// scope string's separator and token characters.
 func TestParseScopes(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -78,13 +80,56 @@ func TestParseScopesMalformed(t *testing.T) {
 	}
 }
 
-func TestParseScopesWhitespace(t *testing.T) {
-	got, err := ParseScopes("  openid\tpatient/*.rs \n launch/patient ")
-	if err != nil || len(got) != 3 || got[1].Type != "*" {
-		t.Fatalf("got %+v, %v", got, err)
+// RFC 6749 section 3.3: scope = scope-token *( SP scope-token ), scope-token
+// = 1*( %x21 / %x23-5B / %x5D-7E ). Only U+0020 separates; a token holding
+// any other character (tab, newline, U+00A0, U+2003, '"', '\\') is
+// malformed and grants nothing.
+func TestParseScopesSeparators(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string // raw scopes returned
+		bad      int      // malformed tokens reported
+	}{
+		{"spaces, repeated and around", "  openid  patient/*.rs   launch/patient ", []string{"openid", "patient/*.rs", "launch/patient"}, 0},
+		{"empty", "", nil, 0},
+		{"only spaces", "   ", nil, 0},
+		{"tab", "openid\tpatient/*.rs", nil, 1},
+		{"newline", "openid patient/Patient.r\nuser/*.cruds", []string{"openid"}, 1},
+		{"carriage return", "patient/*.rs\r", nil, 1},
+		{"no-break space U+00A0", "patient/Observation.rs\u00a0user/*.cruds launch", []string{"launch"}, 1},
+		{"em space U+2003", "patient/Observation.rs\u2003system/*.cruds", nil, 1},
+		{"ideographic space U+3000", "openid\u3000fhirUser", nil, 1},
+		{"non-ASCII letter", "patient/Observation.rs?code=caf\u00e9", nil, 1},
+		{"double quote", `patient/Observation.rs?code="x"`, nil, 1},
+		{"backslash", `patient/Observation.rs?code=a\b`, nil, 1},
+		{"DEL", "openid\x7f", nil, 1},
+		{"NUL", "openid\x00 fhirUser", []string{"fhirUser"}, 1},
+		{"every allowed punctuation", "x!#$%&'()*+,-./:;<=>?@[]^_`{|}~ patient/Observation.rs?code=a|b", []string{"x!#$%&'()*+,-./:;<=>?@[]^_`{|}~", "patient/Observation.rs?code=a|b"}, 0},
 	}
-	if got, _ := ParseScopes(""); len(got) != 0 {
-		t.Fatalf("empty: %+v", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseScopes(tt.in)
+			var raws []string
+			for _, s := range got {
+				raws = append(raws, s.Raw)
+			}
+			if !reflect.DeepEqual(raws, tt.want) {
+				t.Fatalf("ParseScopes(%q) = %q, want %q", tt.in, raws, tt.want)
+			}
+			if tt.bad == 0 {
+				if err != nil {
+					t.Fatalf("ParseScopes(%q): %v", tt.in, err)
+				}
+				return
+			}
+			var fe *fhir.Error
+			if !errors.As(err, &fe) || fe.Kind != fhir.KindInvalid || len(fe.Issues) != tt.bad || fe.Issues[0].Expression[0] != "scope" {
+				t.Fatalf("err = %v, want %d invalid issues at scope", err, tt.bad)
+			}
+			if !strings.Contains(fe.Issues[0].Diagnostics, "RFC 6749 section 3.3") {
+				t.Fatalf("diagnostics %q", fe.Issues[0].Diagnostics)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,11 @@
 // request (the Handler), and answers with a batch-response or
 // transaction-response Bundle.
 //
+// The body is checked by fhir.CheckJSON (no duplicate properties, the
+// parser's limits) before it is decoded. An entry that is itself a batch
+// or transaction (a POST to the base) is refused: in a transaction nothing
+// runs, in a batch that entry answers 400.
+//
 // A transaction is all-or-nothing: entries are processed in the order
 // DELETE, POST, PUT/PATCH, GET/HEAD (http.html#trules); fullUrl placeholders
 // (urn:uuid:, urn:oid:, and absolute fullUrls of created resources) and
@@ -124,6 +129,12 @@ func Process(ctx context.Context, h Handler, body []byte, opt Options) *fhir.Res
 		opt.Now = time.Now
 	}
 	opt.Base = strings.TrimRight(opt.Base, "/")
+	// The fhir parser first: encoding/json keeps the last of two duplicate
+	// properties silently (json.html forbids them) and nests 10,000 deep;
+	// the Bundle gets the limits of every resource body.
+	if err := fhir.CheckJSON(body, "Bundle"); err != nil {
+		return errorResponse(err)
+	}
 	var b wireBundle
 	if err := json.Unmarshal(body, &b); err != nil {
 		return errorResponse(fhir.Errorf(fhir.KindInvalid, "the Bundle is not valid JSON: %v", err).Wrap(err))
@@ -198,6 +209,13 @@ func (p *processor) parseEntry(i int, w *wireEntry) *entry {
 	path, query, err := p.splitURL(w.Request.URL)
 	if err != nil {
 		e.err = fhir.Invalid(entryExpr(i, "request.url"), "entry %d: request.url %q: %v", i, w.Request.URL, err)
+		return e
+	}
+	if path == "" && e.method == http.MethodPost {
+		// A POST to the base is itself a batch or transaction
+		// (http.html#transaction); one inside another would run the
+		// pipeline recursively and, in a transaction, commit on its own.
+		e.err = fhir.Invalid(entryExpr(i, "request.url"), "entry %d: a POST to the base is a batch or transaction, which cannot be nested in a Bundle entry (http.html#transaction)", i)
 		return e
 	}
 	e.path, e.query = path, query
@@ -297,11 +315,12 @@ func isTypeName(s string) bool {
 }
 
 // splitURL reads entry.request.url: relative to the base, or absolute
-// starting with the base.
+// starting with the base (the base itself included).
 func (p *processor) splitURL(raw string) (string, url.Values, error) {
 	u := raw
 	if i := strings.Index(u, "://"); i > 0 && !strings.ContainsAny(u[:i], "/?") {
-		if p.opt.Base == "" || !strings.HasPrefix(u, p.opt.Base+"/") {
+		b := p.opt.Base
+		if b == "" || !(u == b || strings.HasPrefix(u, b+"/") || strings.HasPrefix(u, b+"?")) {
 			return "", nil, fmt.Errorf("an absolute url must start with this server's base %q", p.opt.Base)
 		}
 		u = u[len(p.opt.Base):]

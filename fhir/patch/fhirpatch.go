@@ -23,14 +23,20 @@ import (
 // non-repeating element that has a value is refused, and a choice element
 // (Observation.value[x]) gets the key of the value's type (valueQuantity).
 // Primitive extensions ("_given") stay aligned with their values.
-func FHIRPathPatch(doc, parameters []byte) ([]byte, error) {
+//
+// At most MaxOperations operations; the patched resource may not exceed
+// MaxSize (default DefaultMaxSize). Unlike JSON Patch, a FHIRPath Patch
+// has no copy: what it adds comes from the Parameters, so the result is
+// checked once, at the end.
+func FHIRPathPatch(doc, parameters []byte, opts ...Option) ([]byte, error) {
+	lim := newLimits(opts)
 	rootV, err := decode(doc)
 	if err != nil {
-		return nil, fhir.Errorf(fhir.KindInvalid, "the resource to patch is not valid JSON: %v", err).Wrap(err)
+		return nil, storedError(err)
 	}
 	root, ok := rootV.(*object)
 	if !ok {
-		return nil, fhir.Errorf(fhir.KindInvalid, "the resource to patch is not a JSON object")
+		return nil, storedError(fmt.Errorf("the stored resource is %T, not a JSON object", rootV))
 	}
 	ops, err := parseFHIRPatch(parameters)
 	if err != nil {
@@ -46,7 +52,11 @@ func FHIRPathPatch(doc, parameters []byte) ([]byte, error) {
 	if err := checkIdentity(orig, root); err != nil {
 		return nil, err
 	}
-	return encode(root), nil
+	out := encode(root)
+	if len(out) > lim.maxSize {
+		return nil, lim.tooLarge("FHIRPath Patch")
+	}
+	return out, nil
 }
 
 // pvalue is the value part of an operation.
@@ -79,7 +89,7 @@ func (o *fpOp) fail(kind fhir.Kind, format string, args ...any) *fhir.Error {
 func parseFHIRPatch(data []byte) ([]*fpOp, error) {
 	v, err := decode(data)
 	if err != nil {
-		return nil, fhir.Errorf(fhir.KindInvalid, "the FHIRPath Patch is not valid JSON: %v", err).Wrap(err)
+		return nil, fhir.Errorf(fhir.KindInvalid, "the FHIRPath Patch is not valid: %v", err).Wrap(err)
 	}
 	p, ok := v.(*object)
 	if !ok || p.vals["resourceType"] != "Parameters" {
@@ -88,6 +98,9 @@ func parseFHIRPatch(data []byte) ([]*fpOp, error) {
 	params, ok := p.vals["parameter"].([]any)
 	if _, present := p.vals["parameter"]; present && !ok {
 		return nil, fhir.Invalid("Parameters.parameter", "Parameters.parameter must be an array")
+	}
+	if len(params) > MaxOperations {
+		return nil, tooManyOps("FHIRPath Patch", len(params), "Parameters.parameter")
 	}
 	var ops []*fpOp
 	for i, raw := range params {

@@ -3,12 +3,12 @@ package patch
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/fhirgate/fhirgate/fhir"
 )
 
 // The patch functions work on an ordered JSON tree so that everything a
@@ -87,78 +87,22 @@ func (o *object) del(k string) bool {
 	return true
 }
 
-var errTrailing = errors.New("unexpected data after the top-level value")
-
-// decode parses one JSON value into the ordered tree.
+// decode parses one JSON value into the ordered tree with the fhir
+// package's parser, so a patch document and the resource it patches have
+// the limits of every other body (fhir.MaxDepth, numbers within float64
+// range, no lone surrogates, valid UTF-8). A duplicate property anywhere is
+// an error (json.html; RFC 6902 appendix A.13 for the operations).
 func decode(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	v, err := decodeValue(dec)
+	v, dups, err := fhir.ParseJSONOrdered(data, func(keys []string, vals map[string]any) any {
+		return &object{keys: keys, vals: vals}
+	})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		if err == nil {
-			err = errTrailing
-		}
-		return nil, err
+	if len(dups) > 0 {
+		return nil, fmt.Errorf("duplicate object member %q at %s", dups[0][len(dups[0])-1].Key, dups[0].Render("$"))
 	}
 	return v, nil
-}
-
-func decodeValue(dec *json.Decoder) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			o := newObject()
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return nil, err
-				}
-				k, ok := kt.(string)
-				if !ok {
-					return nil, fmt.Errorf("object key is not a string")
-				}
-				v, err := decodeValue(dec)
-				if err != nil {
-					return nil, err
-				}
-				if _, dup := o.vals[k]; dup {
-					return nil, fmt.Errorf("duplicate object member %q", k)
-				}
-				o.set(k, v)
-			}
-			if _, err := dec.Token(); err != nil { // '}'
-				return nil, err
-			}
-			return o, nil
-		case '[':
-			a := []any{}
-			for dec.More() {
-				v, err := decodeValue(dec)
-				if err != nil {
-					return nil, err
-				}
-				a = append(a, v)
-			}
-			if _, err := dec.Token(); err != nil { // ']'
-				return nil, err
-			}
-			return a, nil
-		}
-		return nil, fmt.Errorf("unexpected %v", t)
-	default:
-		return tok, nil // nil, bool, json.Number, string
-	}
 }
 
 // encode writes v compactly. Strings are escaped minimally (no HTML

@@ -9,11 +9,20 @@
 // (fhir.KindInvalid); a well-formed patch that cannot be applied to this
 // resource (missing path, failed test, index out of range) is a 422
 // (fhir.KindUnprocessable), as http.html#patch allows. Errors name the
-// operation index and its path.
+// operation index and its path, and never quote a value of the stored
+// resource (a client allowed to patch may not be allowed to read).
+//
+// Both parse with the fhir package's parser (fhir.ParseJSONOrdered: the
+// limits of every other body, duplicate properties refused), take at most
+// MaxOperations operations, and bound the patched resource by MaxSize
+// (default DefaultMaxSize); beyond a limit is a 413 (fhir.KindTooLarge,
+// issue code too-costly: a limit of this server, as for the entries of a
+// Bundle), and nothing is returned.
 package patch
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -23,27 +32,37 @@ import (
 // JSONPatch applies an RFC 6902 JSON Patch document (an array of
 // operations: add, remove, replace, move, copy, test) to doc and returns the
 // patched JSON. Operations apply in order and atomically: on any error
-// nothing is returned. A failed "test" is a 422.
-func JSONPatch(doc, patch []byte) ([]byte, error) {
+// nothing is returned. A failed "test" is a 422 that names the operation and
+// its path only, never the value found (the client may not be allowed to
+// read it). At most MaxOperations operations; the document is bounded by
+// MaxSize (default DefaultMaxSize) after every operation: beyond either is
+// a 413.
+func JSONPatch(doc, patch []byte, opts ...Option) ([]byte, error) {
+	lim := newLimits(opts)
 	root, err := decode(doc)
 	if err != nil {
-		return nil, fhir.Errorf(fhir.KindInvalid, "the resource to patch is not valid JSON: %v", err).Wrap(err)
+		return nil, storedError(err)
 	}
 	p, err := decode(patch)
 	if err != nil {
-		return nil, fhir.Errorf(fhir.KindInvalid, "the JSON Patch document is not valid JSON: %v", err).Wrap(err)
+		return nil, fhir.Errorf(fhir.KindInvalid, "the JSON Patch document is not valid: %v", err).Wrap(err)
 	}
 	ops, ok := p.([]any)
 	if !ok {
 		return nil, fhir.Errorf(fhir.KindInvalid, "a JSON Patch document must be a JSON array of operations (RFC 6902 section 3)")
 	}
+	if len(ops) > MaxOperations {
+		return nil, tooManyOps("JSON Patch document", len(ops))
+	}
+	size, _ := sizeOf(root, math.MaxInt)
+	g := &growth{limits: lim, size: size}
 	orig := clone(root)
 	for i, raw := range ops {
 		op, err := parseJSONOp(i, raw)
 		if err != nil {
 			return nil, err
 		}
-		root, err = op.apply(root)
+		root, err = op.apply(root, g)
 		if err != nil {
 			return nil, err
 		}
@@ -51,7 +70,75 @@ func JSONPatch(doc, patch []byte) ([]byte, error) {
 	if err := checkIdentity(orig, root); err != nil {
 		return nil, err
 	}
-	return encode(root), nil
+	out := encode(root)
+	if len(out) > lim.maxSize {
+		return nil, lim.tooLarge("JSON Patch")
+	}
+	return out, nil
+}
+
+// storedError is the error for a stored resource the patch functions
+// cannot parse (stored before a parser limit existed). Its details, which
+// could quote the stored content, go to the log only.
+func storedError(err error) *fhir.Error {
+	return fhir.Errorf(fhir.KindUnprocessable, "the stored resource cannot be parsed, so it cannot be patched").Wrap(err)
+}
+
+// growth keeps an estimate of the size of the document being patched
+// (sizeOf) and of what the operations have added, so that copy and add are
+// refused before they build a document beyond the limit.
+type growth struct {
+	limits
+	size  int // the document now
+	added int // all values and copies added so far
+}
+
+// admit accounts for adding v under the member or array slot tok,
+// replacing old when hasOld. It reports false, having changed nothing,
+// when the document or the sum of additions would exceed the limit.
+func (g *growth) admit(v any, tok string, old any, hasOld bool) bool {
+	oldSize := 0
+	if hasOld {
+		oldSize, _ = sizeOf(old, math.MaxInt)
+	}
+	extra := len(tok) + 3
+	budget := min(g.maxSize-(g.size-oldSize), g.maxSize-g.added) - extra
+	n, ok := sizeOf(v, budget)
+	if !ok {
+		return false
+	}
+	g.size += n + extra - oldSize
+	g.added += n + extra
+	return true
+}
+
+// removed accounts for the removal of v.
+func (g *growth) removed(v any) {
+	n, _ := sizeOf(v, math.MaxInt)
+	g.size -= n
+}
+
+// displaced is the value an add at path replaces: the root, or an existing
+// member of an object (an add into an array inserts, replacing nothing).
+func displaced(root any, path []string) (any, bool) {
+	if len(path) == 0 {
+		return root, true
+	}
+	parent, err := lookup(root, path[:len(path)-1])
+	if err != nil {
+		return nil, false
+	}
+	if o, ok := parent.(*object); ok {
+		return o.get(path[len(path)-1])
+	}
+	return nil, false
+}
+
+func lastToken(path []string) string {
+	if len(path) == 0 {
+		return ""
+	}
+	return path[len(path)-1]
 }
 
 type jsonOp struct {
@@ -323,15 +410,29 @@ func replaceAt(root any, path []string, value any) (any, error) {
 	})
 }
 
-func (o *jsonOp) apply(root any) (any, error) {
+func (o *jsonOp) apply(root any, g *growth) (any, error) {
 	var err error
 	var out any
+	tooLarge := func() error {
+		return o.errorf(fhir.KindTooLarge, "the patched resource would be larger than %d bytes", g.maxSize)
+	}
 	switch o.op {
 	case "add":
+		old, hasOld := displaced(root, o.path)
+		if !g.admit(o.value, lastToken(o.path), old, hasOld) {
+			return nil, tooLarge()
+		}
 		out, err = addAt(root, o.path, clone(o.value))
 	case "remove":
-		out, err = removeAt(root, o.path)
+		v, lerr := lookup(root, o.path)
+		if out, err = removeAt(root, o.path); err == nil && lerr == nil {
+			g.removed(v)
+		}
 	case "replace":
+		old, lerr := lookup(root, o.path)
+		if lerr == nil && !g.admit(o.value, lastToken(o.path), old, true) {
+			return nil, tooLarge()
+		}
 		out, err = replaceAt(root, o.path, clone(o.value))
 	case "move":
 		if isProperPrefix(o.from, o.path) {
@@ -344,11 +445,19 @@ func (o *jsonOp) apply(root any) (any, error) {
 		if root, err = removeAt(root, o.from); err != nil {
 			return nil, o.errorf(fhir.KindUnprocessable, "from: %v", err)
 		}
+		// The value only changes place; what it displaces leaves.
+		if old, hasOld := displaced(root, o.path); hasOld {
+			g.removed(old)
+		}
 		out, err = addAt(root, o.path, v)
 	case "copy":
 		var v any
 		if v, err = lookup(root, o.from); err != nil {
 			return nil, o.errorf(fhir.KindUnprocessable, "from: %v", err)
+		}
+		old, hasOld := displaced(root, o.path)
+		if !g.admit(v, lastToken(o.path), old, hasOld) {
+			return nil, tooLarge()
 		}
 		out, err = addAt(root, o.path, clone(v))
 	case "test":
@@ -357,7 +466,10 @@ func (o *jsonOp) apply(root any) (any, error) {
 			return nil, o.errorf(fhir.KindUnprocessable, "test failed: %v", err)
 		}
 		if !equal(v, o.value) {
-			return nil, o.errorf(fhir.KindUnprocessable, "test failed: the value is %s, not %s", truncate(encode(v)), truncate(encode(o.value)))
+			// Only the operation and its path: the value found is not
+			// echoed, since a client allowed to patch may not be allowed to
+			// read it.
+			return nil, o.errorf(fhir.KindUnprocessable, "test failed: the value at the path is not the given value (RFC 6902 section 4.6)")
 		}
 		return root, nil
 	}
@@ -377,14 +489,6 @@ func isProperPrefix(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-func truncate(b []byte) string {
-	const max = 80
-	if len(b) > max {
-		return string(b[:max]) + "..."
-	}
-	return string(b)
 }
 
 // checkIdentity rejects a patch that changed resourceType or id

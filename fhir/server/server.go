@@ -41,6 +41,9 @@ type Config struct {
 	NewID        func() string
 	Logger       *slog.Logger
 	MaxEntries   int // Bundle entries (default 10,000)
+	// MaxBody bounds a patched document like a request body (default
+	// patch.DefaultMaxSize, 16 MiB).
+	MaxBody int64
 	// Capabilities renders GET metadata (conformance package); nil: 404.
 	Capabilities func() []byte
 }

@@ -467,9 +467,9 @@ func (s *Server) patchID(ctx context.Context, x *exchange, id string) (*fhir.Res
 		var patched []byte
 		switch {
 		case strings.HasPrefix(ct, "application/json-patch+json"):
-			patched, err = patch.JSONPatch(cur.Raw, x.req.Body)
+			patched, err = patch.JSONPatch(cur.Raw, x.req.Body, s.patchLimit())
 		case strings.HasPrefix(ct, "application/fhir+json"), strings.HasPrefix(ct, "application/json"):
-			patched, err = patch.FHIRPathPatch(cur.Raw, x.req.Body)
+			patched, err = patch.FHIRPathPatch(cur.Raw, x.req.Body, s.patchLimit())
 		default:
 			return nil, fhir.Errorf(fhir.KindUnsupportedMedia, "PATCH takes application/json-patch+json or a FHIRPath Patch Parameters resource (application/fhir+json), not %q", ct)
 		}
@@ -509,6 +509,15 @@ func (s *Server) patchID(ctx context.Context, x *exchange, id string) (*fhir.Res
 		x.touched(rec)
 		return s.written(x.req, http.StatusOK, rec), nil
 	}
+}
+
+// patchLimit bounds the patched document by the body limit (a PATCH may
+// not build what a PUT could not send).
+func (s *Server) patchLimit() patch.Option {
+	if s.cfg.MaxBody > 0 {
+		return patch.MaxSize(int(s.cfg.MaxBody))
+	}
+	return patch.MaxSize(patch.DefaultMaxSize)
 }
 
 // conditionalPatch patches the single match of a condition.

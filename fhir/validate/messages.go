@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -63,6 +64,8 @@ func (r *run) schemaProblems(ve *jsonschema.ValidationError, obj map[string]any,
 		r.addSecondary(loc, "value", "value %s must be %s", show(val), show(k.Want))
 	case *kind.Minimum:
 		r.addSecondary(loc, "value", "value %s is below the minimum %s of %s", show(val), k.Want.RatString(), orJSON(def))
+	case *kind.Maximum:
+		r.addSecondary(loc, "value", "value %s is above the maximum %s of %s (datatypes.html: a 32-bit integer)", show(val), k.Want.RatString(), orJSON(def))
 	default:
 		r.addSecondary(loc, "invalid", "%s", ve.ErrorKind.LocalizedString(printer))
 	}
@@ -186,6 +189,10 @@ func show(v any) string {
 		return "{...}"
 	case []any:
 		return "[...]"
+	case json.Number:
+		if len(v) > 40 {
+			return string(v[:37]) + "..."
+		}
 	}
 	return fmt.Sprint(v)
 }

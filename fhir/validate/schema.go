@@ -81,8 +81,10 @@ func loadSchema() (map[string]any, error) {
 //   - every definition with properties (complex types and resources) gets
 //     "type": "object" — the official schema omits it, so `"name": ["Bob"]`
 //     would pass;
-//   - integer, positiveInt and unsignedInt must be JSON integers with their
-//     minimum (datatypes.html#primitive); the official schema says "number";
+//   - integer, positiveInt and unsignedInt must be JSON integers within
+//     their 32-bit range (datatypes.html#primitive: integer is
+//     -2,147,483,648..2,147,483,647, positiveInt 1.., unsignedInt 0..); the
+//     official schema says "number" and sets no bound;
 //   - xhtml must be a string (narrative.html); Extension.url is required;
 //   - date, dateTime and instant get a format that checks the day exists;
 //   - canonical-typed elements get their _element partner, which the
@@ -129,15 +131,16 @@ func patchSchema(doc map[string]any) error {
 			}
 		}
 	}
-	for name, minimum := range map[string]string{"integer": "", "positiveInt": "1", "unsignedInt": "0"} {
+	// datatypes.html#integer: "32 bit number; for values larger than this,
+	// use decimal"; positiveInt and unsignedInt have the same upper bound.
+	for name, minimum := range map[string]string{"integer": "-2147483648", "positiveInt": "1", "unsignedInt": "0"} {
 		def, ok := defs[name].(map[string]any)
 		if !ok {
 			return fmt.Errorf("validate: embedded schema lacks definition %s", name)
 		}
 		def["type"] = "integer"
-		if minimum != "" {
-			def["minimum"] = json.Number(minimum)
-		}
+		def["minimum"] = json.Number(minimum)
+		def["maximum"] = json.Number("2147483647")
 	}
 	defs["xhtml"] = map[string]any{"type": "string"}
 	// Extension.url is 1..1 (extensibility.html#Extension) and, being an XML

@@ -3,8 +3,11 @@ package validate
 // Spec sections covered: json.html (FHIR JSON: resourceType, no null / empty
 // values, no duplicate properties, primitive _element arrays aligned with
 // null), json.html#schema (the official schema per type), datatypes.html
-// (primitive formats, "Dates SHALL be valid dates"), references.html#contained
-// (contained resources, dom-2), operationoutcome.html (issue expression).
+// (primitive formats, "Dates SHALL be valid dates", integer, positiveInt and
+// unsignedInt within 32 bits), RFC 8259 sections 6 and 8.2 (numbers beyond
+// float64 and lone surrogate escapes refused, with their location),
+// references.html#contained (contained resources, dom-2),
+// operationoutcome.html (issue expression).
 
 import (
 	"bytes"
@@ -97,6 +100,32 @@ func TestValidateRejects(t *testing.T) {
 			"Appointment.minutesDuration", `value 0 is below the minimum 1 of positiveInt`, "value"},
 		{"unsignedInt negative", "Appointment", `{"resourceType":"Appointment","status":"booked","participant":[{"status":"accepted"}],"priority":-1}`,
 			"Appointment.priority", `value -1 is below the minimum 0 of unsignedInt`, "value"},
+		// datatypes.html#primitive: integer is 32-bit, positiveInt and
+		// unsignedInt have the same upper bound
+		{"integer above 32 bits", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":2147483648}`,
+			"Observation.valueInteger", `value 2147483648 is above the maximum 2147483647 of integer`, "value"},
+		{"integer below 32 bits", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":-2147483649}`,
+			"Observation.valueInteger", `value -2147483649 is below the minimum -2147483648 of integer`, "value"},
+		{"integer as an exponent above 32 bits", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"component":[{"code":{"text":"c"},"valueInteger":1e10}]}`,
+			"Observation.component[0].valueInteger", `above the maximum 2147483647 of integer`, "value"},
+		{"integer in an extension above 32 bits", "Patient", `{"resourceType":"Patient","extension":[{"url":"http://x","valueInteger":99999999999999999999}]}`,
+			"Patient.extension[0].valueInteger", `above the maximum 2147483647 of integer`, "value"},
+		{"integer element above 32 bits", "Patient", `{"resourceType":"Patient","multipleBirthInteger":2147483648}`,
+			"Patient.multipleBirthInteger", `above the maximum 2147483647 of integer`, "value"},
+		{"positiveInt above 32 bits", "Appointment", `{"resourceType":"Appointment","status":"booked","participant":[{"status":"accepted"}],"minutesDuration":2147483648}`,
+			"Appointment.minutesDuration", `value 2147483648 is above the maximum 2147483647 of positiveInt`, "value"},
+		{"unsignedInt above 32 bits", "Appointment", `{"resourceType":"Appointment","status":"booked","participant":[{"status":"accepted"}],"priority":4294967296}`,
+			"Appointment.priority", `value 4294967296 is above the maximum 2147483647 of unsignedInt`, "value"},
+		// RFC 8259 section 6 (a parser may limit the range of numbers) and
+		// section 8.2 (a lone surrogate is not Unicode), anywhere in a resource
+		{"decimal beyond float64", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1e400}}`,
+			"Observation.valueQuantity.value", `number 1e400 is out of range`, "structure"},
+		{"negative number beyond float64 in an unknown element", "Patient", `{"resourceType":"Patient","x":[-1e400]}`,
+			"Patient.x[0]", `number -1e400 is out of range`, "structure"},
+		{"lone high surrogate", "Patient", `{"resourceType":"Patient","name":[{"family":"\ud800"}]}`,
+			"Patient.name[0].family", `lone UTF-16 surrogate \ud800`, "structure"},
+		{"lone low surrogate", "Patient", `{"resourceType":"Patient","name":[{"given":["a","\udc00x"]}]}`,
+			"Patient.name[0].given[1]", `lone UTF-16 surrogate \udc00`, "structure"},
 		{"extension without url", "Patient", `{"resourceType":"Patient","extension":[{"valueString":"x"}]}`,
 			"Patient.extension[0].url", `required element "url" is missing`, "required"},
 		// unknown elements: additionalProperties false in every definition
@@ -269,6 +298,9 @@ func TestValidateAccepts(t *testing.T) {
 		{"contained", "Observation", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p"}],"status":"final","code":{"text":"x"},"subject":{"reference":"#p"}}`},
 		{"bundle", "Bundle", `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a","resource":{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o"}]},"request":{"method":"POST","url":"Patient"}}]}`},
 		{"deepest allowed nesting", "Patient", deep(31)},
+		{"32-bit integer bounds", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":2147483647,"component":[{"code":{"text":"c"},"valueInteger":-2147483648}]}`},
+		{"32-bit positiveInt and unsignedInt bounds", "Appointment", `{"resourceType":"Appointment","status":"booked","participant":[{"status":"accepted"}],"minutesDuration":2147483647,"priority":2147483647}`},
+		{"largest float64", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.7976931348623157e308}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := v.Validate(tc.typ, []byte(tc.body)); err != nil {

@@ -222,7 +222,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	a.Server = server.New(server.Config{
 		Store: a.Store, Registry: reg, Validator: val, Decider: decider, Proxy: o.Proxy,
 		AuthDisabled: o.AuthDisabled, Audit: a.Audit, Base: o.BaseURL, Now: o.Now, Logger: o.Logger,
-		MaxEntries:   o.MaxEntries,
+		MaxEntries: o.MaxEntries, MaxBody: o.MaxBody,
 		Capabilities: func() []byte { return capabilities },
 	})
 	a.Server.SetPolicy(pol)

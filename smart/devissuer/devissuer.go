@@ -268,7 +268,10 @@ func (i *Issuer) Mint(opts MintOptions) (string, error) {
 		"exp":       now.Add(ttl).Unix(),
 		"jti":       base64.RawURLEncoding.EncodeToString(jti),
 		"client_id": client,
-		"scope":     strings.Join(strings.Fields(opts.Scope), " "),
+		// Only spaces separate scopes (RFC 6749 section 3.3), as ParseScopes
+		// reads them: other whitespace stays in its token, so a test token
+		// with a tab or U+00A0 reaches the server as it was asked for.
+		"scope": strings.Join(strings.FieldsFunc(opts.Scope, func(r rune) bool { return r == ' ' }), " "),
 	}
 	if opts.Patient != "" {
 		claims["patient"] = opts.Patient
