@@ -463,6 +463,12 @@ func (s *Server) checkPatientElements(ctx context.Context, c *caller, rec store.
 			continue
 		}
 		b, err := s.cfg.Store.Read(ctx, "Binary", r.I)
+		if errors.Is(err, store.ErrNotFound) {
+			// A Binary created earlier in the same transaction.
+			if rec, ok := pending(ctx, "Binary", r.I); ok {
+				b, err = rec, nil
+			}
+		}
 		if err == nil && !b.Deleted {
 			ok, err := s.canSee(ctx, c, b)
 			if err != nil {
@@ -488,4 +494,19 @@ func (s *Server) checkPatientElements(ctx context.Context, c *caller, rec store.
 		}
 	}
 	return nil
+}
+
+// pending is the version of typ/id an earlier entry of the transaction
+// under way will write (fhir.Tx), if any.
+func pending(ctx context.Context, typ, id string) (store.Record, bool) {
+	tx := fhir.TxFrom(ctx)
+	if tx == nil {
+		return store.Record{}, false
+	}
+	for i := len(tx.Ops) - 1; i >= 0; i-- {
+		if r := tx.Ops[i].Record; r.Type == typ && r.ID == id {
+			return r, true
+		}
+	}
+	return store.Record{}, false
 }

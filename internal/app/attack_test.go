@@ -438,3 +438,19 @@ func TestCaregiverWrites(t *testing.T) {
 		t.Errorf("caregiver read: %d", r.Status)
 	}
 }
+
+// A patient app uploads a document as one transaction: the Binary (its
+// securityContext the patient) and the DocumentReference pointing at it.
+func TestPatientUploadTransaction(t *testing.T) {
+	w := newWorld(t)
+	h := w.h
+	pt := w.patientToken(w.pa, "patient/*.cruds")
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[` +
+		`{"fullUrl":"urn:uuid:0b1e3c6a-0000-4000-8000-000000000001","resource":{"resourceType":"Binary","contentType":"text/plain","securityContext":{"reference":"Patient/pat-a"},"data":"aGk="},"request":{"method":"POST","url":"Binary"}},` +
+		`{"resource":{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/pat-a"},"content":[{"attachment":{"contentType":"text/plain","url":"urn:uuid:0b1e3c6a-0000-4000-8000-000000000001"}}]},"request":{"method":"POST","url":"DocumentReference"}}]}`
+	r := h.req("POST", "", tx, pt).must(t, 200)
+	loc := r.entries()[0]["response"].(map[string]any)["location"].(string)
+	bin := loc[strings.Index(loc, "Binary/"):strings.Index(loc, "/_history")]
+	h.req("GET", bin, nil, pt).must(t, 200)
+	h.req("GET", bin, nil, w.patientToken(w.pb, "patient/*.rs")).must(t, 404)
+}
