@@ -13,7 +13,7 @@
 // DELETE, POST, PUT/PATCH, GET/HEAD (http.html#trules); fullUrl placeholders
 // (urn:uuid:, urn:oid:, and absolute fullUrls of created resources) and
 // conditional references are resolved and rewritten inside every resource
-// before any entry runs; every write is prepared into one fhir.Tx and
+// before any entry runs; every write is prepared into one Tx and
 // committed at once by Handler.Commit. A failed transaction answers with the
 // failing entry's status and an OperationOutcome, not a Bundle.
 package bundle
@@ -37,13 +37,13 @@ import (
 // Handler is what the bundle processor needs from the request pipeline.
 type Handler interface {
 	// Handle runs one interaction exactly as the same HTTP request would.
-	// With a *fhir.Tx in ctx (fhir.WithTx), writes are validated and
+	// With a *Tx in ctx (WithTx), writes are validated and
 	// prepared into tx.Ops (not committed) and the Response is what the
 	// entry will return (201/200, Location, ETag, Last-Modified, Body).
 	// Error responses have Status >= 400, Err set and an OperationOutcome Body.
 	Handle(ctx context.Context, req *fhir.Request) *fhir.Response
 	// Commit atomically applies tx.Ops (store.Transact) then runs tx.After.
-	Commit(ctx context.Context, tx *fhir.Tx) error
+	Commit(ctx context.Context, tx *Tx) error
 	// Match runs a conditional search ("Patient?identifier=a|b": type +
 	// query) with strict parsing and returns the "Type/id" keys of up to 2
 	// matches (access rules applied).
@@ -368,7 +368,7 @@ func (p *processor) request(e *entry) *fhir.Request {
 // batch runs each entry on its own (http.html#transaction: batch); GET and
 // HEAD entries run last so reads see the batch's writes.
 func (p *processor) batch(ctx context.Context, entries []*entry) {
-	ctx = fhir.WithTx(ctx, nil)
+	ctx = WithTx(ctx, nil)
 	run := func(e *entry) {
 		if e.err != nil {
 			e.resp = failed(e, e.err)

@@ -136,7 +136,7 @@ func (f *fake) fail(err *fhir.Error) *fhir.Response {
 }
 
 func (f *fake) Handle(ctx context.Context, req *fhir.Request) *fhir.Response {
-	tx := fhir.TxFrom(ctx)
+	tx := TxFrom(ctx)
 	f.mu.Lock()
 	f.calls = append(f.calls, req.Method+" "+req.Path)
 	f.reqs[req.Entry] = req
@@ -236,7 +236,7 @@ func (f *fake) headers(key string, v int64, created bool) http.Header {
 	return h
 }
 
-func (f *fake) write(ctx context.Context, tx *fhir.Tx, req *fhir.Request, typ, id string, body []byte, create bool) *fhir.Response {
+func (f *fake) write(ctx context.Context, tx *Tx, req *fhir.Request, typ, id string, body []byte, create bool) *fhir.Response {
 	if strings.Contains(string(body), `"invalid":true`) {
 		return f.fail(fhir.Invalid(typ+".invalid", "fake validation failed"))
 	}
@@ -273,7 +273,7 @@ func (f *fake) write(ctx context.Context, tx *fhir.Tx, req *fhir.Request, typ, i
 	return &fhir.Response{Status: status, Body: raw, Header: f.headers(key, cur+1, status == 201)}
 }
 
-func (f *fake) Commit(ctx context.Context, tx *fhir.Tx) error {
+func (f *fake) Commit(ctx context.Context, tx *Tx) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.commits++

@@ -176,8 +176,8 @@ func (p *processor) transaction(ctx context.Context, entries []*entry) error {
 		}
 	}
 	sort.SliceStable(order, func(a, b int) bool { return rank(order[a].method) < rank(order[b].method) })
-	tx := &fhir.Tx{Reserved: map[string]bool{}}
-	tctx := fhir.WithTx(ctx, tx)
+	tx := &Tx{Reserved: map[string]bool{}}
+	tctx := WithTx(ctx, tx)
 	for _, e := range order {
 		if e.matched != "" {
 			e.resp = &fhir.Response{Status: http.StatusOK, Header: http.Header{"Location": {p.location(e.matched)}}}
@@ -198,7 +198,7 @@ func (p *processor) transaction(ctx context.Context, entries []*entry) error {
 
 	// Reads run after the commit and see its result; a failed read does
 	// not undo the transaction and is reported in its entry.
-	rctx := fhir.WithTx(ctx, nil)
+	rctx := WithTx(ctx, nil)
 	for _, e := range entries {
 		if !isRead(e) {
 			continue

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/bundle"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"
@@ -497,9 +498,9 @@ func (s *Server) checkPatientElements(ctx context.Context, c *caller, rec store.
 }
 
 // pending is the version of typ/id an earlier entry of the transaction
-// under way will write (fhir.Tx), if any.
+// under way will write (bundle.Tx), if any.
 func pending(ctx context.Context, typ, id string) (store.Record, bool) {
-	tx := fhir.TxFrom(ctx)
+	tx := bundle.TxFrom(ctx)
 	if tx == nil {
 		return store.Record{}, false
 	}

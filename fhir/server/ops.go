@@ -435,7 +435,7 @@ func (h bundleHandler) Handle(ctx context.Context, req *fhir.Request) *fhir.Resp
 	return h.s.Handle(ctx, req)
 }
 
-func (h bundleHandler) Commit(ctx context.Context, tx *fhir.Tx) error {
+func (h bundleHandler) Commit(ctx context.Context, tx *bundle.Tx) error {
 	if len(tx.Ops) > 0 {
 		if err := h.s.cfg.Store.Transact(ctx, tx.Ops); err != nil {
 			if errors.Is(err, store.ErrConflict) {

@@ -133,7 +133,7 @@ func auditKeys(m map[string]any) []string {
 // commit applies ops now, or, inside a transaction Bundle, prepares them
 // into the Tx (a resource may be written once per transaction).
 func (s *Server) commit(ctx context.Context, ops ...store.Op) error {
-	if tx := fhir.TxFrom(ctx); tx != nil {
+	if tx := bundle.TxFrom(ctx); tx != nil {
 		if tx.Reserved == nil {
 			tx.Reserved = map[string]bool{}
 		}
@@ -150,7 +150,7 @@ func (s *Server) commit(ctx context.Context, ops ...store.Op) error {
 	return s.cfg.Store.Transact(ctx, ops)
 }
 
-func inTx(ctx context.Context) bool { return fhir.TxFrom(ctx) != nil }
+func inTx(ctx context.Context) bool { return bundle.TxFrom(ctx) != nil }
 
 // checkWritable fails when the caller may not write rec (SMART scopes and
 // compartment: a write must land inside the caller's reach).
