@@ -328,6 +328,16 @@ func notPatientAuthored() search.Expr {
 	return search.Not{Arg: search.TokenCond{Param: "_tag", System: &sys, Code: &code}}
 }
 
+// allowWrite is allow for a write interaction, with the type-level rule
+// of patient-facing apps (checkPatientType) first.
+func (s *Server) allowWrite(c *caller, interaction smart.Interaction, typ string) (search.Expr, error) {
+	where, err := s.allow(c, interaction, typ)
+	if err != nil {
+		return nil, err
+	}
+	return where, checkPatientType(c, interaction, typ)
+}
+
 // checkPatientType refuses, before anything is read, a write a
 // patient-facing app may never make to typ (smart.PatientWrites): 403.
 func checkPatientType(c *caller, interaction smart.Interaction, typ string) error {

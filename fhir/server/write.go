@@ -167,10 +167,7 @@ func (s *Server) checkWritable(c *caller, interaction smart.Interaction, rec sto
 
 // create is http.html#create, with If-None-Exist (conditional create).
 func (s *Server) create(ctx context.Context, x *exchange) (*fhir.Response, error) {
-	if _, err := s.allow(x.c, "create", x.rt.typ); err != nil {
-		return nil, err
-	}
-	if err := checkPatientType(x.c, smart.Create, x.rt.typ); err != nil {
+	if _, err := s.allowWrite(x.c, "create", x.rt.typ); err != nil {
 		return nil, err
 	}
 	obj, err := s.checkBody(x.rt.typ, x.req.Body)
@@ -280,10 +277,7 @@ func (s *Server) match(ctx context.Context, c *caller, typ string, q url.Values,
 
 // update is http.html#update, with create-on-update and If-Match.
 func (s *Server) update(ctx context.Context, x *exchange) (*fhir.Response, error) {
-	if _, err := s.allow(x.c, "update", x.rt.typ); err != nil {
-		return nil, err
-	}
-	if err := checkPatientType(x.c, smart.Update, x.rt.typ); err != nil {
+	if _, err := s.allowWrite(x.c, "update", x.rt.typ); err != nil {
 		return nil, err
 	}
 	obj, err := s.checkBody(x.rt.typ, x.req.Body)
@@ -323,7 +317,7 @@ func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Obje
 		}
 		want = v
 	}
-	for try := 0; ; try++ {
+	return retryConflicts(ctx, typ+"/"+id, ifMatch, func() (*fhir.Response, error) {
 		cur, err := s.cfg.Store.Read(ctx, typ, id)
 		exists := err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -363,17 +357,7 @@ func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Obje
 		if err := s.checkPatientContent(ctx, x.c, rec, obj.Tree(), prev); err != nil {
 			return nil, err
 		}
-		err = s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: curVid})
-		if errors.Is(err, store.ErrConflict) && want == 0 && try < maxRetries && !inTx(ctx) {
-			continue
-		}
-		if errors.Is(err, store.ErrConflict) {
-			if want != 0 {
-				return nil, fhir.Errorf(fhir.KindPreconditionFailed, "%s/%s was changed concurrently; version %s is no longer current", typ, id, ifMatch).Wrap(err)
-			}
-			return nil, fhir.Errorf(fhir.KindConflict, "%s/%s was changed concurrently; retry", typ, id).Wrap(err)
-		}
-		if err != nil {
+		if err := s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: curVid}); err != nil {
 			return nil, err
 		}
 		x.touched(rec)
@@ -382,6 +366,30 @@ func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Obje
 			status = http.StatusCreated
 		}
 		return s.written(x.req, status, rec), nil
+	})
+}
+
+// retryConflicts runs attempt — read the current version, check, commit a
+// compare-and-set write of key ("Type/id") — again while its commit loses
+// a race with another writer (store.ErrConflict), at most maxRetries
+// times: every unconditional update, patch and delete goes through it, so
+// they answer races alike. With If-Match the client asked for one version:
+// no retry, 412 (http.html#concurrency). Inside a transaction Bundle
+// nothing commits here (the bundle's one Transact does). A race lost
+// every time is 409: the client may retry.
+func retryConflicts(ctx context.Context, key, ifMatch string, attempt func() (*fhir.Response, error)) (*fhir.Response, error) {
+	for try := 0; ; try++ {
+		resp, err := attempt()
+		if err == nil || !errors.Is(err, store.ErrConflict) {
+			return resp, err
+		}
+		if ifMatch == "" && try < maxRetries && !inTx(ctx) {
+			continue
+		}
+		if ifMatch != "" {
+			return nil, fhir.Errorf(fhir.KindPreconditionFailed, "%s was changed concurrently; version %s is no longer current", key, ifMatch).Wrap(err)
+		}
+		return nil, fhir.Errorf(fhir.KindConflict, "%s was changed concurrently; retry", key).Wrap(err)
 	}
 }
 
@@ -390,10 +398,7 @@ func (s *Server) conditionalUpdate(ctx context.Context, x *exchange) (*fhir.Resp
 	if len(x.req.Query) == 0 {
 		return nil, fhir.Errorf(fhir.KindNotAllowed, "PUT needs a resource id or a search condition")
 	}
-	if _, err := s.allow(x.c, "update", x.rt.typ); err != nil {
-		return nil, err
-	}
-	if err := checkPatientType(x.c, smart.Update, x.rt.typ); err != nil {
+	if _, err := s.allowWrite(x.c, "update", x.rt.typ); err != nil {
 		return nil, err
 	}
 	obj, err := s.checkBody(x.rt.typ, x.req.Body)
@@ -436,15 +441,12 @@ func (s *Server) patch(ctx context.Context, x *exchange) (*fhir.Response, error)
 }
 
 func (s *Server) patchID(ctx context.Context, x *exchange, id string) (*fhir.Response, error) {
-	where, err := s.allow(x.c, "patch", x.rt.typ)
+	where, err := s.allowWrite(x.c, "patch", x.rt.typ)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPatientType(x.c, smart.Patch, x.rt.typ); err != nil {
-		return nil, err
-	}
 	ct := strings.ToLower(x.req.Header.Get("Content-Type"))
-	for try := 0; ; try++ {
+	return retryConflicts(ctx, x.rt.typ+"/"+id, x.req.Header.Get("If-Match"), func() (*fhir.Response, error) {
 		cur, err := s.cfg.Store.Read(ctx, x.rt.typ, id)
 		if errors.Is(err, store.ErrNotFound) || err == nil && cur.Deleted {
 			return nil, fhir.NotFound(x.rt.typ, id)
@@ -496,19 +498,12 @@ func (s *Server) patchID(ctx context.Context, x *exchange, id string) (*fhir.Res
 		if err := s.checkPatientContent(ctx, x.c, rec, obj.Tree(), &cur); err != nil {
 			return nil, err
 		}
-		err = s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: cur.VersionID})
-		if errors.Is(err, store.ErrConflict) && x.req.Header.Get("If-Match") == "" && try < maxRetries && !inTx(ctx) {
-			continue
-		}
-		if errors.Is(err, store.ErrConflict) {
-			return nil, fhir.Errorf(fhir.KindPreconditionFailed, "%s/%s was changed concurrently", x.rt.typ, id).Wrap(err)
-		}
-		if err != nil {
+		if err := s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: cur.VersionID}); err != nil {
 			return nil, err
 		}
 		x.touched(rec)
 		return s.written(x.req, http.StatusOK, rec), nil
-	}
+	})
 }
 
 // patchLimit bounds the patched document by the body limit (a PATCH may
@@ -544,17 +539,14 @@ func (s *Server) delete(ctx context.Context, x *exchange) (*fhir.Response, error
 }
 
 func (s *Server) deleteID(ctx context.Context, x *exchange, id string) (*fhir.Response, error) {
-	where, err := s.allow(x.c, "delete", x.rt.typ)
+	where, err := s.allowWrite(x.c, "delete", x.rt.typ)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkPatientType(x.c, smart.Delete, x.rt.typ); err != nil {
 		return nil, err
 	}
 	// A constrained caller gets 404 for a missing resource, as for one out
 	// of its reach (http.html#delete lets a server answer 404).
 	constrained := where != nil || x.c.patientFacing()
-	for try := 0; ; try++ {
+	return retryConflicts(ctx, x.rt.typ+"/"+id, x.req.Header.Get("If-Match"), func() (*fhir.Response, error) {
 		cur, err := s.cfg.Store.Read(ctx, x.rt.typ, id)
 		if errors.Is(err, store.ErrNotFound) {
 			if constrained {
@@ -584,21 +576,14 @@ func (s *Server) deleteID(ctx context.Context, x *exchange, id string) (*fhir.Re
 		now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 		tomb := store.Record{Type: x.rt.typ, ID: id, VersionID: cur.VersionID + 1, LastUpdated: now, Deleted: true,
 			Index: cur.Index, Release: cur.Release}
-		err = s.commit(ctx, store.Op{Kind: store.OpDelete, Record: tomb, IfVersion: cur.VersionID})
-		if errors.Is(err, store.ErrConflict) && try < maxRetries && !inTx(ctx) {
-			continue
-		}
-		if errors.Is(err, store.ErrConflict) {
-			return nil, fhir.Errorf(fhir.KindConflict, "%s/%s was changed concurrently", x.rt.typ, id).Wrap(err)
-		}
-		if err != nil {
+		if err := s.commit(ctx, store.Op{Kind: store.OpDelete, Record: tomb, IfVersion: cur.VersionID}); err != nil {
 			return nil, err
 		}
 		x.touched(tomb)
 		h := http.Header{}
 		h.Set("ETag", fhir.ETag(tomb.VersionID))
 		return &fhir.Response{Status: http.StatusNoContent, Header: h}, nil
-	}
+	})
 }
 
 // conditionalDelete is http.html#cdelete (single match; 412 on several).
