@@ -251,7 +251,11 @@ func Decode(raw []byte) (map[string]any, error) {
 // may set.
 func SetTag(o *Object, system, code, display string) error {
 	meta := &Object{tree: map[string]any{}}
-	if raw, ok := o.Get("meta"); ok {
+	raw, ok := o.Get("meta")
+	if code == "" && (!ok || !bytes.Contains(raw, []byte(`"tag"`))) {
+		return nil
+	}
+	if ok {
 		m, err := ParseObject(raw)
 		if err != nil {
 			return Invalid("meta", "meta must be an object")
@@ -272,6 +276,9 @@ func SetTag(o *Object, system, code, display string) error {
 			continue
 		}
 		kept = append(kept, t)
+	}
+	if code == "" && len(kept) == len(tags) {
+		return nil // nothing to remove or add: the JSON stays as sent
 	}
 	if code != "" {
 		c := map[string]any{"system": system, "code": code}

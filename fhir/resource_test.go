@@ -153,3 +153,28 @@ func FuzzParseObject(f *testing.F) {
 		}
 	})
 }
+
+// SetTag (meta.html#tag): tags of the system are replaced, others and
+// every other meta element are kept as written.
+func TestSetTag(t *testing.T) {
+	const sys = "http://example.org/origin"
+	for _, c := range []struct{ in, code, want string }{
+		{`{"resourceType":"Patient"}`, "", `{"resourceType":"Patient"}`},
+		{`{"resourceType":"Patient"}`, "app", `{"resourceType":"Patient","meta":{"tag":[{"code":"app","system":"http://example.org/origin"}]}}`},
+		{`{"resourceType":"Patient","meta":{"source":"x","tag":[{"system":"http://example.org/origin","code":"forged"},{"system":"s","code":"c","extension":[{"url":"u","valueDecimal":1.50}]}]}}`, "",
+			`{"resourceType":"Patient","meta":{"source":"x","tag":[{"code":"c","extension":[{"url":"u","valueDecimal":1.50}],"system":"s"}]}}`},
+		{`{"resourceType":"Patient","meta":{"tag":[{"system":"http://example.org/origin","code":"forged"}]}}`, "", `{"resourceType":"Patient"}`},
+		{`{"resourceType":"Patient","meta":{"profile":["p"]}}`, "", `{"resourceType":"Patient","meta":{"profile":["p"]}}`},
+	} {
+		o, err := ParseObject([]byte(c.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := SetTag(o, sys, c.code, ""); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(o.Bytes()); got != c.want {
+			t.Errorf("SetTag(%s, %q)\n got %s\nwant %s", c.in, c.code, got, c.want)
+		}
+	}
+}
