@@ -76,7 +76,10 @@ func (s *Server) caller(ctx context.Context) (*caller, error) {
 				return nil, fhir.Errorf(fhir.KindForbidden, "%s may not act for patient %s", p.FHIRUser, p.Patient)
 			}
 		}
-	case typ == "Patient" || patientScopes:
+	case typ == "Patient" || patientScopes && typ != "Practitioner" && typ != "PractitionerRole":
+		// A clinician's app launched in a patient's context (patient/
+		// scopes, fhirUser a Practitioner) is confined to that patient
+		// by the scopes, but is not patient-facing.
 		c.audience = audiencePatient
 	}
 	return c, nil
@@ -209,6 +212,19 @@ func (s *Server) canSee(ctx context.Context, c *caller, rec store.Record) (bool,
 		rec = linked
 	}
 	return visible(where, rec), nil
+}
+
+// reach reports whether rec is within the caller's reach for
+// interaction: readable (canSee), or, for an EMR or practitioner, covered
+// by the scope of the interaction itself (a write or release scope
+// without read).
+func (s *Server) reach(ctx context.Context, c *caller, interaction smart.Interaction, rec store.Record) (bool, error) {
+	ok, err := s.canSee(ctx, c, rec)
+	if err != nil || ok || c.patientFacing() || interaction == smart.Read {
+		return ok, err
+	}
+	where, err := s.allow(c, interaction, rec.Type)
+	return err == nil && visible(where, rec), nil
 }
 
 // maxBinaryLinks bounds the resources a Binary's visibility is decided
@@ -374,16 +390,9 @@ func (s *Server) existingForWrite(ctx context.Context, c *caller, interaction sm
 		}
 		cur = prev
 	}
-	ok, err := s.canSee(ctx, c, cur)
+	ok, err := s.reach(ctx, c, interaction, cur)
 	if err != nil {
 		return err
-	}
-	if !ok && !c.patientFacing() {
-		// An EMR or practitioner may hold a write scope without read:
-		// what its write scope covers is within its reach.
-		if where, err := s.allow(c, interaction, typ); err == nil && visible(where, cur) {
-			ok = true
-		}
 	}
 	if !ok {
 		return fhir.NotFound(typ, id)

@@ -14,6 +14,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/bundle"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/policy"
+	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"
 )
 
@@ -115,7 +116,7 @@ func (s *Server) releaseOp(ctx context.Context, x *exchange) (*fhir.Response, er
 	if !release && note == "" {
 		return nil, fhir.Invalid("Parameters.parameter.reason", "$hold needs a reason")
 	}
-	cur, ok, err := s.current(ctx, x.c, x.rt.typ, x.rt.id)
+	cur, ok, err := s.currentFor(ctx, x.c, smart.Update, x.rt.typ, x.rt.id)
 	if err != nil {
 		return nil, err
 	}
@@ -361,7 +362,7 @@ func (s *Server) releaseStatus(ctx context.Context, x *exchange) (*fhir.Response
 	if err := s.clinician(x); err != nil {
 		return nil, err
 	}
-	cur, ok, err := s.current(ctx, x.c, x.rt.typ, x.rt.id)
+	cur, ok, err := s.currentFor(ctx, x.c, smart.Update, x.rt.typ, x.rt.id)
 	if err != nil {
 		return nil, err
 	}

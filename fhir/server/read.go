@@ -73,6 +73,11 @@ func notModified(req *fhir.Request, rec store.Record) *fhir.Response {
 // could never see the resource must not learn it existed). ok is false
 // for a missing resource and for one outside the caller's reach alike.
 func (s *Server) current(ctx context.Context, c *caller, typ, id string) (store.Record, bool, error) {
+	return s.currentFor(ctx, c, smart.Read, typ, id)
+}
+
+// currentFor is current for interaction (reach).
+func (s *Server) currentFor(ctx context.Context, c *caller, interaction smart.Interaction, typ, id string) (store.Record, bool, error) {
 	rec, err := s.cfg.Store.Read(ctx, typ, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return rec, false, nil
@@ -91,7 +96,7 @@ func (s *Server) current(ctx context.Context, c *caller, typ, id string) (store.
 		}
 		shown = prev
 	}
-	ok, err := s.canSee(ctx, c, shown)
+	ok, err := s.reach(ctx, c, interaction, shown)
 	return rec, ok, err
 }
 

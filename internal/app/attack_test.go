@@ -454,3 +454,21 @@ func TestPatientUploadTransaction(t *testing.T) {
 	h.req("GET", bin, nil, pt).must(t, 200)
 	h.req("GET", bin, nil, w.patientToken(w.pb, "patient/*.rs")).must(t, 404)
 }
+
+// A clinician's app launched in a patient's context (patient/ scopes,
+// fhirUser a Practitioner) is confined to that patient but is no
+// patient-facing app: it writes results and sees held ones. An EMR with
+// an update scope and no read scope may still release and hold.
+func TestClinicianInPatientContext(t *testing.T) {
+	w := newWorld(t, withPolicy(t))
+	h := w.h
+	put(h, "Observation", "held-a", pathology(w.pa))
+	tok := h.token(devissuer.MintOptions{Scope: "patient/*.cruds", Patient: w.pa, FHIRUser: "Practitioner/dr-1"})
+	h.req("GET", "Observation/held-a", nil, tok).must(t, 200)
+	h.req("POST", "Observation", obs(w.pa, "laboratory", "2160-0"), tok).must(t, 201)
+	h.req("POST", "Observation", obs(w.pb, "laboratory", "2160-0"), tok).must(t, 403)
+	h.req("GET", "Observation/"+w.labB, nil, tok).must(t, 404)
+	emr := h.token(devissuer.MintOptions{Scope: "system/Observation.u", Client: "release-bot"})
+	h.req("POST", "Observation/held-a/$release", nil, emr).must(t, 200)
+	h.req("GET", "Observation/held-a", nil, w.patientToken(w.pa, "patient/*.rs")).must(t, 200)
+}
