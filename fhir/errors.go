@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -25,8 +26,20 @@ const (
 	KindUnsupportedMedia               // 415 not-supported
 	KindUnprocessable                  // 422 processing (business rule / not supported content)
 	KindTooManyRequests                // 429 throttled
+	KindClientClosed                   // 499 transient (the client went away; see StatusClientClosed)
 	KindUnavailable                    // 503 transient
 )
+
+// StatusClientClosed is the status of a request the client abandoned
+// before it completed (its context was cancelled). No client reads it: it
+// is for the access log, the audit trail and the error log, where it must
+// not count as a server error (the 499 "client closed request" of nginx;
+// net/http has no constant for it).
+const StatusClientClosed = 499
+
+// RetryAfterUnavailable is the Retry-After (seconds) of the 503 for a
+// request that ran out of time.
+const RetryAfterUnavailable = "5"
 
 // Status is the HTTP status for the kind.
 func (k Kind) Status() int {
@@ -57,6 +70,8 @@ func (k Kind) Status() int {
 		return http.StatusUnprocessableEntity
 	case KindTooManyRequests:
 		return http.StatusTooManyRequests
+	case KindClientClosed:
+		return StatusClientClosed
 	case KindUnavailable:
 		return http.StatusServiceUnavailable
 	}
@@ -86,7 +101,7 @@ func (k Kind) IssueCode() string {
 		return "processing"
 	case KindTooManyRequests:
 		return "throttled"
-	case KindUnavailable:
+	case KindClientClosed, KindUnavailable:
 		return "transient"
 	}
 	return "exception"
@@ -168,11 +183,27 @@ func NotFound(typ, id string) *Error {
 	return Errorf(KindNotFound, "resource %s/%s is not known", typ, id)
 }
 
-// AsError maps any error to an *Error. Errors that are not an *Error become
-// a 500 whose client-facing text is generic; the original is kept as Cause.
+// AsError maps any error to an *Error. An *Error in the chain decides,
+// unless it is an internal one caused by the end of the request's context:
+// a cancelled context (the client went away) is KindClientClosed (499), a
+// deadline that passed is KindUnavailable (503 "timeout", with
+// Retry-After) — neither is a server fault. Any other error becomes a 500
+// whose client-facing text is generic. The original is kept as Cause.
 func AsError(err error) *Error {
 	var fe *Error
-	if errors.As(err, &fe) {
+	if errors.As(err, &fe) && fe.Kind != KindInternal {
+		return fe
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return &Error{Kind: KindClientClosed, Issues: []Issue{{Severity: "error", Code: "transient",
+			Diagnostics: "the request was cancelled before it completed"}}, Cause: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Kind: KindUnavailable, Issues: []Issue{{Severity: "error", Code: "timeout",
+			Diagnostics: "the request did not complete in time; retry later"}},
+			Header: map[string]string{"Retry-After": RetryAfterUnavailable}, Cause: err}
+	}
+	if fe != nil {
 		return fe
 	}
 	return &Error{Kind: KindInternal, Issues: []Issue{{Severity: "error", Code: "exception", Diagnostics: "internal server error"}}, Cause: err}

@@ -292,11 +292,8 @@ func writeError(c *gin.Context, err error, pretty bool) {
 	status, oo := fhir.Outcome(err)
 	b, _ := json.Marshal(oo)
 	h := http.Header{}
-	var fe *fhir.Error
-	if errors.As(err, &fe) {
-		for k, v := range fe.Header {
-			h.Set(k, v)
-		}
+	for k, v := range fhir.AsError(err).Header {
+		h.Set(k, v)
 	}
 	write(c, &fhir.Response{Status: status, Header: h, Body: b, Err: err}, pretty)
 	c.Abort()

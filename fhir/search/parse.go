@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // This file parses a FHIR R4 search query string (search.html) into the
@@ -106,6 +107,31 @@ const (
 	MaxCount     = 1000
 )
 
+// Bounds of one search request. search.html leaves the cost of a search to
+// the server; each chain or _has hop is an inner search the engine runs, so
+// a query beyond these bounds is a 400 (issue code too-costly) naming the
+// parameter, before any search runs.
+const (
+	// MaxParams bounds the name=value pairs of one query (every value of a
+	// repeated parameter counts).
+	MaxParams = 100
+	// MaxHas bounds the _has parameters (search.html#has).
+	MaxHas = 10
+	// MaxChains bounds the chained parameters (search.html#chaining).
+	MaxChains = 10
+	// MaxChainDepth bounds the hops of one chain or _has, nested ones
+	// included ("patient.organization.name" is 2).
+	MaxChainDepth = 4
+	// MaxIncludes bounds the _include and _revinclude values together
+	// (search.html#include).
+	MaxIncludes = 20
+)
+
+// costly is the error of a query beyond a bound.
+func costly(param, format string, args ...any) *ParamError {
+	return &ParamError{Param: param, Msg: fmt.Sprintf(format, args...), Code: "too-costly"}
+}
+
 // Parsed is a parsed search.
 type Parsed struct {
 	Criteria
@@ -146,6 +172,8 @@ type parser struct {
 	opt ParseOptions
 	now time.Time
 	out *Parsed
+	// counts against the bounds (MaxHas, MaxChains, MaxIncludes)
+	nHas, nChains, nIncludes int
 }
 
 // Parse parses the query q of a search on resourceType (search.html);
@@ -170,6 +198,9 @@ func (r *Registry) Parse(resourceType string, q url.Values, opt ParseOptions) (*
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	if err := checkParams(names, q); err != nil {
+		return nil, err
+	}
 	// _type first: it decides which parameters exist in a system search.
 	if vals, ok := q["_type"]; ok {
 		if resourceType != "" {
@@ -192,6 +223,28 @@ func (r *Registry) Parse(resourceType string, q url.Values, opt ParseOptions) (*
 		p.out.Count = 0
 	}
 	return p.out, nil
+}
+
+// checkParams applies MaxParams and rejects names and values that are not
+// UTF-8 (a FHIR string is Unicode; the stores compare and match them as
+// such).
+func checkParams(names []string, q url.Values) error {
+	n := 0
+	for _, name := range names {
+		if !utf8.ValidString(name) {
+			return perr(strings.ToValidUTF8(name, "\uFFFD"), "the parameter name is not valid UTF-8")
+		}
+		for _, v := range q[name] {
+			if !utf8.ValidString(v) {
+				return perr(name, "the value of %s is not valid UTF-8", name)
+			}
+		}
+		n += len(q[name])
+		if n > MaxParams {
+			return costly(name, "a search may have at most %d parameters", MaxParams)
+		}
+	}
+	return nil
 }
 
 // warn records an ignored parameter, or fails when strict.
@@ -321,9 +374,18 @@ func (p *parser) param(name string, vals []string) error {
 		if err != nil {
 			return err
 		}
-		if c != nil {
-			p.out.Criteria = merge(p.out.Criteria, *c)
+		if c == nil {
+			continue
 		}
+		p.nHas += len(c.Has)
+		p.nChains += len(c.Chains)
+		switch {
+		case p.nHas > MaxHas:
+			return costly(name, "a search may have at most %d _has parameters", MaxHas)
+		case p.nChains > MaxChains:
+			return costly(name, "a search may have at most %d chained parameters", MaxChains)
+		}
+		p.out.Criteria = merge(p.out.Criteria, *c)
 	}
 	return nil
 }
@@ -381,11 +443,9 @@ func (p *parser) criterion(types []string, name, value string) (*Criteria, error
 	return p.criterionAt(types, name, name, value, 0)
 }
 
-const maxDepth = 4
-
 func (p *parser) criterionAt(types []string, full, name, value string, depth int) (*Criteria, error) {
-	if depth > maxDepth {
-		return nil, perr(full, "chains and _has may nest at most %d levels", maxDepth)
+	if depth > MaxChainDepth {
+		return nil, costly(full, "chains and _has may nest at most %d levels", MaxChainDepth)
 	}
 	if strings.HasPrefix(name, "_has:") {
 		return p.has(types, full, name, value, depth)
@@ -971,6 +1031,9 @@ func (p *parser) includes(name, base, mod string, vals []string) error {
 		return perr(name, "unknown modifier %q", mod)
 	}
 	for _, v := range values(vals) {
+		if p.nIncludes++; p.nIncludes > MaxIncludes {
+			return costly(name, "a search may have at most %d _include and _revinclude parameters", MaxIncludes)
+		}
 		if v == "*" {
 			inc := Include{Source: "*", Param: "*", Iterate: iterate}
 			p.addInclude(base, inc)

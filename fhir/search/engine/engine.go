@@ -24,8 +24,13 @@ import (
 // Defaults of the bounds an Engine applies.
 const (
 	// DefaultMaxInner bounds the matches of the inner search of one chain
-	// or _has; beyond it the search is rejected as too costly.
+	// or _has, and the resources one _has resolves into; beyond it the
+	// search is rejected as too costly.
 	DefaultMaxInner = 1000
+	// DefaultMaxInnerTotal bounds the inner matches of every chain and
+	// _has of one request together (the parser bounds their number:
+	// search.MaxChains, search.MaxHas, search.MaxChainDepth).
+	DefaultMaxInnerTotal = 5000
 	// DefaultMaxInclude bounds the resources _include/_revinclude add to a page.
 	DefaultMaxInclude = 1000
 	// maxIterate bounds the rounds of :iterate includes.
@@ -44,6 +49,8 @@ type Engine struct {
 	MaxCount int
 	// MaxInner bounds chain/_has inner matches (0: DefaultMaxInner).
 	MaxInner int
+	// MaxInnerTotal bounds the inner matches of one request (0: DefaultMaxInnerTotal).
+	MaxInnerTotal int
 	// MaxInclude bounds included resources per page (0: DefaultMaxInclude).
 	MaxInclude int
 }
@@ -143,6 +150,8 @@ type runner struct {
 	e         *Engine
 	constrain func(string) search.Expr
 	warnings  []fhir.Issue
+	// inner counts the inner matches of the request (MaxInnerTotal).
+	inner int
 }
 
 func (r *runner) access(typ string) search.Expr {
@@ -303,7 +312,7 @@ func (r *runner) resolve(ctx context.Context, types []string, c search.Criteria)
 		if err != nil {
 			return nil, err
 		}
-		recs, err := r.inner(ctx, ch.Name, ch.Type, inner)
+		recs, err := r.innerSearch(ctx, ch.Name, ch.Type, inner)
 		if err != nil {
 			return nil, err
 		}
@@ -322,17 +331,22 @@ func (r *runner) resolve(ctx context.Context, types []string, c search.Criteria)
 		if err != nil {
 			return nil, err
 		}
-		recs, err := r.inner(ctx, h.Name, h.Type, inner)
+		recs, err := r.innerSearch(ctx, h.Name, h.Type, inner)
 		if err != nil {
 			return nil, err
 		}
 		seen := map[string]bool{}
 		var keys []string
+		limit := orDefault(r.e.MaxInner, DefaultMaxInner)
 		for _, rec := range recs {
 			for _, ref := range rec.Index.Ref {
 				k, ok := localRef(ref)
 				if !ok || ref.P != h.Param || seen[k] || len(types) > 0 && !slices.Contains(types, ref.T) {
 					continue
+				}
+				if len(keys) == limit {
+					// One inner match may refer to many (Group.member).
+					return nil, fhir.Invalid(h.Name, "%s refers to more than %d resources: narrow the search", h.Name, limit).WithCode("too-costly")
 				}
 				seen[k] = true
 				keys = append(keys, k)
@@ -355,13 +369,19 @@ func localRef(v search.RefValue) (string, bool) {
 	return v.R, true
 }
 
-// inner runs the inner search of a chain or _has, with the access
-// constraint of its type, bounded by MaxInner.
-func (r *runner) inner(ctx context.Context, name, typ string, filter search.Expr) ([]store.Record, error) {
+// innerSearch runs the inner search of a chain or _has, with the access
+// constraint of its type, bounded by MaxInner and by what is left of
+// MaxInnerTotal.
+func (r *runner) innerSearch(ctx context.Context, name, typ string, filter search.Expr) ([]store.Record, error) {
 	limit := orDefault(r.e.MaxInner, DefaultMaxInner)
-	q := store.Query{Types: []string{typ}, Filter: search.AllOf(filter, r.access(typ)), Count: min(limit+1, search.MaxCount)}
+	total := orDefault(r.e.MaxInnerTotal, DefaultMaxInnerTotal)
+	left := max(total-r.inner, 0)
+	q := store.Query{Types: []string{typ}, Filter: search.AllOf(filter, r.access(typ)), Count: min(min(limit, left)+1, search.MaxCount)}
 	var out []store.Record
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("engine: %s: %w", name, err)
+		}
 		page, err := r.e.Store.Search(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("engine: %s: %w", name, err)
@@ -370,7 +390,11 @@ func (r *runner) inner(ctx context.Context, name, typ string, filter search.Expr
 		if len(out) > limit {
 			return nil, fhir.Invalid(name, "%s matches more than %d %s resources: narrow the search", name, limit, typ).WithCode("too-costly")
 		}
+		if len(out) > left {
+			return nil, fhir.Invalid(name, "the chained and _has parameters of this search match more than %d resources together: narrow the search", total).WithCode("too-costly")
+		}
 		if page.Next == "" || len(page.Records) == 0 {
+			r.inner += len(out)
 			return out, nil
 		}
 		q.Cursor = page.Next

@@ -3,7 +3,6 @@ package mquery
 import (
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
@@ -12,8 +11,10 @@ import (
 
 // The compiler lowers search.Expr into a small intermediate form (node)
 // that has three back ends: the exact MongoDB filter ($elemMatch), the
-// FerretDB filter (dot notation, a superset) and the Go matcher (Match).
-// Sharing the lowering keeps the three semantically identical.
+// FerretDB filter (dot notation, a superset) and the compact filter (keys,
+// a superset). The Go re-check of the supersets (Match) is search.Matcher;
+// the differential test evaluates this form field by field (irMatch) and
+// holds the matcher to it.
 
 // op is a field comparison.
 type op int
@@ -29,22 +30,16 @@ const (
 	opRegex     // val rx
 )
 
-// rx is a regular expression with its MongoDB options.
+// rx is a regular expression with its MongoDB options. Patterns are built
+// from regexp.QuoteMeta and fixed text; Go never compiles them (the Go
+// re-check is search.Matcher, which matches the same literals directly).
 type rx struct {
 	Pattern string
 	Options string // "" or "i"
-	re      *regexp.Regexp
 }
 
-// mkrx builds a regular expression condition; patterns are built from
-// regexp.QuoteMeta and fixed text, so they always compile.
-func mkrx(pattern, options string) rx {
-	p := pattern
-	if options == "i" {
-		p = "(?i)" + p
-	}
-	return rx{Pattern: pattern, Options: options, re: regexp.MustCompile(p)}
-}
+// mkrx builds a regular expression condition.
+func mkrx(pattern, options string) rx { return rx{Pattern: pattern, Options: options} }
 
 // fcond is one condition on a field (a top-level document field, or a
 // field of an array element relative to the array).
@@ -592,27 +587,5 @@ func numberAlts(p search.Prefix, v, lo, hi float64) ([][]fcond, error) {
 }
 
 // uriAncestors lists u and every ancestor path of it (search.html#uri,
-// :above): "http://a/b/c" gives "http://a/b/c", "http://a/b/",
-// "http://a/b", "http://a/", "http://a".
-func uriAncestors(u string) []string {
-	out := []string{u}
-	start := 0
-	if i := strings.Index(u, "://"); i >= 0 {
-		start = i + 3
-	}
-	rest := u
-	for {
-		i := strings.LastIndex(rest, "/")
-		if i < start {
-			break
-		}
-		rest = rest[:i]
-		if len(rest) <= start {
-			break
-		}
-		out = append(out, rest+"/", rest)
-	}
-	out = dedup(out)
-	sort.Strings(out)
-	return out
-}
+// :above), as search.URIAncestors, which the Go matcher uses.
+func uriAncestors(u string) []string { return search.URIAncestors(u) }

@@ -1,299 +1,41 @@
 package mquery
 
 import (
-	"regexp"
-	"time"
-
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/store"
 )
 
-// Match evaluates e (nil: true) against one stored version exactly as
-// the MongoDB filter of Filter would, in Go. A store on a server that
-// cannot run the exact filter (Compile reports exact=false) keeps only the
+// Match evaluates e (nil: true) against one stored version exactly as the
+// MongoDB filter of Filter would, in Go. A store on a server that cannot
+// run the exact filter (Compile reports exact=false) keeps only the
 // documents for which Match is true.
+//
+// It is search.Match, the one in-memory evaluation of the search AST (the
+// pipeline's access decisions use it too); the differential test of this
+// package holds it to the semantics of the lowered filters.
 func Match(e search.Expr, r store.Record) (bool, error) {
-	n, err := lowerer{}.lower(e)
-	if err != nil {
-		return false, err
-	}
-	return newMatcher(n).match(r), nil
+	return search.Match(e, subject(&r))
 }
 
 // Matcher is a compiled Match for many records.
-type Matcher struct{ n node }
+type Matcher struct{ m *search.Matcher }
 
 // NewMatcher compiles e for repeated Match calls.
 func NewMatcher(e search.Expr) (*Matcher, error) {
-	n, err := lowerer{}.lower(e)
+	m, err := search.NewMatcher(e)
 	if err != nil {
 		return nil, err
 	}
-	return newMatcher(n), nil
+	return &Matcher{m}, nil
 }
-
-func newMatcher(n node) *Matcher { return &Matcher{n} }
 
 // Match reports whether r matches.
-func (m *Matcher) Match(r store.Record) bool { return m.match(r) }
+func (m *Matcher) Match(r store.Record) bool { return m.m.Match(subject(&r)) }
 
-func (m *Matcher) match(r store.Record) bool { return evalNode(m.n, &r) }
-
-func evalNode(n node, r *store.Record) bool {
-	switch x := n.(type) {
-	case constN:
-		return bool(x)
-	case andN:
-		for _, c := range x {
-			if !evalNode(c, r) {
-				return false
-			}
-		}
-		return true
-	case orN:
-		for _, c := range x {
-			if evalNode(c, r) {
-				return true
-			}
-		}
-		return false
-	case notN:
-		return !evalNode(x.n, r)
-	case topN:
-		for _, c := range x {
-			if !evalTop(c, r) {
-				return false
-			}
-		}
-		return true
-	case elemN:
-		return anyElem(elementsOf(&r.Index, x.path[len("idx."):]), elem(x))
+// subject is the part of r a search.Matcher reads.
+func subject(r *store.Record) search.Subject {
+	return search.Subject{
+		Type: r.Type, ID: r.ID, LastUpdated: r.LastUpdated, Index: &r.Index,
+		PatientVisible: r.Release.Patient, ProxyVisible: r.Release.Proxy,
 	}
-	return false
 }
-
-// evalTop evaluates a condition on a top-level document field.
-func evalTop(c fcond, r *store.Record) bool {
-	var vals []any
-	switch c.field {
-	case "_id":
-		vals = []any{r.Type + "/" + r.ID}
-	case "t":
-		vals = []any{r.Type}
-	case "i":
-		vals = []any{r.ID}
-	case "lu":
-		vals = []any{ms(r.LastUpdated)}
-	case "idx.cpt":
-		vals = strs(r.Index.Compartments)
-	case "idx.sec":
-		vals = strs(r.Index.Security)
-	case "idx.has":
-		vals = strs(r.Index.Has)
-	case "rel.p":
-		if !r.Release.Patient.IsZero() {
-			vals = []any{ms(r.Release.Patient)}
-		}
-	case "rel.x":
-		if !r.Release.Proxy.IsZero() {
-			vals = []any{ms(r.Release.Proxy)}
-		}
-	}
-	if c.op == opExists {
-		return (len(vals) > 0) == c.val.(bool)
-	}
-	for _, v := range vals {
-		if cmpOp(c, v) {
-			return true
-		}
-	}
-	return false
-}
-
-func strs(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
-// element is one array element as its BSON fields (absent fields omitted,
-// like the omitempty encoding); composites carry their nested index.
-type element struct {
-	f   map[string]any
-	sub *search.Index
-}
-
-func elementsOf(x *search.Index, kind string) []element {
-	var out []element
-	put := func(m map[string]any, k string, v string) {
-		if v != "" {
-			m[k] = v
-		}
-	}
-	switch kind {
-	case "str":
-		for _, v := range x.Str {
-			m := map[string]any{"p": v.P, "v": v.V}
-			put(m, "x", v.X)
-			out = append(out, element{f: m})
-		}
-	case "tok":
-		for _, v := range x.Tok {
-			m := map[string]any{"p": v.P}
-			put(m, "s", v.S)
-			put(m, "c", v.C)
-			put(m, "t", v.T)
-			put(m, "ts", v.TS)
-			put(m, "tc", v.TC)
-			out = append(out, element{f: m})
-		}
-	case "ref":
-		for _, v := range x.Ref {
-			m := map[string]any{"p": v.P}
-			put(m, "r", v.R)
-			put(m, "t", v.T)
-			put(m, "i", v.I)
-			put(m, "v", v.V)
-			put(m, "is", v.IS)
-			put(m, "ic", v.IC)
-			out = append(out, element{f: m})
-		}
-	case "dt":
-		for _, v := range x.Date {
-			out = append(out, element{f: map[string]any{"p": v.P, "lo": ms(v.Lo), "hi": ms(v.Hi)}})
-		}
-	case "num":
-		for _, v := range x.Num {
-			out = append(out, element{f: map[string]any{"p": v.P, "v": v.V, "lo": v.Lo, "hi": v.Hi}})
-		}
-	case "qty":
-		for _, v := range x.Qty {
-			m := map[string]any{"p": v.P, "v": v.V, "lo": v.Lo, "hi": v.Hi}
-			put(m, "s", v.S)
-			put(m, "c", v.C)
-			put(m, "u", v.U)
-			out = append(out, element{f: m})
-		}
-	case "uri":
-		for _, v := range x.URI {
-			out = append(out, element{f: map[string]any{"p": v.P, "v": v.V}})
-		}
-	case "cmp":
-		for i := range x.Comp {
-			out = append(out, element{f: map[string]any{"p": x.Comp[i].P}, sub: &x.Comp[i].X})
-		}
-	}
-	return out
-}
-
-func anyElem(els []element, e elem) bool {
-	for _, el := range els {
-		if elemMatches(el, e) {
-			return true
-		}
-	}
-	return false
-}
-
-func elemMatches(el element, e elem) bool {
-	for _, c := range e.conds {
-		v, ok := el.f[c.field]
-		if c.op == opExists {
-			if ok != c.val.(bool) {
-				return false
-			}
-			continue
-		}
-		if !ok || !cmpOp(c, v) {
-			return false
-		}
-	}
-	for _, n := range e.nested {
-		if el.sub == nil {
-			return false
-		}
-		// nested paths are "x.<kind>" relative to the composite element.
-		if !anyElem(elementsOf(el.sub, n.path[len("x."):]), n) {
-			return false
-		}
-	}
-	return true
-}
-
-// cmpOp applies a comparison like MongoDB does for same-typed values;
-// values of different types never compare.
-func cmpOp(c fcond, v any) bool {
-	switch c.op {
-	case opEq:
-		return v == c.val
-	case opIn:
-		s, ok := v.(string)
-		if !ok {
-			return false
-		}
-		for _, w := range c.val.([]string) {
-			if s == w {
-				return true
-			}
-		}
-		return false
-	case opRegex:
-		s, ok := v.(string)
-		return ok && compiled(c.val.(rx)).MatchString(s)
-	}
-	k, ok := compare(v, c.val)
-	if !ok {
-		return false
-	}
-	switch c.op {
-	case opGt:
-		return k > 0
-	case opGte:
-		return k >= 0
-	case opLt:
-		return k < 0
-	case opLte:
-		return k <= 0
-	}
-	return false
-}
-
-func compare(a, b any) (int, bool) {
-	switch x := a.(type) {
-	case float64:
-		y, ok := b.(float64)
-		if !ok {
-			return 0, false
-		}
-		switch {
-		case x < y:
-			return -1, true
-		case x > y:
-			return 1, true
-		}
-		return 0, true
-	case time.Time:
-		y, ok := b.(time.Time)
-		if !ok {
-			return 0, false
-		}
-		return x.Compare(y), true
-	case string:
-		y, ok := b.(string)
-		if !ok {
-			return 0, false
-		}
-		switch {
-		case x < y:
-			return -1, true
-		case x > y:
-			return 1, true
-		}
-		return 0, true
-	}
-	return 0, false
-}
-
-func compiled(r rx) *regexp.Regexp { return r.re }
