@@ -189,6 +189,9 @@ func NotFound(typ, id string) *Error {
 // deadline that passed is KindUnavailable (503 "timeout", with
 // Retry-After) — neither is a server fault. Any other error becomes a 500
 // whose client-facing text is generic. The original is kept as Cause.
+//
+// A Kinded error (the store's sentinels) is mapped by its own kind, so no
+// layer above the store maps store errors itself.
 func AsError(err error) *Error {
 	var fe *Error
 	if errors.As(err, &fe) && fe.Kind != KindInternal {
@@ -206,7 +209,25 @@ func AsError(err error) *Error {
 	if fe != nil {
 		return fe
 	}
+	var k Kinded
+	if errors.As(err, &k) {
+		kind, text, expr := k.FHIRKind()
+		e := Errorf(kind, "%s", text).Wrap(err)
+		if expr != "" {
+			e.At(expr)
+		}
+		return e
+	}
 	return &Error{Kind: KindInternal, Issues: []Issue{{Severity: "error", Code: "exception", Diagnostics: "internal server error"}}, Cause: err}
+}
+
+// Kinded is an error of a lower layer that knows what it means to a
+// client (the store's sentinels: not found, version conflict, lock held,
+// bad cursor). AsError maps it with its client text and expression; the
+// error itself stays the Cause, for the log.
+type Kinded interface {
+	error
+	FHIRKind() (kind Kind, diagnostics, expression string)
 }
 
 // OperationOutcome is the JSON body of an OperationOutcome resource.

@@ -5,24 +5,37 @@ package store
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"time"
 
+	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 )
 
-// Sentinel errors; backends wrap them with %w.
+// Sentinel errors; backends wrap them with %w. Each knows what it means to
+// a client (fhir.Kinded), so fhir.AsError maps them in one place.
 var (
-	ErrNotFound = errors.New("store: not found")
+	ErrNotFound = &kindError{"store: not found", fhir.KindNotFound, "the resource is not known", ""}
 	// ErrConflict: an Op's IfVersion did not match the current version
 	// (or a create found the resource existing). Nothing was written.
-	ErrConflict = errors.New("store: version conflict")
+	ErrConflict = &kindError{"store: version conflict", fhir.KindConflict, "a resource was changed concurrently; nothing was written, retry", ""}
 	// ErrLocked: a Lock key is held by someone else and ctx ended first.
-	ErrLocked = errors.New("store: locked")
+	ErrLocked = &kindError{"store: locked", fhir.KindConflict, "a concurrent conditional write with the same condition did not finish in time; retry", ""}
 	// ErrBadCursor: a paging cursor that this store did not issue.
-	ErrBadCursor = errors.New("store: bad cursor")
+	ErrBadCursor = &kindError{"store: bad cursor", fhir.KindInvalid, "the paging cursor is not valid (it may have expired)", "_cursor"}
 )
+
+// kindError is a sentinel error with its meaning to a client.
+type kindError struct {
+	msg        string
+	kind       fhir.Kind
+	text, expr string
+}
+
+func (e *kindError) Error() string { return e.msg }
+
+// FHIRKind implements fhir.Kinded.
+func (e *kindError) FHIRKind() (fhir.Kind, string, string) { return e.kind, e.text, e.expr }
 
 // Release is the release state of one version (policy package). A zero
 // time means "immediately visible"; Never means excluded or held.

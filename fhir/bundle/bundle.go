@@ -22,7 +22,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -31,7 +30,6 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
-	"github.com/fhirgate/fhirgate/store"
 )
 
 // Handler is what the bundle processor needs from the request pipeline.
@@ -483,17 +481,9 @@ func errorResponse(err error) *fhir.Response {
 }
 
 // commitError maps a Commit failure to the client: a version conflict or
-// a held lock is a 409, anything else keeps its kind (500 when unknown).
-func commitError(err error) error {
-	var fe *fhir.Error
-	if errors.As(err, &fe) {
-		return fe
-	}
-	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrLocked) {
-		return fhir.Errorf(fhir.KindConflict, "the transaction conflicts with a concurrent change; nothing was written, retry it").Wrap(err)
-	}
-	return fhir.AsError(err)
-}
+// a held lock is a 409 (store errors know their kind), anything else keeps
+// its kind (500 when unknown).
+func commitError(err error) error { return fhir.AsError(err) }
 
 // ConditionKey is the normalised lock key of a conditional create or
 // update of resourceType with query: parameters and their values sorted, so

@@ -211,10 +211,7 @@ func (s *Server) annotate(ctx context.Context, cur store.Record, by, note string
 	}
 	rec.Release = rel
 	if err := s.cfg.Store.Transact(ctx, []store.Op{{Kind: store.OpPut, Record: rec, IfVersion: cur.VersionID}}); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return store.Record{}, fhir.Errorf(fhir.KindConflict, "%s was changed concurrently; retry", cur.Key()).Wrap(err)
-		}
-		return store.Record{}, err
+		return store.Record{}, err // a conflict is a 409 (fhir.AsError)
 	}
 	return rec, nil
 }
@@ -439,10 +436,7 @@ func (h bundleHandler) Handle(ctx context.Context, req *fhir.Request) *fhir.Resp
 func (h bundleHandler) Commit(ctx context.Context, tx *bundle.Tx) error {
 	if len(tx.Ops) > 0 {
 		if err := h.s.cfg.Store.Transact(ctx, tx.Ops); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return fhir.Errorf(fhir.KindConflict, "a resource of the transaction was changed concurrently; nothing was written").Wrap(err)
-			}
-			return err
+			return err // a conflict is a 409 (fhir.AsError)
 		}
 	}
 	for _, f := range tx.After {

@@ -287,10 +287,7 @@ func (s *Server) history(ctx context.Context, x *exchange) (*fhir.Response, erro
 			return nil, fhir.NotFound(x.rt.typ, x.rt.id)
 		}
 	}
-	page, err := s.cfg.Store.History(ctx, q)
-	if errors.Is(err, store.ErrBadCursor) {
-		return nil, fhir.Invalid("_cursor", "the paging cursor is not valid (it may have expired)")
-	}
+	page, err := s.cfg.Store.History(ctx, q) // store.ErrBadCursor is a 400 (fhir.AsError)
 	if err != nil {
 		return nil, err
 	}

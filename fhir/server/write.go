@@ -240,14 +240,7 @@ func conditionQuery(typ, cond string) (url.Values, error) {
 // lockCondition serialises conditional writes with the same condition, so N
 // concurrent identical conditional creates yield exactly one resource.
 func (s *Server) lockCondition(ctx context.Context, typ string, q url.Values) (func(), error) {
-	unlock, err := s.cfg.Store.Lock(ctx, bundle.ConditionKey(typ, q), lockTTL)
-	if err != nil {
-		if errors.Is(err, store.ErrLocked) {
-			return nil, fhir.Errorf(fhir.KindConflict, "a concurrent conditional write with the same condition did not finish in time; retry").Wrap(err)
-		}
-		return nil, err
-	}
-	return unlock, nil
+	return s.cfg.Store.Lock(ctx, bundle.ConditionKey(typ, q), lockTTL) // store.ErrLocked is a 409 (fhir.AsError)
 }
 
 // match runs a conditional search (strict) within the caller's reach.
