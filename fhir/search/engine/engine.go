@@ -251,10 +251,7 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	}
 	page, err := e.Store.Search(ctx, q)
 	if err != nil {
-		if errors.Is(err, store.ErrBadCursor) {
-			return nil, fhir.Invalid("_cursor", "the paging cursor is not valid for this search").Wrap(err)
-		}
-		return nil, fmt.Errorf("engine: search: %w", err)
+		return nil, fmt.Errorf("engine: search: %w", err) // store.ErrBadCursor is a 400 (fhir.AsError)
 	}
 	res := &Result{Matches: page.Records, Total: -1, Next: page.Next}
 	if q.Total {

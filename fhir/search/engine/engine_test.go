@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net/url"
@@ -330,10 +329,10 @@ func TestChainsAndHas(t *testing.T) {
 
 func assertInvalid(t *testing.T, err error, expr, code string) {
 	t.Helper()
-	var fe *fhir.Error
-	if !errors.As(err, &fe) {
-		t.Fatalf("want *fhir.Error, got %v", err)
+	if err == nil {
+		t.Fatal("want an error, got none")
 	}
+	fe := fhir.AsError(err) // what the client gets (store errors know their kind)
 	if fe.Kind != fhir.KindInvalid || fe.Kind.Status() != 400 {
 		t.Fatalf("kind %v, want invalid", fe.Kind)
 	}
