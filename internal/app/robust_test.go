@@ -105,3 +105,50 @@ func TestScopeSeparators(t *testing.T) {
 	tok := h.token(devissuer.MintOptions{Scope: "patient/Patient.rs  patient/Observation.rs", Patient: w.pa, FHIRUser: "Patient/" + w.pa})
 	h.req("GET", "Observation/"+w.labA, nil, tok).must(t, 200)
 }
+
+// A granular scope with a date, number, quantity or composite condition
+// answers a read exactly as a search (scopes-and-launch-context.html#
+// finer-grained-resource-constraints-using-search-parameters).
+func TestGranularScopeReadEqualsSearch(t *testing.T) {
+	w := newWorld(t)
+	h := w.h
+	put(h, "Observation", "old-a", strings.Replace(obs(w.pa, "laboratory", "2160-0"), "2026-01-02T10:00:00Z", "2019-05-01T10:00:00Z", 1))
+	put(h, "Observation", "bp-a", `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"subject":{"reference":"Patient/pat-a"},"effectiveDateTime":"2026-01-02",`+
+		`"component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":150,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]}`)
+	for _, q := range []string{
+		"date=ge2020",
+		"date=lt2020-01-01",
+		"value-quantity=gt1",
+		"value-quantity=le1.5|http://unitsofmeasure.org|mg/dL",
+		"component-code-value-quantity=http://loinc.org|8480-6$gt140",
+		"_lastUpdated=ge2000",
+	} {
+		tok := w.patientToken(w.pa, "patient/Observation.rs?"+q)
+		found := ids(h.req("GET", "Observation?_count=100", nil, tok).must(t, 200))
+		for _, id := range []string{w.labA, w.vitalA, "old-a", "bp-a", w.labB} {
+			r := h.req("GET", "Observation/"+id, nil, tok)
+			if (r.Status == 200) != has(found, "Observation/"+id) {
+				t.Errorf("scope ?%s: read of %s is %d but search finds %v", q, id, r.Status, found)
+			}
+		}
+		if len(found) == 0 {
+			t.Errorf("scope ?%s: search finds nothing; the test data should match", q)
+		}
+	}
+}
+
+// 3,000 _has parameters are refused at once, not run (bounded work).
+func TestSearchBoundsEndToEnd(t *testing.T) {
+	w := newWorld(t)
+	h := w.h
+	var b strings.Builder
+	for i := 0; i < 3000; i++ {
+		fmt := "&_has:Observation:subject:code=%d"
+		b.WriteString(strings.Replace(fmt, "%d", "x"+strings.Repeat("1", i%7), 1))
+	}
+	r := h.req("GET", "Patient?_id=pat-a"+b.String(), nil, "").must(t, 400)
+	if c := r.outcome(t)["code"]; c != "too-costly" {
+		t.Errorf("issue code %v, want too-costly", c)
+	}
+	h.req("GET", "Observation?subject:Patient.link:Patient.link:Patient.link:Patient.link:Patient.name=x", nil, "").must(t, 400)
+}
