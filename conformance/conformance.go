@@ -6,6 +6,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
 	"time"
 
@@ -137,9 +138,9 @@ func CapabilityStatement(o Options) []byte {
 			{Name: "_total", Type: "token", Documentation: "none | estimate | accurate"},
 			{Name: "_summary", Type: "token", Documentation: "true | text | data | count | false"},
 			{Name: "_elements", Type: "string"},
-			{Name: "_include", Type: "string", Documentation: "with :iterate and *"},
-			{Name: "_revinclude", Type: "string", Documentation: "with :iterate and *"},
-			{Name: "_has", Type: "string", Documentation: "reverse chaining"},
+			{Name: "_include", Type: "string", Documentation: fmt.Sprintf("with :iterate and *; at most %d _include and _revinclude together", search.MaxIncludes)},
+			{Name: "_revinclude", Type: "string", Documentation: fmt.Sprintf("with :iterate and *; at most %d _include and _revinclude together", search.MaxIncludes)},
+			{Name: "_has", Type: "string", Documentation: fmt.Sprintf("reverse chaining; at most %d per search, %d hops; at most %d chained parameters and %d parameters in all", search.MaxHas, search.MaxChainDepth, search.MaxChains, search.MaxParams)},
 		},
 	}
 	if o.Security != nil {
