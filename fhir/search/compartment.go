@@ -32,6 +32,13 @@ var PatientFree = map[string]bool{
 	"TestScript": true, "ExampleScenario": true, "ChargeItemDefinition": true, "CatalogEntry": true,
 }
 
+// MultiPatientLabel is the security label ("system|code") Extract gives a
+// resource of a type outside the Patient CompartmentDefinition that
+// carries the data of more than one patient (a Bundle with entries of
+// several patients): no patient-facing caller may see it, since it would
+// show each patient the others' data.
+const MultiPatientLabel = "http://fhirgate.dev/CodeSystem/access|multi-patient"
+
 // BinaryLinkParam is the internal reference parameter under which
 // Extract records every Attachment.url that points at a Binary of this
 // server ("Binary/123"), so the resources that carry a Binary can be
@@ -118,6 +125,9 @@ func (x *extractor) linkedCompartments(resourceType string, resource map[string]
 				}
 			}
 		}
+	}
+	if len(x.idx.Compartments) > 1 && !slices.Contains(x.idx.Security, MultiPatientLabel) {
+		x.idx.Security = append(x.idx.Security, MultiPatientLabel)
 	}
 }
 

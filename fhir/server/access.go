@@ -111,8 +111,12 @@ func (s *Server) allow(c *caller, interaction smart.Interaction, typ string) (se
 		return nil, smart.InsufficientScope(d.Scope)
 	}
 	where := d.Where
-	if c.audience != audienceNone && isReadLike(interaction) {
-		where = search.AllOf(where, search.ReleaseCond{Audience: c.audience, Now: s.cfg.Now()})
+	if c.audience != audienceNone {
+		// What carries several patients' data is no patient's to see.
+		where = search.AllOf(where, search.Not{Arg: search.SecurityCond{Labels: []string{search.MultiPatientLabel}}})
+		if isReadLike(interaction) {
+			where = search.AllOf(where, search.ReleaseCond{Audience: c.audience, Now: s.cfg.Now()})
+		}
 	}
 	return where, nil
 }
@@ -244,18 +248,23 @@ const maxBinaryLinks = 50
 //
 // ok is false when nothing links it, or a link is out of the caller's reach.
 func (s *Server) binaryLinked(ctx context.Context, c *caller, rec store.Record) (store.Record, bool, error) {
-	var links []store.Record
-	direct := false
+	// owner: what decides the Binary's compartment — its securityContext
+	// when it has one (binary.html: the Binary is treated as that
+	// resource), else every resource carrying it.
+	var owner, carriers []store.Record
+	hasContext := false
 	if len(rec.Raw) > 0 {
 		tree, err := fhir.Decode(rec.Raw)
 		if err != nil {
 			return rec, false, err
 		}
 		if ref := securityContext(tree); ref != "" {
+			hasContext = true
 			typ, id, _ := strings.Cut(ref, "/")
 			switch {
-			case typ == "Patient":
-				direct = true // in the compartment by extraction
+			case typ == "Patient" && fhir.ValidID(id):
+				owner = append(owner, store.Record{Type: "Patient", ID: id,
+					Index: search.Index{Compartments: []string{"Patient/" + id}}})
 			case typ == "Binary" || !fhir.IsResourceType(typ) || !fhir.ValidID(id):
 				return rec, false, nil
 			default:
@@ -266,7 +275,7 @@ func (s *Server) binaryLinked(ctx context.Context, c *caller, rec store.Record) 
 				if err != nil {
 					return rec, false, err
 				}
-				links = append(links, t)
+				owner = append(owner, t)
 			}
 		}
 	}
@@ -282,25 +291,38 @@ func (s *Server) binaryLinked(ctx context.Context, c *caller, rec store.Record) 
 	}
 	for _, r := range page.Records {
 		if r.Type != "Binary" {
-			links = append(links, r)
+			carriers = append(carriers, r)
 		}
 	}
-	if len(links) == 0 && !direct {
+	if !hasContext {
+		owner = carriers
+	}
+	if len(owner) == 0 {
 		return rec, false, nil
 	}
-	idx := rec.Index
-	idx.Compartments = slices.Clone(idx.Compartments)
-	idx.Security = slices.Clone(idx.Security)
-	for _, l := range links {
+	// Every link must be within the caller's reach: the securityContext
+	// (a Patient is checked by the compartment below) and every carrier,
+	// so a Binary of an excluded or withheld resource is withheld too.
+	for _, l := range append(slices.Clone(owner), carriers...) {
+		if l.Type == "Patient" && len(l.Raw) == 0 {
+			continue
+		}
 		where, err := s.allow(c, smart.Read, l.Type)
 		if err != nil || !visible(where, l) {
 			return rec, false, nil
 		}
+	}
+	idx := rec.Index
+	idx.Compartments = nil
+	idx.Security = slices.Clone(idx.Security)
+	for _, l := range owner {
 		for _, cpt := range l.Index.Compartments {
 			if !slices.Contains(idx.Compartments, cpt) {
 				idx.Compartments = append(idx.Compartments, cpt)
 			}
 		}
+	}
+	for _, l := range append(slices.Clone(owner), carriers...) {
 		for _, lbl := range l.Index.Security {
 			if !slices.Contains(idx.Security, lbl) {
 				idx.Security = append(idx.Security, lbl)

@@ -50,6 +50,10 @@ func TestNonCompartmentTypesFollowTheirLink(t *testing.T) {
 	put(h, "Bundle", "bun-a", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":`+obs(w.pa, "laboratory", "2160-0")+`}]}`)
 	put(h, "Bundle", "bun-a-hiv", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":`+
 		strings.Replace(obs(w.pa, "laboratory", "75622-1"), `"status"`, hivLabel+`"status"`, 1)+`}]}`)
+	put(h, "Bundle", "bun-ab", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":`+obs(w.pa, "laboratory", "2160-0")+`},{"resource":`+obs(w.pb, "laboratory", "2160-0")+`}]}`)
+	// A Binary whose securityContext is B's stays B's, whoever carries it.
+	put(h, "Binary", "bin-sc-b", binary("Patient/pat-b"))
+	put(h, "DocumentReference", "doc-a-carries-b", strings.Replace(docRef(w.pa, "x", ""), "Binary/bin-x", "Binary/bin-sc-b", 1))
 	put(h, "Linkage", "link-1", `{"resourceType":"Linkage","item":[{"type":"source","resource":{"reference":"Patient/pat-b"}}]}`)
 	// Binaries: by securityContext, by the DocumentReference carrying them.
 	put(h, "DocumentReference", "doc-b", docRef(w.pb, "doc-b", ""))
@@ -72,6 +76,8 @@ func TestNonCompartmentTypesFollowTheirLink(t *testing.T) {
 		{"Device/dev-b", 404},
 		{"Bundle/bun-a", 200},
 		{"Bundle/bun-b", 404},
+		{"Bundle/bun-ab", 404}, // A's and B's entries
+		{"Binary/bin-sc-b", 404},
 		{"Linkage/link-1", 404},
 		{"Binary/bin-doc-a", 200},     // carried by A's DocumentReference
 		{"Binary/bin-pat-a", 200},     // securityContext: A
@@ -86,7 +92,7 @@ func TestNonCompartmentTypesFollowTheirLink(t *testing.T) {
 	}
 	for _, q := range []string{"Task", "Device", "Bundle", "Linkage", "Binary", "?_type=Task,Device,Bundle,Linkage,Binary", "Patient/pat-a/*", "Task/_history", "_history"} {
 		got := ids(h.req("GET", q, nil, tok).must(t, 200))
-		for _, bad := range []string{"Task/task-b", "Device/dev-b", "Bundle/bun-b", "Linkage/link-1", "Binary/bin-doc-b", "Binary/bin-orphan"} {
+		for _, bad := range []string{"Task/task-b", "Device/dev-b", "Bundle/bun-b", "Bundle/bun-ab", "Linkage/link-1", "Binary/bin-doc-b", "Binary/bin-orphan"} {
 			if has(got, bad) {
 				t.Errorf("patient A searching %s sees %s", q, bad)
 			}
