@@ -12,6 +12,10 @@
 //
 // A nil *Policy (no policy file configured) releases everything immediately;
 // every method accepts a nil receiver.
+//
+// Resource type names in a policy are checked against the R4 model
+// (fhir/model: the resource types of resourcelist.html, from the
+// StructureDefinitions, structuredefinition.html).
 package policy
 
 import (

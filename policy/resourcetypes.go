@@ -1,40 +1,9 @@
 package policy
 
-// r4ResourceTypes lists the 146 concrete resource types of FHIR R4 (4.0.1),
-// generated from the StructureDefinitions (kind resource, derivation
-// specialization, not abstract) of the official package hl7.fhir.r4.examples
-// 4.0.1 (CC0). The loader uses it to catch typos in match.resourceType and in
-// references.
-var r4ResourceTypes = setOf(
-	"Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment",
-	"AppointmentResponse", "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct",
-	"BodyStructure", "Bundle", "CapabilityStatement", "CarePlan", "CareTeam", "CatalogEntry",
-	"ChargeItem", "ChargeItemDefinition", "Claim", "ClaimResponse", "ClinicalImpression",
-	"CodeSystem", "Communication", "CommunicationRequest", "CompartmentDefinition", "Composition",
-	"ConceptMap", "Condition", "Consent", "Contract", "Coverage", "CoverageEligibilityRequest",
-	"CoverageEligibilityResponse", "DetectedIssue", "Device", "DeviceDefinition", "DeviceMetric",
-	"DeviceRequest", "DeviceUseStatement", "DiagnosticReport", "DocumentManifest",
-	"DocumentReference", "EffectEvidenceSynthesis", "Encounter", "Endpoint", "EnrollmentRequest",
-	"EnrollmentResponse", "EpisodeOfCare", "EventDefinition", "Evidence", "EvidenceVariable",
-	"ExampleScenario", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal",
-	"GraphDefinition", "Group", "GuidanceResponse", "HealthcareService", "ImagingStudy",
-	"Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation", "ImplementationGuide",
-	"InsurancePlan", "Invoice", "Library", "Linkage", "List", "Location", "Measure", "MeasureReport",
-	"Media", "Medication", "MedicationAdministration", "MedicationDispense", "MedicationKnowledge",
-	"MedicationRequest", "MedicationStatement", "MedicinalProduct", "MedicinalProductAuthorization",
-	"MedicinalProductContraindication", "MedicinalProductIndication", "MedicinalProductIngredient",
-	"MedicinalProductInteraction", "MedicinalProductManufactured", "MedicinalProductPackaged",
-	"MedicinalProductPharmaceutical", "MedicinalProductUndesirableEffect", "MessageDefinition",
-	"MessageHeader", "MolecularSequence", "NamingSystem", "NutritionOrder", "Observation",
-	"ObservationDefinition", "OperationDefinition", "OperationOutcome", "Organization",
-	"OrganizationAffiliation", "Parameters", "Patient", "PaymentNotice", "PaymentReconciliation",
-	"Person", "PlanDefinition", "Practitioner", "PractitionerRole", "Procedure", "Provenance",
-	"Questionnaire", "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchDefinition",
-	"ResearchElementDefinition", "ResearchStudy", "ResearchSubject", "RiskAssessment",
-	"RiskEvidenceSynthesis", "Schedule", "SearchParameter", "ServiceRequest", "Slot", "Specimen",
-	"SpecimenDefinition", "StructureDefinition", "StructureMap", "Subscription", "Substance",
-	"SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
-	"SubstanceSourceMaterial", "SubstanceSpecification", "SupplyDelivery", "SupplyRequest", "Task",
-	"TerminologyCapabilities", "TestReport", "TestScript", "ValueSet", "VerificationResult",
-	"VisionPrescription",
-)
+import "github.com/fhirgate/fhirgate/fhir/model"
+
+// r4ResourceTypes is the set of the 146 concrete resource types of FHIR R4
+// (4.0.1; resourcelist.html), from the R4 model (fhir/model, generated from
+// the StructureDefinitions of hl7.fhir.r4.examples@4.0.1, CC0). The loader
+// uses it to catch typos in match.resourceType and in references.
+var r4ResourceTypes = setOf(model.R4().ResourceTypes()...)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/fhirpath"
 )
 
 // FHIRPathPatch applies a FHIRPath Patch (fhirpatch.html): a Parameters
@@ -72,7 +73,7 @@ type fpOp struct {
 	index       int
 	typ         string
 	rawPath     string
-	path        *pathExpr
+	path        fhirpath.Expr
 	name        string
 	value       pvalue
 	idx         *int
@@ -261,7 +262,7 @@ func partValue(part *object) (pvalue, error) {
 			}
 			pv = pvalue{anon: parts, set: true}
 		case strings.HasPrefix(k, "value") && len(k) > 5:
-			t, ok := m.suffix[k[5:]]
+			t, ok := m.ChoiceType(k[5:])
 			if !ok {
 				return pv, fmt.Errorf("%s is not a known value[x] type", k)
 			}
@@ -391,11 +392,11 @@ func (o *fpOp) eval(m *model, root *object) ([]item, error) {
 func (o *fpOp) build(m *model, def *elemDef, key string) (val any, outKey string, ext any, err error) {
 	pv := o.value
 	outKey = key
-	if def != nil && def.choice {
+	if def != nil && def.Choice {
 		if pv.typ == "" {
 			return nil, "", nil, o.fail(fhir.KindUnprocessable, "a choice element needs a typed value[x], not parts")
 		}
-		outKey = choiceBase(def) + upperFirst(pv.typ)
+		outKey = def.Key(pv.typ)
 	}
 	if pv.typ == "" {
 		elemCtx := m.childCtx(def, "", nil)
@@ -403,13 +404,13 @@ func (o *fpOp) build(m *model, def *elemDef, key string) (val any, outKey string
 		if err != nil {
 			return nil, "", nil, err
 		}
-		if def != nil && len(def.types) == 1 && m.isPrimitive(def.types[0]) {
-			return nil, "", nil, o.fail(fhir.KindUnprocessable, "element %s is a %s and needs a value[x], not parts", def.path, def.types[0])
+		if def != nil && len(def.Types) == 1 && m.isPrimitive(def.Types[0]) {
+			return nil, "", nil, o.fail(fhir.KindUnprocessable, "element %s is a %s and needs a value[x], not parts", def.Path, def.Types[0])
 		}
 		return obj, outKey, nil, nil
 	}
 	if def != nil && !m.accepts(def, pv.typ) {
-		return nil, "", nil, o.fail(fhir.KindUnprocessable, "a %s cannot be stored in %s (type %s)", pv.typ, def.path, strings.Join(def.types, " | "))
+		return nil, "", nil, o.fail(fhir.KindUnprocessable, "a %s cannot be stored in %s (type %s)", pv.typ, def.Path, strings.Join(def.Types, " | "))
 	}
 	return clone(pv.val), outKey, clone(pv.ext), nil
 }
@@ -455,7 +456,7 @@ func (o *fpOp) anonymous(m *model, ctx string, parts []any, at string) (*object,
 				return nil, err
 			}
 		}
-		many := def != nil && def.many
+		many := def != nil && def.Many
 		if def == nil {
 			_, many = obj.vals[key].([]any)
 			if _, exists := obj.vals[key]; exists && !many {
@@ -507,12 +508,12 @@ func (o *fpOp) add(m *model, root *object) error {
 	if err != nil {
 		return err
 	}
-	if def != nil && def.choice && o.name != key && o.name != choiceBase(def) {
+	if def != nil && def.Choice && o.name != key && o.name != def.Name {
 		return o.fail(fhir.KindUnprocessable, "name %q does not match the value's type (%s)", o.name, key)
 	}
 	many := false
 	if def != nil {
-		many = def.many
+		many = def.Many
 	} else {
 		_, many = parent.vals[key].([]any)
 	}
@@ -525,10 +526,10 @@ func (o *fpOp) add(m *model, root *object) error {
 		appendItem(parent, key, val, ext)
 		return nil
 	}
-	if def != nil && def.choice {
-		for _, t := range def.types {
-			if k := choiceBase(def) + upperFirst(t); parent.vals[k] != nil {
-				return o.fail(fhir.KindUnprocessable, "element %s already has a value (%s); use replace", def.path, k)
+	if def != nil && def.Choice {
+		for _, t := range def.Types {
+			if k := def.Key(t); parent.vals[k] != nil {
+				return o.fail(fhir.KindUnprocessable, "element %s already has a value (%s); use replace", def.Path, k)
 			}
 		}
 	} else if _, exists := parent.vals[key]; exists {
@@ -544,16 +545,18 @@ func (o *fpOp) add(m *model, root *object) error {
 // listOp runs insert and move: the path names a list (its last step is an
 // element name) of the single element the rest of the path selects.
 func (o *fpOp) listOp(m *model, root *object) error {
-	steps := o.path.steps
-	if len(steps) == 0 || steps[len(steps)-1].kind != stepName {
+	last, ok := o.path.(*fhirpath.Member)
+	if !ok {
 		return o.fail(fhir.KindInvalid, "the path of %s must end with the name of a repeating element", o.typ)
 	}
-	name := steps[len(steps)-1].name
-	prefix := &pathExpr{this: o.path.this, steps: steps[:len(steps)-1]}
-	var parents []item
+	name := last.Name
 	rt, _ := root.vals["resourceType"].(string)
-	if len(prefix.steps) == 0 && !prefix.this && name == rt {
+	if last.X == nil && name == rt {
 		return o.fail(fhir.KindInvalid, "the path of %s must end with the name of a repeating element", o.typ)
+	}
+	prefix := last.X
+	if prefix == nil {
+		prefix = fhirpath.This{} // a bare element name is relative to the resource
 	}
 	parents, err := evalRoot(m, root, prefix)
 	if err != nil {
@@ -578,8 +581,8 @@ func (o *fpOp) listOp(m *model, root *object) error {
 	if key == "" {
 		key = name
 	}
-	if def != nil && !def.many {
-		return o.fail(fhir.KindUnprocessable, "element %s is not repeating", def.path)
+	if def != nil && !def.Many {
+		return o.fail(fhir.KindUnprocessable, "element %s is not repeating", def.Path)
 	}
 	var list []any
 	if cur, exists := parent.vals[key]; exists {
@@ -703,9 +706,4 @@ func setExtAt(parent *object, key string, idx int, ext any) {
 	}
 	el[idx] = ext
 	putExtList(parent, key, el)
-}
-
-// choiceBase is the element name of a choice element ("value" of Observation.value[x]).
-func choiceBase(def *elemDef) string {
-	return strings.TrimSuffix(def.path[strings.LastIndexByte(def.path, '.')+1:], "[x]")
 }

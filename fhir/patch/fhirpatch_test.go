@@ -226,8 +226,9 @@ func TestModelLoads(t *testing.T) {
 		{"Observation.value", false, "Quantity,CodeableConcept,string,boolean,integer,Range,Ratio,SampledData,time,dateTime,Period"},
 		{"HumanName.given", true, "string"},
 	} {
-		e := m.elems[c.path]
-		if e == nil || e.many != c.many || strings.Join(e.types, ",") != c.types {
+		dot := strings.LastIndexByte(c.path, '.')
+		e := m.child(c.path[:dot], c.path[dot+1:])
+		if e == nil || e.Many != c.many || strings.Join(e.Types, ",") != c.types {
 			t.Errorf("%s: %+v", c.path, e)
 		}
 	}

@@ -18,6 +18,11 @@
 // (default DefaultMaxSize); beyond a limit is a 413 (fhir.KindTooLarge,
 // issue code too-costly: a limit of this server, as for the entries of a
 // Bundle), and nothing is returned.
+//
+// FHIRPath Patch paths are FHIRPath (fhirpath.html, the N1 specification)
+// compiled and evaluated by fhir/fhirpath, the engine search extraction
+// uses too; the values an operation adds are checked against the R4
+// element model of fhir/model (structuredefinition.html).
 package patch
 
 import (

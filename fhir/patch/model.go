@@ -1,85 +1,27 @@
 package patch
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
-	_ "embed"
 	"strings"
 	"sync"
+
+	r4 "github.com/fhirgate/fhirgate/fhir/model"
 )
 
-//go:generate go run ./internal/genmodel -pkg /tmp/fhirpkg/package -out model.tsv.gz
-
-// modelData is the element model of the R4 resources and data types
-// (cardinality and types of each element), generated from the core
-// StructureDefinitions; see README.md for provenance.
-//
-//go:embed model.tsv.gz
-var modelData []byte
+// The R4 element model as FHIRPath Patch uses it (fhirpatch.html: what an
+// operation adds must fit the element it goes to). The model itself is
+// fhir/model, generated from the R4 StructureDefinitions
+// (structuredefinition.html); this file only adapts it.
 
 // elemDef is one element definition (elementdefinition.html).
-type elemDef struct {
-	path   string   // "Patient.contact" / "Observation.value[x]"
-	many   bool     // max is "*" (or > 1)
-	types  []string // type codes; several for a choice element
-	ref    string   // contentReference target path ("Questionnaire.item")
-	choice bool     // the path ends in [x]
-}
+type elemDef = r4.Element
 
-type model struct {
-	elems map[string]*elemDef
-	prims map[string]bool
-	// suffix maps a choice-type suffix ("DateTime", "Quantity") to the type code.
-	suffix map[string]string
-}
+// model is the R4 model with the lookups the operations need. A context
+// (ctx) is what model.Element takes as parent: a type name or a backbone
+// element path ("Patient.contact"); "" is outside the model.
+type model struct{ *r4.Model }
 
-var (
-	modelOnce sync.Once
-	theModel  *model
-)
-
-func getModel() *model {
-	modelOnce.Do(func() {
-		m := &model{elems: map[string]*elemDef{}, prims: map[string]bool{}, suffix: map[string]string{}}
-		zr, err := gzip.NewReader(bytes.NewReader(modelData))
-		if err != nil {
-			panic("patch: embedded model: " + err.Error())
-		}
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		for sc.Scan() {
-			f := strings.Split(sc.Text(), "\t")
-			if len(f) == 2 && f[0] == "primitives" {
-				for _, p := range strings.Split(f[1], ",") {
-					m.prims[p] = true
-				}
-				continue
-			}
-			if len(f) != 4 {
-				continue
-			}
-			e := &elemDef{path: f[0], many: f[1] == "*", ref: f[3]}
-			if f[2] != "" {
-				e.types = strings.Split(f[2], ",")
-			}
-			key := f[0]
-			if strings.HasSuffix(key, "[x]") {
-				e.choice = true
-				key = strings.TrimSuffix(key, "[x]")
-			}
-			m.elems[key] = e
-			for _, t := range e.types {
-				m.suffix[upperFirst(t)] = t
-			}
-		}
-		if err := sc.Err(); err != nil {
-			panic("patch: embedded model: " + err.Error())
-		}
-		theModel = m
-	})
-	return theModel
-}
+// getModel is the R4 model, shared.
+var getModel = sync.OnceValue(func() *model { return &model{r4.R4()} })
 
 func upperFirst(s string) string {
 	if s == "" {
@@ -88,32 +30,49 @@ func upperFirst(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// child returns the definition of element name of the type (or backbone
-// path) ctx, following contentReference.
+// child returns the definition of element name ("value" for value[x]) of ctx.
 func (m *model) child(ctx, name string) *elemDef {
 	if ctx == "" {
 		return nil
 	}
-	return m.elems[ctx+"."+name]
+	e, _ := m.Element(ctx, name)
+	return e
 }
 
-// childCtx is the model context of a value of element e whose JSON key is
-// key (for a choice element the key carries the type suffix). For a
-// Resource-typed element (contained, Bundle.entry.resource) the context is
-// the value's own resourceType.
+// known reports whether ctx is a type or backbone path with elements in the model.
+func (m *model) known(ctx string) bool { return ctx != "" && m.HasElements(ctx) }
+
+// ctxOf is the context of a value of FHIR type t (its children's parent):
+// t itself when the model defines elements for it, "" otherwise
+// (primitives, unknown types).
+func (m *model) ctxOf(t string) string {
+	if m.known(t) {
+		return t
+	}
+	return ""
+}
+
+// choiceKey splits a typed choice key ("valueQuantity", "deceasedDateTime")
+// of ctx into its element definition and type.
+func (m *model) choiceKey(ctx, key string) (*elemDef, string) {
+	e, t, ok := m.ChoiceKey(ctx, key)
+	if !ok {
+		return nil, ""
+	}
+	return e, t
+}
+
+// childCtx is the model context of a value of element e whose type is typ
+// ("" when e has a single type). For a Resource-typed element (contained,
+// Bundle.entry.resource) the context is the value's own resourceType.
 func (m *model) childCtx(e *elemDef, typ string, val any) string {
 	if e == nil {
 		return ""
 	}
-	if e.ref != "" {
-		return e.ref
-	}
-	if typ == "" && len(e.types) == 1 {
-		typ = e.types[0]
+	if typ == "" && len(e.Types) == 1 {
+		typ = e.Types[0]
 	}
 	switch typ {
-	case "BackboneElement", "Element":
-		return e.path
 	case "Resource", "DomainResource":
 		if o, ok := val.(*object); ok {
 			if rt, ok := o.vals["resourceType"].(string); ok {
@@ -122,26 +81,27 @@ func (m *model) childCtx(e *elemDef, typ string, val any) string {
 		}
 		return ""
 	}
-	if m.prims[typ] {
+	if m.IsPrimitive(typ) {
 		return ""
 	}
 	return typ
 }
 
 // isPrimitive reports whether a type code is a FHIR primitive type.
-func (m *model) isPrimitive(t string) bool { return m.prims[t] }
+func (m *model) isPrimitive(t string) bool { return m.IsPrimitive(t) }
 
-// hasType reports whether a value of type t may be stored in e.
+// accepts reports whether a value of type t may be stored in e.
 func (m *model) accepts(e *elemDef, t string) bool {
-	for _, et := range e.types {
+	for _, et := range e.Types {
 		if et == t {
 			return true
 		}
-		if m.prims[et] && m.prims[t] && jsonKind(et) == jsonKind(t) && !e.choice {
+		if m.IsPrimitive(et) && m.IsPrimitive(t) && jsonKind(et) == jsonKind(t) && !e.Choice {
 			// string-like primitives share one JSON form (a code given as valueString).
 			return true
 		}
-		if et == "Quantity" && quantityLike[t] {
+		if !m.IsPrimitive(et) && m.IsA(t, et) {
+			// a profile of the element's type: Age, Duration or SimpleQuantity for a Quantity.
 			return true
 		}
 		if (et == "Resource" || et == "DomainResource") && t == "Resource" {
@@ -150,8 +110,6 @@ func (m *model) accepts(e *elemDef, t string) bool {
 	}
 	return false
 }
-
-var quantityLike = map[string]bool{"Age": true, "Count": true, "Distance": true, "Duration": true, "SimpleQuantity": true, "MoneyQuantity": true}
 
 // jsonKind is the JSON representation of a primitive type (json.html#primitive).
 func jsonKind(t string) string {
@@ -162,4 +120,33 @@ func jsonKind(t string) string {
 		return "number"
 	}
 	return "string"
+}
+
+// resolveChild finds the JSON key of element name in o, an object of
+// context ctx: the name itself, or for a choice element (name "value" of
+// value[x]) the key carrying the type suffix that is present
+// ("valueQuantity"). It also accepts a full choice key ("valueQuantity") as
+// name. key is "" when the element is absent; def is nil outside the model.
+func resolveChild(m *model, o *object, ctx, name string) (key string, def *elemDef, typ string) {
+	if def = m.child(ctx, name); def != nil {
+		if !def.Choice {
+			if len(def.Types) == 1 {
+				typ = def.Types[0]
+			}
+			return name, def, typ
+		}
+		for _, t := range def.Types {
+			if _, ok := o.vals[def.Key(t)]; ok {
+				return def.Key(t), def, t
+			}
+		}
+		return "", def, ""
+	}
+	if d, t := m.choiceKey(ctx, name); d != nil {
+		return name, d, t
+	}
+	if _, ok := o.vals[name]; ok && !m.known(ctx) {
+		return name, nil, ""
+	}
+	return "", nil, ""
 }

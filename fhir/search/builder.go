@@ -1,6 +1,10 @@
 package search
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/fhirgate/fhirgate/fhir/fhirpath"
+)
 
 // Builder makes the Index of a resource whose shape its writer knows (the
 // AuditEvents the server writes for every request) value by value, with
@@ -78,8 +82,8 @@ func (b *Builder) Reference(code, ref, idSystem, idValue string) {
 // ResolvesTo reports whether a literal reference resolves to a resource of
 // type typ, as FHIRPath's resolve() is typ does for it.
 func (b *Builder) ResolvesTo(ref, typ string) bool {
-	it, ok := (&fpCtx{m: b.r.model}).resolve(item{v: map[string]any{"reference": ref}})
-	return ok && b.r.model.isA(it.t, typ)
+	it, ok := (&fhirpath.Context{Model: b.r.model}).Resolve(fhirpath.Item{V: map[string]any{"reference": ref}})
+	return ok && b.r.model.IsA(it.T, typ)
 }
 
 // DateTime adds a date, dateTime or instant value of a date parameter; a

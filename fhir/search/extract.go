@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fhirgate/fhirgate/fhir/fhirpath"
 )
 
 // Extraction (search.html#ptypes): at write time every search parameter of
@@ -47,7 +49,7 @@ func (r *Registry) ExtractWithWarnings(resourceType string, resource map[string]
 
 type extractor struct {
 	r        *Registry
-	ctx      *fpCtx
+	ctx      *fhirpath.Context
 	idx      Index
 	warn     bool
 	warnings []string
@@ -71,9 +73,9 @@ func (r *Registry) extract(resourceType string, resource map[string]any, warn bo
 	if !ok || !r.IsResourceType(resourceType) {
 		return nil, fmt.Errorf("search: extract: unknown resource type %q", resourceType)
 	}
-	root := item{v: resource, t: resourceType}
-	x := &extractor{r: r, ctx: &fpCtx{m: r.model, root: root}, warn: warn}
-	focus := []item{root}
+	root := fhirpath.Item{V: resource, T: resourceType}
+	x := &extractor{r: r, ctx: &fhirpath.Context{Model: r.model, Root: root}, warn: warn}
+	focus := []fhirpath.Item{root}
 	for _, cp := range tp.sorted {
 		p := cp.p
 		switch p.Code {
@@ -93,7 +95,7 @@ func (r *Registry) extract(resourceType string, resource map[string]any, warn bo
 			continue
 		}
 		x.param = p.Code
-		items, err := cp.expr.eval(x.ctx, focus)
+		items, err := x.ctx.Eval(cp.expr, focus)
 		if err != nil {
 			x.warnf("%v", err)
 			continue
@@ -167,13 +169,13 @@ func (ix *Index) finishParam(code string, m idxMark) {
 
 // composite indexes one tuple per item of the composite's expression
 // (search.html#composite), each component evaluated relative to the item.
-func (x *extractor) composite(cp *compiledParam, items []item) {
+func (x *extractor) composite(cp *compiledParam, items []fhirpath.Item) {
 	mark := x.idx.mark()
 	for _, it := range items {
 		var sub Index
 		complete := true
 		for k, c := range cp.comps {
-			vals, err := c.expr.eval(x.ctx, []item{it})
+			vals, err := x.ctx.Eval(c.expr, []fhirpath.Item{it})
 			if err != nil {
 				x.warnf("component %d: %v", k, err)
 				complete = false
@@ -194,13 +196,13 @@ func (x *extractor) composite(cp *compiledParam, items []item) {
 }
 
 // values converts items to index values of parameter code with type typ.
-func (x *extractor) values(ix *Index, code string, typ ParamType, items []item) {
+func (x *extractor) values(ix *Index, code string, typ ParamType, items []fhirpath.Item) {
 	for _, it := range items {
 		kind := x.kindOf(it)
 		if kind == "Extension" {
 			// extension('url') selects the Extension; its value is indexed.
-			var vals []item
-			vals = x.r.model.child(it, "value", vals)
+			var vals []fhirpath.Item
+			vals = x.ctx.Child(it, "value", vals)
 			if len(vals) == 0 {
 				x.warnf("extension without a value")
 			}
@@ -221,7 +223,7 @@ func (x *extractor) values(ix *Index, code string, typ ParamType, items []item) 
 		case TypeQuantity:
 			x.qtyValues(ix, code, it, kind)
 		case TypeURI:
-			if s, ok := it.v.(string); ok && s != "" {
+			if s, ok := it.V.(string); ok && s != "" {
 				addURI(ix, URIValue{P: code, V: s})
 			} else {
 				x.warnf("%s is not a uri", describe(it, kind))
@@ -242,20 +244,20 @@ var handledKinds = map[string]bool{
 	"SampledData": true, "Attachment": true,
 }
 
-func (x *extractor) kindOf(it item) string {
-	t := it.t
+func (x *extractor) kindOf(it fhirpath.Item) string {
+	t := it.T
 	if t == "" {
-		if _, ok := it.v.(resolvedRef); ok {
+		if _, ok := it.V.(fhirpath.Ref); ok {
 			return ""
 		}
-		t = inferType(it.v)
+		t = inferType(it.V)
 	}
 	m := x.r.model
 	for i := 0; t != "" && i < 8; i++ {
 		if handledKinds[t] {
 			return t
 		}
-		t = m.bases[t]
+		t = m.Base(t)
 	}
 	return ""
 }
@@ -266,7 +268,7 @@ var contactSystems = map[string]bool{"phone": true, "fax": true, "email": true, 
 // inferType guesses the FHIR type of a value whose element type is not
 // known (custom parameters on unknown elements) from its JSON shape.
 func inferType(v any) string {
-	if t, ok := primitiveType(v); ok {
+	if t, ok := fhirpath.PrimitiveType(v); ok {
 		return t
 	}
 	switch x := v.(type) {
@@ -312,12 +314,12 @@ func inferType(v any) string {
 	return ""
 }
 
-func describe(it item, kind string) string {
-	if t := typeOf(it); t != "" {
+func describe(it fhirpath.Item, kind string) string {
+	if t := fhirpath.TypeOf(it); t != "" {
 		kind = t
 	}
 	if kind == "" {
-		return fmt.Sprintf("value of type %T", it.v)
+		return fmt.Sprintf("value of type %T", it.V)
 	}
 	return "a " + kind
 }
@@ -363,11 +365,11 @@ func maps(m map[string]any, k string) []map[string]any {
 
 // strValues indexes search.html#string values: strings, and every part of a
 // HumanName or Address.
-func (x *extractor) strValues(ix *Index, code string, it item, kind string) {
-	m, _ := it.v.(map[string]any)
+func (x *extractor) strValues(ix *Index, code string, it fhirpath.Item, kind string) {
+	m, _ := it.V.(map[string]any)
 	switch kind {
 	case "string", "uri", "canonical":
-		if s, ok := it.v.(string); ok {
+		if s, ok := it.V.(string); ok {
 			addStr(ix, code, s)
 			return
 		}
@@ -472,8 +474,8 @@ func (x *extractor) narrative(resource map[string]any) {
 // ---------------------------------------------------------------- token
 
 // tokValues indexes search.html#token values.
-func (x *extractor) tokValues(ix *Index, code string, it item, kind string) {
-	m, _ := it.v.(map[string]any)
+func (x *extractor) tokValues(ix *Index, code string, it fhirpath.Item, kind string) {
+	m, _ := it.V.(map[string]any)
 	switch kind {
 	case "Coding":
 		if m != nil {
@@ -530,19 +532,19 @@ func (x *extractor) tokValues(ix *Index, code string, it item, kind string) {
 			return
 		}
 	case "boolean":
-		if b, ok := it.v.(bool); ok {
+		if b, ok := it.V.(bool); ok {
 			addTok(ix, TokValue{P: code, C: strconv.FormatBool(b)})
 			return
 		}
 	case "string", "uri", "canonical", "date", "dateTime", "instant", "time":
-		if s, ok := it.v.(string); ok {
+		if s, ok := it.V.(string); ok {
 			if s != "" {
 				addTok(ix, TokValue{P: code, C: s})
 			}
 			return
 		}
 	case "integer", "decimal":
-		switch v := it.v.(type) {
+		switch v := it.V.(type) {
 		case json.Number:
 			addTok(ix, TokValue{P: code, C: string(v)})
 			return
@@ -613,8 +615,8 @@ func addTok(ix *Index, v TokValue) {
 // refValues indexes search.html#reference values: literal references (local
 // ones as "Type/id"), logical references (Reference.identifier) and
 // canonical/uri references ("url|version").
-func (x *extractor) refValues(ix *Index, code string, it item, kind string) {
-	m, _ := it.v.(map[string]any)
+func (x *extractor) refValues(ix *Index, code string, it fhirpath.Item, kind string) {
+	m, _ := it.V.(map[string]any)
 	switch kind {
 	case "Reference":
 		if m == nil {
@@ -624,7 +626,7 @@ func (x *extractor) refValues(ix *Index, code string, it item, kind string) {
 		x.r.addReference(ix, code, str(m, "reference"), str(m, "type"), str(id, "system"), str(id, "value"))
 		return
 	case "canonical", "uri", "string":
-		if s, ok := it.v.(string); ok && (kind != "string" || it.t == "") {
+		if s, ok := it.V.(string); ok && (kind != "string" || it.T == "") {
 			if s == "" {
 				return
 			}
@@ -634,7 +636,7 @@ func (x *extractor) refValues(ix *Index, code string, it item, kind string) {
 			}
 			url, version, _ := strings.Cut(s, "|")
 			v := RefValue{P: code, R: url, V: version}
-			if t, _ := refTypeID(url); t != "" && x.r.model.resources[t] {
+			if t, _ := fhirpath.ReferenceTypeID(url); t != "" && x.r.model.IsResource(t) {
 				v.T = t
 			}
 			addRef(ix, v)
@@ -667,7 +669,7 @@ func (r *Registry) literalRef(code, ref string) RefValue {
 			p = p[:i]
 		}
 		t, id, ok := strings.Cut(p, "/")
-		if ok && r.model.resources[t] && id != "" && !strings.ContainsAny(id, "/?") {
+		if ok && r.model.IsResource(t) && id != "" && !strings.ContainsAny(id, "/?") {
 			return RefValue{P: code, R: t + "/" + id, T: t, I: id}
 		}
 		return RefValue{P: code, R: ref}
@@ -676,7 +678,7 @@ func (r *Registry) literalRef(code, ref string) RefValue {
 	if i := strings.Index(ref, "/_history/"); i >= 0 {
 		v.R = ref[:i]
 	}
-	if t, _ := refTypeID(v.R); t != "" && r.model.resources[t] {
+	if t, _ := fhirpath.ReferenceTypeID(v.R); t != "" && r.model.IsResource(t) {
 		v.T = t
 	}
 	return v
@@ -694,11 +696,11 @@ func addRef(ix *Index, v RefValue) {
 // ---------------------------------------------------------------- date
 
 // dateValues indexes search.html#date values as ranges.
-func (x *extractor) dateValues(ix *Index, code string, it item, kind string) {
-	m, _ := it.v.(map[string]any)
+func (x *extractor) dateValues(ix *Index, code string, it fhirpath.Item, kind string) {
+	m, _ := it.V.(map[string]any)
 	switch kind {
 	case "date", "dateTime", "instant", "string":
-		if s, ok := it.v.(string); ok {
+		if s, ok := it.V.(string); ok {
 			lo, hi, err := ParseDateRange(s)
 			if err != nil {
 				x.warnf("%v", err)
@@ -945,10 +947,10 @@ func numberString(v any) (string, bool) {
 }
 
 // numValues indexes search.html#number values (and a Range as its bounds).
-func (x *extractor) numValues(ix *Index, code string, it item, kind string) {
+func (x *extractor) numValues(ix *Index, code string, it fhirpath.Item, kind string) {
 	switch kind {
 	case "integer", "decimal":
-		if s, ok := numberString(it.v); ok {
+		if s, ok := numberString(it.V); ok {
 			v, lo, hi, err := NumberRange(s)
 			if err != nil {
 				x.warnf("%v", err)
@@ -958,14 +960,14 @@ func (x *extractor) numValues(ix *Index, code string, it item, kind string) {
 			return
 		}
 	case "Range":
-		if m, ok := it.v.(map[string]any); ok {
+		if m, ok := it.V.(map[string]any); ok {
 			if q, ok := x.rangeQty(code, m); ok {
 				ix.Num = append(ix.Num, NumValue{P: code, V: q.V, Lo: q.Lo, Hi: q.Hi})
 			}
 			return
 		}
 	case "Quantity":
-		if m, ok := it.v.(map[string]any); ok {
+		if m, ok := it.V.(map[string]any); ok {
 			if q, ok := x.qty(code, m); ok {
 				ix.Num = append(ix.Num, NumValue{P: code, V: q.V, Lo: q.Lo, Hi: q.Hi})
 			}
@@ -977,8 +979,8 @@ func (x *extractor) numValues(ix *Index, code string, it item, kind string) {
 
 // qtyValues indexes search.html#quantity values: Quantity (and its
 // profiles Age, Duration, ...), Money (currency as code) and Range.
-func (x *extractor) qtyValues(ix *Index, code string, it item, kind string) {
-	m, _ := it.v.(map[string]any)
+func (x *extractor) qtyValues(ix *Index, code string, it fhirpath.Item, kind string) {
+	m, _ := it.V.(map[string]any)
 	switch kind {
 	case "Quantity":
 		if m != nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/fhirgate/fhirgate/fhir/fhirpath"
 )
 
 // officialExamples is the unpacked hl7.fhir.r4.examples@4.0.1 package
@@ -104,8 +106,8 @@ func evalAll(t *testing.T, r *Registry, examples map[string][]map[string]any) (e
 				continue
 			}
 			for _, res := range examples[rt] {
-				ctx := &fpCtx{m: r.model, root: item{v: res, t: rt}}
-				items, err := cp.expr.eval(ctx, []item{ctx.root})
+				ctx := &fhirpath.Context{Model: r.model, Root: fhirpath.Item{V: res, T: rt}}
+				items, err := ctx.Eval(cp.expr, []fhirpath.Item{ctx.Root})
 				evals++
 				if err != nil {
 					errs = append(errs, rt+"/"+str(res, "id")+" "+cp.p.Code+": "+err.Error())
@@ -116,7 +118,7 @@ func evalAll(t *testing.T, r *Registry, examples map[string][]map[string]any) (e
 				}
 				for _, it := range items {
 					for k, c := range cp.comps {
-						if _, err := c.expr.eval(ctx, []item{it}); err != nil {
+						if _, err := ctx.Eval(c.expr, []fhirpath.Item{it}); err != nil {
 							errs = append(errs, rt+"/"+str(res, "id")+" "+cp.p.Code+" component "+c.p.Code+": "+err.Error())
 						}
 						_ = k

@@ -1,6 +1,11 @@
 package search
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/fhirgate/fhirgate/fhir/fhirpath"
+	"github.com/fhirgate/fhirgate/fhir/model"
+)
 
 // Extraction gates. Most search parameters of a type read elements a given
 // resource does not have (an Observation rarely has component, focus,
@@ -31,7 +36,7 @@ const (
 
 // gateFor returns the gate of e, an expression pruned to resource type t,
 // or ok false when e has none.
-func gateFor(m *typeModel, e fpExpr, t string) ([]gateName, bool) {
+func gateFor(m *model.Model, e fhirpath.Expr, t string) ([]gateName, bool) {
 	kind, names := gateOf(m, e, t)
 	if kind != gateNames {
 		return nil, false
@@ -48,68 +53,66 @@ func gateFor(m *typeModel, e fpExpr, t string) ([]gateName, bool) {
 }
 
 // member is the gate of a top-level element read by name.
-func member(m *typeModel, t, name string) gateName {
-	info, known := m.lookup(t, name)
-	return gateName{name: name, prefix: !known || info.choice}
+func member(m *model.Model, t, name string) gateName {
+	info, known := m.Element(t, name)
+	return gateName{name: name, prefix: !known || info.Choice}
 }
 
-func gateOf(m *typeModel, e fpExpr, t string) (gateKind, []gateName) {
+func gateOf(m *model.Model, e fhirpath.Expr, t string) (gateKind, []gateName) {
 	switch x := e.(type) {
-	case fpThis:
+	case fhirpath.This:
 		return gateRoot, nil
-	case *fpMember:
-		if x.x == nil {
-			if x.name != "" && x.name[0] >= 'A' && x.name[0] <= 'Z' && m.isType(x.name) {
+	case *fhirpath.Member:
+		if x.X == nil {
+			if x.Name != "" && x.Name[0] >= 'A' && x.Name[0] <= 'Z' && m.IsType(x.Name) {
 				// A type name selects the focus when it is of that type.
-				if m.isA(t, x.name) {
+				if m.IsA(t, x.Name) {
 					return gateRoot, nil
 				}
 				return gateUnknown, nil
 			}
-			return gateNames, []gateName{member(m, t, x.name)}
+			return gateNames, []gateName{member(m, t, x.Name)}
 		}
-		kind, names := gateOf(m, x.x, t)
+		kind, names := gateOf(m, x.X, t)
 		switch kind {
 		case gateRoot:
-			return gateNames, []gateName{member(m, t, x.name)}
+			return gateNames, []gateName{member(m, t, x.Name)}
 		case gateNames:
 			return gateNames, names // a member of nothing is nothing
 		}
-	case *fpIndex:
-		if kind, names := gateOf(m, x.x, t); kind == gateNames {
+	case *fhirpath.Index:
+		if kind, names := gateOf(m, x.X, t); kind == gateNames {
 			return kind, names
 		}
-	case *fpTypeOp:
-		if x.op == "as" {
-			if names, ok := choiceAs(m, x.x, x.typ, t); ok {
+	case *fhirpath.TypeOp:
+		if x.Op == "as" {
+			if names, ok := choiceAs(m, x.X, x.Type, t); ok {
 				return gateNames, names
 			}
-			if kind, names := gateOf(m, x.x, t); kind == gateNames {
+			if kind, names := gateOf(m, x.X, t); kind == gateNames {
 				return kind, names
 			}
 		}
-	case *fpCall:
-		if x.x == nil {
+	case *fhirpath.Call:
+		if x.X == nil {
 			return gateUnknown, nil
 		}
-		if x.name == "as" || x.name == "ofType" {
-			if names, ok := choiceAs(m, x.x, x.typ, t); ok {
+		if x.Name == "as" || x.Name == "ofType" {
+			if names, ok := choiceAs(m, x.X, x.Type, t); ok {
 				return gateNames, names
 			}
 		}
-		switch x.name {
 		// Functions whose result is empty for an empty input
-		// (fhirpath.html#functions).
-		case "where", "select", "first", "last", "tail", "skip", "take", "single", "distinct",
-			"ofType", "as", "resolve", "extension":
-			if kind, names := gateOf(m, x.x, t); kind == gateNames {
+		// (fhirpath.html#functions; the engine's function table says which).
+		if fhirpath.PropagatesEmpty(x.Name) {
+			if kind, names := gateOf(m, x.X, t); kind == gateNames {
 				return kind, names
 			}
 		}
-	case *fpBinary:
-		if x.op == "|" {
-			lk, ln := gateOf(m, x.l, t)
-			rk, rn := gateOf(m, x.r, t)
+	case *fhirpath.Binary:
+		if x.Op == "|" {
+			lk, ln := gateOf(m, x.L, t)
+			rk, rn := gateOf(m, x.R, t)
 			if lk == gateNames && rk == gateNames {
 				return gateNames, append(append([]gateName(nil), ln...), rn...)
 			}
@@ -123,26 +126,26 @@ func gateOf(m *typeModel, e fpExpr, t string) (gateKind, []gateName) {
 // from it) can have a value (json.html#choice: value[x] is sent as
 // valueQuantity, ...). The bare name stays, for content the model does not
 // expect.
-func choiceAs(m *typeModel, e fpExpr, typ, t string) ([]gateName, bool) {
-	mb, ok := e.(*fpMember)
+func choiceAs(m *model.Model, e fhirpath.Expr, typ, t string) ([]gateName, bool) {
+	mb, ok := e.(*fhirpath.Member)
 	if !ok {
 		return nil, false
 	}
-	if mb.x != nil {
-		if kind, _ := gateOf(m, mb.x, t); kind != gateRoot {
+	if mb.X != nil {
+		if kind, _ := gateOf(m, mb.X, t); kind != gateRoot {
 			return nil, false
 		}
-	} else if mb.name == "" || mb.name[0] < 'a' || mb.name[0] > 'z' {
+	} else if mb.Name == "" || mb.Name[0] < 'a' || mb.Name[0] > 'z' {
 		return nil, false
 	}
-	info, known := m.lookup(t, mb.name)
-	if !known || !info.choice {
+	info, known := m.Element(t, mb.Name)
+	if !known || !info.Choice {
 		return nil, false
 	}
-	out := []gateName{{name: mb.name}}
-	for _, ct := range info.types {
-		if ct != "" && m.isA(ct, typ) {
-			out = append(out, gateName{name: mb.name + strings.ToUpper(ct[:1]) + ct[1:]})
+	out := []gateName{{name: mb.Name}}
+	for _, ct := range info.Types {
+		if ct != "" && m.IsA(ct, typ) {
+			out = append(out, gateName{name: mb.Name + strings.ToUpper(ct[:1]) + ct[1:]})
 		}
 	}
 	return out, true
@@ -153,7 +156,7 @@ func choiceAs(m *typeModel, e fpExpr, typ, t string) ([]gateName, bool) {
 // (search.html#composite), so each component's gate must be open. nil: no
 // gate (the composite's expression is not the resource, or a component
 // has no gate).
-func compositeGate(m *typeModel, cp *compiledParam, t string) [][]gateName {
+func compositeGate(m *model.Model, cp *compiledParam, t string) [][]gateName {
 	if kind, _ := gateOf(m, cp.expr, t); kind != gateRoot || len(cp.comps) == 0 {
 		return nil
 	}

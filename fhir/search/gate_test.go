@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/fhirgate/fhirgate/fhir/fhirpath"
 )
 
 // Gates only skip parameters that would have no value: extraction with
@@ -78,7 +80,7 @@ func TestGateFor(t *testing.T) {
 		{"Patient.name", nil}, // not the type's: no gate, always evaluated
 	}
 	for _, c := range cases {
-		e, err := compileFHIRPath(c.expr)
+		e, err := fhirpath.Compile(c.expr)
 		if err != nil {
 			t.Fatalf("%s: %v", c.expr, err)
 		}

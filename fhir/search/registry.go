@@ -8,6 +8,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/fhirgate/fhirgate/fhir/fhirpath"
+	"github.com/fhirgate/fhirgate/fhir/model"
 )
 
 // ParamType is a search parameter type (search.html#ptypes,
@@ -73,9 +76,9 @@ type Registry struct {
 	byURL       map[string]*Param
 	types       map[string]*typeParams
 	compartment map[string][]string
-	model       *typeModel
+	model       *model.Model
 	// exprs caches compiled expressions by source, reused by LoadCustom.
-	exprs map[string]fpExpr
+	exprs map[string]fhirpath.Expr
 	// base is the server base URL without trailing slash; absolute
 	// references below it are indexed as relative (references.html#literal).
 	base string
@@ -92,7 +95,7 @@ type typeParams struct {
 
 type compiledParam struct {
 	p     *Param
-	expr  fpExpr // pruned to the resource type; nil: nothing to extract
+	expr  fhirpath.Expr // pruned to the resource type; nil: nothing to extract
 	comps []compiledComp
 	// gate, when gated, lists the top-level elements expr can read: a
 	// resource with none of them has no value for the parameter (gate.go).
@@ -105,7 +108,7 @@ type compiledParam struct {
 
 type compiledComp struct {
 	p    *Param
-	expr fpExpr
+	expr fhirpath.Expr
 }
 
 // DefError is a bad search parameter definition, e.g. from LoadCustom.
@@ -301,7 +304,7 @@ func (r *Registry) IsResourceType(name string) bool {
 	case "Resource", "DomainResource", "MetadataResource":
 		return false
 	}
-	return r.model.resources[name]
+	return r.model.IsResourceType(name)
 }
 
 // Compartment lists the parameter codes through which a resource of
@@ -315,14 +318,14 @@ func (r *Registry) Compartment(resourceType string) []string {
 
 // build validates and compiles params into a registry; cache holds
 // already compiled expressions (read only).
-func build(params []*Param, model *typeModel, compartment map[string][]string, cache map[string]fpExpr) (*Registry, error) {
+func build(params []*Param, model *model.Model, compartment map[string][]string, cache map[string]fhirpath.Expr) (*Registry, error) {
 	r := &Registry{
 		params:      params,
 		byURL:       make(map[string]*Param, len(params)),
 		types:       map[string]*typeParams{},
 		compartment: compartment,
 		model:       model,
-		exprs:       make(map[string]fpExpr, len(params)),
+		exprs:       make(map[string]fhirpath.Expr, len(params)),
 	}
 	params = slices.Clone(params)
 	r.params = params
@@ -360,14 +363,14 @@ func build(params []*Param, model *typeModel, compartment map[string][]string, c
 			byBase[b] = append(byBase[b], p)
 		}
 	}
-	compile := func(src string) (fpExpr, error) {
+	compile := func(src string) (fhirpath.Expr, error) {
 		if e, ok := r.exprs[src]; ok {
 			return e, nil
 		}
 		e, ok := cache[src]
 		if !ok {
 			var err error
-			if e, err = compileFHIRPath(src); err != nil {
+			if e, err = fhirpath.Compile(src); err != nil {
 				return nil, err
 			}
 		}
@@ -375,11 +378,13 @@ func build(params []*Param, model *typeModel, compartment map[string][]string, c
 		return e, nil
 	}
 	var types []string
-	for t := range model.resources {
-		types = append(types, t)
+	for _, t := range model.Types() {
+		if model.IsResource(t.Name) {
+			types = append(types, t.Name)
+		}
 	}
 	for b := range byBase {
-		if !model.resources[b] {
+		if !model.IsResource(b) {
 			types = append(types, b)
 		}
 	}
@@ -387,7 +392,7 @@ func build(params []*Param, model *typeModel, compartment map[string][]string, c
 		tp := &typeParams{byCode: map[string]*compiledParam{}, cpt: compartment[t]}
 		cands := slices.Clone(byBase[t])
 		if t != "Resource" {
-			if t != "DomainResource" && model.isA(t, "DomainResource") {
+			if t != "DomainResource" && model.IsA(t, "DomainResource") {
 				cands = append(cands, byBase["DomainResource"]...)
 			}
 			cands = append(cands, byBase["Resource"]...)
@@ -407,7 +412,7 @@ func build(params []*Param, model *typeModel, compartment map[string][]string, c
 					cp.gate, cp.gated = gateFor(model, cp.expr, t)
 				}
 			} else if p.Type == TypeComposite {
-				cp.expr = fpThis{}
+				cp.expr = fhirpath.This{}
 			}
 			for _, c := range p.Components {
 				e, err := compile(c.Expression)
@@ -439,7 +444,7 @@ func preferOver(p, old *Param, t string) bool {
 	return slices.Contains(p.Base, t) && !slices.Contains(old.Base, t)
 }
 
-func validateParam(m *typeModel, p *Param) *DefError {
+func validateParam(m *model.Model, p *Param) *DefError {
 	switch {
 	case p.Code == "":
 		return invalid("SearchParameter.code", "a search parameter needs a code")
@@ -458,7 +463,7 @@ func validateParam(m *typeModel, p *Param) *DefError {
 		}
 	}
 	for _, b := range p.Base {
-		if !m.resources[b] {
+		if !m.IsResource(b) {
 			return invalid("SearchParameter.base", "search parameter %s: unknown resource type %q", p.Code, b)
 		}
 	}
@@ -468,42 +473,42 @@ func validateParam(m *typeModel, p *Param) *DefError {
 // prune drops the union branches of e that start with a resource type other
 // than t (or one of its supertypes), e.g. for Observation it reduces
 // "AllergyIntolerance.code | Observation.code" to "Observation.code".
-func prune(m *typeModel, e fpExpr, t string) fpExpr {
-	if b, ok := e.(*fpBinary); ok && b.op == "|" {
-		l, r := prune(m, b.l, t), prune(m, b.r, t)
+func prune(m *model.Model, e fhirpath.Expr, t string) fhirpath.Expr {
+	if b, ok := e.(*fhirpath.Binary); ok && b.Op == "|" {
+		l, r := prune(m, b.L, t), prune(m, b.R, t)
 		switch {
 		case l == nil:
 			return r
 		case r == nil:
 			return l
-		case l == b.l && r == b.r:
+		case l == b.L && r == b.R:
 			return b
 		}
-		return &fpBinary{op: "|", l: l, r: r}
+		return &fhirpath.Binary{Op: "|", L: l, R: r}
 	}
-	if root := rootName(e); root != "" && root[0] >= 'A' && root[0] <= 'Z' && m.isType(root) && !m.isA(t, root) {
+	if root := rootName(e); root != "" && root[0] >= 'A' && root[0] <= 'Z' && m.IsType(root) && !m.IsA(t, root) {
 		return nil
 	}
 	return e
 }
 
 // rootName is the first identifier of a path expression.
-func rootName(e fpExpr) string {
+func rootName(e fhirpath.Expr) string {
 	switch x := e.(type) {
-	case *fpMember:
-		if x.x == nil {
-			return x.name
+	case *fhirpath.Member:
+		if x.X == nil {
+			return x.Name
 		}
-		return rootName(x.x)
-	case *fpCall:
-		if x.x == nil {
+		return rootName(x.X)
+	case *fhirpath.Call:
+		if x.X == nil {
 			return ""
 		}
-		return rootName(x.x)
-	case *fpIndex:
-		return rootName(x.x)
-	case *fpTypeOp:
-		return rootName(x.x)
+		return rootName(x.X)
+	case *fhirpath.Index:
+		return rootName(x.X)
+	case *fhirpath.TypeOp:
+		return rootName(x.X)
 	}
 	return ""
 }

@@ -1,14 +1,14 @@
 // Command gendefs builds fhir/search/definitions/r4.json.gz, the compact
 // vendored copy of the core FHIR R4 search definitions that package search
 // embeds: every core SearchParameter (searchparameter.html, only the fields
-// the registry uses), the patient CompartmentDefinition
-// (compartmentdefinition-patient.html) and an element type model derived from
-// the base StructureDefinitions (used by the FHIRPath evaluator for choice
-// types and is/as/ofType).
+// the registry uses) and the patient CompartmentDefinition
+// (compartmentdefinition-patient.html). The element types the expressions
+// navigate are the R4 model's (fhir/model, generated from the same package).
 //
-// Input: the unpacked npm package hl7.fhir.r4.examples@4.0.1 (CC0).
+// Input: the unpacked npm package hl7.fhir.r4.examples@4.0.1 (CC0), as
+// `make examples` fetches it.
 //
-//	go run ./internal/gendefs -pkg /tmp/fhirpkg/package -out definitions/r4.json.gz
+//	go run ./internal/gendefs -pkg $HOME/.cache/fhirgate/hl7.fhir.r4.examples-4.0.1/package -out definitions/r4.json.gz
 package main
 
 import (
@@ -24,7 +24,7 @@ import (
 	"strings"
 )
 
-// Param mirrors the JSON layout read by package search (defs.go).
+// Param mirrors the JSON layout read by package search (definitions.go).
 type Param struct {
 	URL         string      `json:"url"`
 	Code        string      `json:"code"`
@@ -48,35 +48,13 @@ type Component struct {
 
 // Defs is the whole vendored file.
 type Defs struct {
-	Source      string                       `json:"source"`
-	Params      []Param                      `json:"params"`
-	Compartment map[string][]string          `json:"compartment"`
-	Resources   []string                     `json:"resources"`
-	Primitives  []string                     `json:"primitives"`
-	Bases       map[string]string            `json:"bases"`
-	Types       map[string]map[string]string `json:"types"`
-}
-
-type structureDef struct {
-	Name           string `json:"name"`
-	Type           string `json:"type"`
-	Kind           string `json:"kind"`
-	Derivation     string `json:"derivation"`
-	Abstract       bool   `json:"abstract"`
-	BaseDefinition string `json:"baseDefinition"`
-	Snapshot       struct {
-		Element []struct {
-			Path             string `json:"path"`
-			ContentReference string `json:"contentReference"`
-			Type             []struct {
-				Code string `json:"code"`
-			} `json:"type"`
-		} `json:"element"`
-	} `json:"snapshot"`
+	Source      string              `json:"source"`
+	Params      []Param             `json:"params"`
+	Compartment map[string][]string `json:"compartment"`
 }
 
 func main() {
-	pkg := flag.String("pkg", "/tmp/fhirpkg/package", "unpacked hl7.fhir.r4.examples package directory")
+	pkg := flag.String("pkg", os.ExpandEnv("$HOME/.cache/fhirgate/hl7.fhir.r4.examples-4.0.1/package"), "unpacked hl7.fhir.r4.examples@4.0.1 package directory")
 	out := flag.String("out", "definitions/r4.json.gz", "output file")
 	flag.Parse()
 	defs, err := build(*pkg)
@@ -98,7 +76,7 @@ func main() {
 	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("%s: %d params, %d types, %d bytes (%d raw)\n", *out, len(defs.Params), len(defs.Types), buf.Len(), len(raw))
+	fmt.Printf("%s: %d params, %d compartment types, %d bytes (%d raw)\n", *out, len(defs.Params), len(defs.Compartment), buf.Len(), len(raw))
 }
 
 func readJSON(path string, v any) error {
@@ -116,8 +94,6 @@ func build(pkg string) (*Defs, error) {
 	defs := &Defs{
 		Source:      "hl7.fhir.r4.examples@4.0.1 (CC0)",
 		Compartment: map[string][]string{},
-		Bases:       map[string]string{},
-		Types:       map[string]map[string]string{},
 	}
 	files, err := filepath.Glob(filepath.Join(pkg, "SearchParameter-*.json"))
 	if err != nil {
@@ -162,72 +138,5 @@ func build(pkg string) (*Defs, error) {
 		}
 	}
 
-	sds, err := filepath.Glob(filepath.Join(pkg, "StructureDefinition-*.json"))
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range sds {
-		var sd structureDef
-		if err := readJSON(f, &sd); err != nil {
-			return nil, err
-		}
-		switch {
-		case sd.Derivation == "constraint" && sd.Kind == "complex-type" &&
-			strings.TrimPrefix(sd.BaseDefinition, "http://hl7.org/fhir/StructureDefinition/") == "Quantity":
-			// Age, Count, Distance, Duration, MoneyQuantity, SimpleQuantity.
-			defs.Bases[sd.Name] = "Quantity"
-			continue
-		case sd.Derivation != "specialization" && sd.BaseDefinition != "":
-			continue
-		}
-		if b := strings.TrimPrefix(sd.BaseDefinition, "http://hl7.org/fhir/StructureDefinition/"); b != sd.BaseDefinition {
-			defs.Bases[sd.Type] = b
-		}
-		switch sd.Kind {
-		case "primitive-type":
-			defs.Primitives = append(defs.Primitives, sd.Type)
-			continue
-		case "resource":
-			defs.Resources = append(defs.Resources, sd.Type)
-		case "complex-type":
-		default:
-			continue
-		}
-		for _, e := range sd.Snapshot.Element {
-			dot := strings.LastIndexByte(e.Path, '.')
-			if dot < 0 {
-				continue
-			}
-			parent, name := e.Path[:dot], e.Path[dot+1:]
-			if name == "id" || name == "extension" || name == "modifierExtension" {
-				continue // handled generically
-			}
-			var types []string
-			if e.ContentReference != "" {
-				types = []string{strings.TrimPrefix(e.ContentReference, "#")}
-			}
-			for _, t := range e.Type {
-				c := t.Code
-				switch {
-				case c == "BackboneElement" || c == "Element":
-					c = e.Path
-				case strings.HasPrefix(c, "http://hl7.org/fhirpath/System."):
-					c = strings.ToLower(strings.TrimPrefix(c, "http://hl7.org/fhirpath/System."))
-				}
-				types = append(types, c)
-			}
-			if len(types) == 0 {
-				continue
-			}
-			m := defs.Types[parent]
-			if m == nil {
-				m = map[string]string{}
-				defs.Types[parent] = m
-			}
-			m[name] = strings.Join(types, "|")
-		}
-	}
-	sort.Strings(defs.Resources)
-	sort.Strings(defs.Primitives)
 	return defs, nil
 }
