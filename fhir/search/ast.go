@@ -5,7 +5,11 @@
 // The AST that reaches a store contains only leaf conditions over values a
 // resource carries in its own Index: chains, _has and _include are resolved
 // by the engine above the store into ID/Ref conditions, so any backend that
-// can compile these nodes supports the full search feature set.
+// can compile these nodes supports the full search feature set. Match
+// evaluates the same AST in memory with the store's semantics (access
+// decisions on single resources). Parameter expressions are evaluated by
+// the one FHIRPath engine, fhir/fhirpath (fhirpath.html), over the one R4
+// model, fhir/model.
 package search
 
 import "time"

@@ -223,7 +223,7 @@ func subset(raw []byte, typ, summary string, elements []string) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	info := summaryElements[typ]
+	info := summaryOf(typ)
 	var keep func(key string) bool
 	anyOf := func(names []string) func(string) bool {
 		return func(key string) bool {
