@@ -13,7 +13,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/bundle"
 	"github.com/fhirgate/fhirgate/fhir/patch"
 	"github.com/fhirgate/fhirgate/fhir/search"
-	"github.com/fhirgate/fhirgate/fhir/search/engine"
+	"github.com/fhirgate/fhirgate/fhir/engine"
 	"github.com/fhirgate/fhirgate/policy"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"

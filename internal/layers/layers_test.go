@@ -78,7 +78,7 @@ func TestNoUpwardImports(t *testing.T) {
 
 func TestLayerTable(t *testing.T) {
 	for pkg, want := range map[string]int{
-		"fhir": 0, "fhir/patch": 0, "fhir/search": 1, "fhir/search/engine": 4, "store/mongo/mquery": 2,
+		"fhir": 0, "fhir/patch": 0, "fhir/search": 1, "fhir/engine": 4, "store/mongo/mquery": 2,
 		"smart/devissuer": 3, "fhir/server": 4, "internal/app": 5, "cmd/fhirgate": 5,
 	} {
 		if got, ok := Layer(pkg); !ok || got != want {
