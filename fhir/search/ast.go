@@ -12,7 +12,10 @@
 // model, fhir/model.
 package search
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Expr is a node of a search filter.
 type Expr interface{ isExpr() }
@@ -77,6 +80,58 @@ type RefCond struct {
 	Identifier *TokenCond // :identifier (Param ignored inside)
 	// Below: canonical url prefix (":below" on canonical references)
 	Below bool
+}
+
+// RefAlternatives is a RefCond normalised into the alternatives every
+// backend answers the same way (search.html#reference): one of Exact as
+// the whole reference ("Type/id" restricted to Types, or a URL), one of
+// AnyTypeIDs as the id of a reference of any type, a reference starting
+// with one of Below (canonical :below), or one of Versioned with the
+// version Version. Identifier is matched separately.
+type RefAlternatives struct {
+	Exact, AnyTypeIDs, Below, Versioned []string
+}
+
+// Alternatives normalises x (the matcher and every store use it, so they
+// cannot disagree on what a reference condition means).
+func (x RefCond) Alternatives() RefAlternatives {
+	var a RefAlternatives
+	typeOK := func(t string) bool {
+		if len(x.Types) == 0 {
+			return true
+		}
+		for _, want := range x.Types {
+			if want == t {
+				return true
+			}
+		}
+		return false
+	}
+	for _, t := range x.Targets {
+		typ, _, _ := strings.Cut(t, "/")
+		if typeOK(typ) {
+			a.Exact = append(a.Exact, t)
+		}
+	}
+	if len(x.Types) > 0 {
+		for _, id := range x.IDs {
+			for _, t := range x.Types {
+				a.Exact = append(a.Exact, t+"/"+id)
+			}
+		}
+	} else {
+		a.AnyTypeIDs = x.IDs
+	}
+	switch {
+	case len(x.URLs) == 0:
+	case x.Below:
+		a.Below = x.URLs
+	case x.Version != "":
+		a.Versioned = x.URLs
+	default:
+		a.Exact = append(a.Exact, x.URLs...)
+	}
+	return a
 }
 
 // Prefix is a comparison prefix (search.html#prefix).

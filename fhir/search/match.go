@@ -374,45 +374,29 @@ func tokenPred(x TokenCond) func(*TokValue) bool {
 // refLeaf: search.html#reference, the alternatives of a RefCond.
 func refLeaf(x RefCond) leafPred {
 	var alts []func(*RefValue) bool
-	typeOK := func(t string) bool { return len(x.Types) == 0 || slices.Contains(x.Types, t) }
-	var exact []string
-	for _, t := range x.Targets {
-		typ, _, _ := strings.Cut(t, "/")
-		if typeOK(typ) {
-			exact = append(exact, t)
-		}
-	}
-	if len(x.Types) > 0 {
-		for _, id := range x.IDs {
-			for _, t := range x.Types {
-				exact = append(exact, t+"/"+id)
-			}
-		}
-	} else if len(x.IDs) > 0 {
-		ids := stringSet(x.IDs)
+	a := x.Alternatives()
+	exact := a.Exact
+	if len(a.AnyTypeIDs) > 0 {
+		ids := stringSet(a.AnyTypeIDs)
 		alts = append(alts, func(r *RefValue) bool { return r.I != "" && ids(r.I) })
 	}
-	if len(x.URLs) > 0 {
-		switch {
-		case x.Below:
-			urls := slices.Clone(x.URLs)
-			alts = append(alts, func(r *RefValue) bool {
-				if r.R == "" {
-					return false
-				}
-				for _, u := range urls {
-					if strings.HasPrefix(r.R, u) {
-						return true
-					}
-				}
+	if len(a.Below) > 0 {
+		urls := slices.Clone(a.Below)
+		alts = append(alts, func(r *RefValue) bool {
+			if r.R == "" {
 				return false
-			})
-		case x.Version != "":
-			urls := stringSet(x.URLs)
-			alts = append(alts, func(r *RefValue) bool { return r.R != "" && urls(r.R) && r.V == x.Version })
-		default:
-			exact = append(exact, x.URLs...)
-		}
+			}
+			for _, u := range urls {
+				if strings.HasPrefix(r.R, u) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if len(a.Versioned) > 0 {
+		urls := stringSet(a.Versioned)
+		alts = append(alts, func(r *RefValue) bool { return r.R != "" && urls(r.R) && r.V == x.Version })
 	}
 	if len(exact) > 0 {
 		in := stringSet(exact)

@@ -500,44 +500,16 @@ func tokenConds(x search.TokenCond) []fcond {
 func refAlts(path string, x search.RefCond) []elem {
 	p := fcond{"p", opEq, x.Param}
 	var out []elem
-	var exact []string
-	typeOK := func(t string) bool {
-		if len(x.Types) == 0 {
-			return true
-		}
-		for _, want := range x.Types {
-			if want == t {
-				return true
-			}
-		}
-		return false
+	a := x.Alternatives()
+	exact := a.Exact
+	if len(a.AnyTypeIDs) > 0 {
+		out = append(out, elem{path: path, conds: []fcond{p, in("i", a.AnyTypeIDs)}})
 	}
-	for _, t := range x.Targets {
-		typ, _, _ := strings.Cut(t, "/")
-		if typeOK(typ) {
-			exact = append(exact, t)
-		}
+	for _, u := range a.Below {
+		out = append(out, elem{path: path, conds: []fcond{p, {"r", opRegex, mkrx("^"+regexp.QuoteMeta(u), "")}}})
 	}
-	if len(x.Types) > 0 {
-		for _, id := range x.IDs {
-			for _, t := range x.Types {
-				exact = append(exact, t+"/"+id)
-			}
-		}
-	} else if len(x.IDs) > 0 {
-		out = append(out, elem{path: path, conds: []fcond{p, in("i", x.IDs)}})
-	}
-	if len(x.URLs) > 0 {
-		switch {
-		case x.Below:
-			for _, u := range x.URLs {
-				out = append(out, elem{path: path, conds: []fcond{p, {"r", opRegex, mkrx("^"+regexp.QuoteMeta(u), "")}}})
-			}
-		case x.Version != "":
-			out = append(out, elem{path: path, conds: []fcond{p, in("r", x.URLs), {"v", opEq, x.Version}}})
-		default:
-			exact = append(exact, x.URLs...)
-		}
+	if len(a.Versioned) > 0 {
+		out = append(out, elem{path: path, conds: []fcond{p, in("r", a.Versioned), {"v", opEq, x.Version}}})
 	}
 	if len(exact) > 0 {
 		out = append([]elem{{path: path, conds: []fcond{p, in("r", exact)}}}, out...)
