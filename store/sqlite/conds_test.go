@@ -1,0 +1,483 @@
+package sqlite
+
+// Records and conditions of the differential test, adapted from
+// store/mongo/mquery's differential test: hand-built records with the edge
+// values where the rules differ, the search values extracted from every
+// vendored official example, and conditions built from those values (hits)
+// and variations of them (misses near the boundaries), of every kind and
+// every prefix.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/store"
+)
+
+var allPrefixes = []search.Prefix{"", search.Eq, search.Ne, search.Gt, search.Lt, search.Ge, search.Le, search.Sa, search.Eb, search.Ap}
+
+// edgeRecords are hand-built versions with the values where the rules
+// differ: absent ("") fields, exact strings with and without X, words of
+// token text, sub-millisecond instants, open ranges, unit text, canonical
+// versions, identifiers without a system, nested paths.
+func edgeRecords() []store.Record {
+	at := time.Date(2020, 1, 15, 10, 30, 0, 500_400_000, time.UTC) // .5004 s
+	rec := func(typ, id string, lu time.Time, x search.Index) store.Record {
+		return store.Record{Type: typ, ID: id, VersionID: 1, LastUpdated: lu, Index: x}
+	}
+	a := rec("Observation", "edge-a", at, search.Index{
+		Str: []search.StrValue{{P: "name", V: ""}, {P: "name", V: "o'neil smith", X: "O'Neil Smith"}, {P: "_text", V: "a b.c*d"}},
+		Tok: []search.TokValue{
+			{P: "code", C: "abc"},              // no system
+			{P: "code", S: "http://loinc.org"}, // no code
+			{P: "code", S: "urn:x", C: "ABC", T: "heart rate panel"},
+			{P: "identifier", S: "urn:mrn", C: "1", TS: "http://terminology.hl7.org/CodeSystem/v2-0203", TC: "MR"},
+			{P: "identifier", C: "2", TC: "MR"}, // type code without system
+			{P: "status", T: "final"},           // text only
+		},
+		Ref: []search.RefValue{
+			{P: "subject", R: "Patient/p1", T: "Patient", I: "p1"},
+			{P: "subject", R: "Group/p1", T: "Group", I: "p1"},
+			{P: "performer", IC: "999"}, // identifier without system
+			{P: "performer", IS: "urn:npi", IC: "999"},
+			{P: "performer", IS: "urn:npi"}, // system only
+			{P: "based-on", R: "http://other.org/fhir/ServiceRequest/7"},
+			{P: "instantiates", R: "http://hl7.org/fhir/ig/core/StructureDefinition/x", V: "4.0.1"},
+			{P: "instantiates", R: "http://hl7.org/fhir/ig/core/StructureDefinition/x"},
+		},
+		Date: []search.DateValue{
+			{P: "date", Lo: at, Hi: at.Add(time.Millisecond / 2)},
+			{P: "date", Lo: day("2020-01-01"), Hi: day("2020-02-01")},
+			{P: "issued", Lo: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), Hi: day("2000-01-01")},            // open start
+			{P: "effective", Lo: day("2019-12-31"), Hi: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, // open end
+		},
+		Num: []search.NumValue{{P: "probability", V: 0.5, Lo: 0.45, Hi: 0.55}, {P: "probability", V: -3, Lo: -3.5, Hi: -2.5}, {P: "probability", V: 0, Lo: -0.5, Hi: 0.5}},
+		Qty: []search.QtyValue{
+			{P: "value-quantity", V: 5.4, Lo: 5.35, Hi: 5.45, S: "http://unitsofmeasure.org", C: "mmol/L", U: "mmol/l"},
+			{P: "value-quantity", V: 100, Lo: 99.5, Hi: 100.5, U: "mg"},         // unit text only
+			{P: "value-quantity", V: 7, Lo: -math.MaxFloat64, Hi: 7.5, C: "kg"}, // code only, "<7"
+			{P: "value-quantity", V: 1e-3, Lo: 0.00095, Hi: 0.00105, S: "urn:iso:std:iso:4217", C: "EUR"},
+		},
+		URI: []search.URIValue{
+			{P: "url", V: "http://acme.org/fhir/ValueSet/123"},
+			{P: "url", V: "http://acme.org/fhir/"},
+			{P: "url", V: "urn:oid:1.2.3"},
+			{P: "url", V: ""},
+		},
+		Comp: []search.CompValue{
+			{P: "code-value-quantity", X: search.Index{
+				Tok: []search.TokValue{{P: "0", S: "http://loinc.org", C: "8480-6"}, {P: "0", S: "http://snomed.info/sct", C: "271649006"}},
+				Qty: []search.QtyValue{{P: "1", V: 120, Lo: 119.5, Hi: 120.5, S: "http://unitsofmeasure.org", C: "mm[Hg]"}},
+			}},
+			{P: "code-value-quantity", X: search.Index{
+				Tok: []search.TokValue{{P: "0", S: "http://loinc.org", C: "8462-4"}},
+				Qty: []search.QtyValue{{P: "1", V: 80, Lo: 79.5, Hi: 80.5, S: "http://unitsofmeasure.org", C: "mm[Hg]"}},
+			}},
+			{P: "code-value-date", X: search.Index{
+				Tok:  []search.TokValue{{P: "0", C: "x"}},
+				Date: []search.DateValue{{P: "1", Lo: day("2020-01-01"), Hi: day("2020-01-02")}},
+				Str:  []search.StrValue{{P: "2", V: "abc"}},
+				Ref:  []search.RefValue{{P: "3", R: "Patient/p1", T: "Patient", I: "p1"}},
+				URI:  []search.URIValue{{P: "4", V: "http://a.org/b"}},
+				Num:  []search.NumValue{{P: "5", V: 2, Lo: 1.5, Hi: 2.5}},
+			}},
+		},
+		Has:          []string{"name", "code", "identifier", "status", "subject", "performer", "based-on", "instantiates", "date", "issued", "effective", "probability", "value-quantity", "url", "code-value-quantity", "code-value-date"},
+		Compartments: []string{"Patient/p1", "Practitioner/x"},
+		Security:     []string{"http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R", "urn:x|"},
+	})
+	a.Release = store.Release{Patient: at.Add(48 * time.Hour), Proxy: store.Never}
+	b := rec("Patient", "edge-b", at.Add(time.Millisecond/4), search.Index{}) // nothing indexed, same millisecond
+	b.Release = store.Release{Patient: at.Add(time.Millisecond / 3)}          // sub-ms release
+	c := rec("Basic", "edge-c", time.Time{}, search.Index{Has: []string{""}, Compartments: []string{""}})
+	return []store.Record{a, b, c}
+}
+
+// exampleRecords extracts the search values of every vendored example.
+func exampleRecords(t *testing.T) []store.Record {
+	t.Helper()
+	var files []string
+	for _, dir := range []string{"../../testdata/examples", "../../fhir/search/testdata/examples"} {
+		fs, err := filepath.Glob(filepath.Join(dir, "*.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, fs...)
+	}
+	if len(files) < 100 {
+		t.Fatalf("only %d example files", len(files))
+	}
+	slices.Sort(files)
+	reg := search.Default().WithBase("https://fhir.example/r4")
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var out []store.Record
+	for i, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		typ, _ := m["resourceType"].(string)
+		id, _ := m["id"].(string)
+		if typ == "Bundle" {
+			continue
+		}
+		idx, err := reg.Extract(typ, m)
+		if err != nil {
+			t.Fatalf("extract %s: %v", f, err)
+		}
+		lu := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i)*time.Minute + time.Duration(rnd.IntN(1_000_000)))
+		r := store.Record{Type: typ, ID: id, VersionID: 1, LastUpdated: lu, Index: idx}
+		switch i % 4 {
+		case 1:
+			r.Release.Patient = lu.Add(time.Hour)
+		case 2:
+			r.Release.Proxy = store.Never
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// gen builds conditions from the values of records (so they hit) and
+// from variations of them (so they miss near the boundary).
+type condGen struct {
+	rnd   *rand.Rand
+	conds map[string][]search.Expr // by kind
+	seen  map[string]bool
+}
+
+func (g *condGen) add(kind string, e search.Expr) {
+	k := kind + fmt.Sprintf("%#v", e)
+	if g.seen[k] {
+		return
+	}
+	g.seen[k] = true
+	g.conds[kind] = append(g.conds[kind], e)
+}
+
+func strp(s string) *string { return &s }
+
+func (g *condGen) fromIndex(ix *search.Index, param func(string) string) {
+	for _, v := range ix.Str {
+		p := param(v.P)
+		for _, n := range []int{0, 1, len(v.V) / 2, len(v.V)} {
+			if n <= len(v.V) && utf8Prefix(v.V, n) {
+				g.add("string", search.StringCond{Param: p, Value: v.V[:n]})
+			}
+		}
+		g.add("string", search.StringCond{Param: p, Value: v.V + "x"})
+		if len(v.V) > 2 {
+			mid := v.V[1 : len(v.V)-1]
+			if strings.ToValidUTF8(mid, "") == mid {
+				g.add("string", search.StringCond{Param: p, Value: mid, Mode: search.StringContains})
+				g.add("string", search.StringCond{Param: p, Value: mid})
+			}
+		}
+		g.add("string", search.StringCond{Param: p, Value: v.V, Mode: search.StringExact})
+		g.add("string", search.StringCond{Param: p, Value: v.X, Mode: search.StringExact})
+		g.add("string", search.StringCond{Param: p, Value: strings.ToUpper(v.V), Mode: search.StringExact})
+		g.add("string", search.StringCond{Param: p, Value: "", Mode: search.StringContains})
+	}
+	for _, v := range ix.Tok {
+		p := param(v.P)
+		g.add("token", search.TokenCond{Param: p, Code: strp(v.C)})
+		g.add("token", search.TokenCond{Param: p, System: strp(v.S), Code: strp(v.C)})
+		g.add("token", search.TokenCond{Param: p, System: strp(""), Code: strp(v.C)})
+		g.add("token", search.TokenCond{Param: p, System: strp(v.S)})
+		g.add("token", search.TokenCond{Param: p, System: strp(v.S + "x"), Code: strp(v.C)})
+		g.add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.C)), CodeFold: true})
+		g.add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.C))})
+		g.add("token", search.TokenCond{Param: p, System: strp(v.S), Code: strp(strings.ToLower(v.C)), CodeFold: true})
+		g.add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TS, TypeCode: v.TC, Code: strp(v.C)})
+		g.add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TS, TypeCode: v.TC})
+		g.add("token", search.TokenCond{Param: p})
+		for _, w := range strings.Fields(v.T) {
+			for _, n := range []int{1, len(w)} {
+				if utf8Prefix(w, n) {
+					g.add("token", search.TokenCond{Param: p, Text: w[:n]})
+				}
+			}
+			if len(w) > 2 && utf8Prefix(w, 1) {
+				if rest := w[1:]; strings.ToValidUTF8(rest, "") == rest {
+					g.add("token", search.TokenCond{Param: p, Text: rest}) // mid-word: no match
+				}
+			}
+		}
+		if v.T != "" {
+			g.add("token", search.TokenCond{Param: p, Text: v.T})
+		}
+	}
+	for _, v := range ix.Ref {
+		p := param(v.P)
+		g.add("reference", search.RefCond{Param: p, Targets: []string{v.R}})
+		g.add("reference", search.RefCond{Param: p, Targets: []string{v.R, "Patient/zz"}, Types: []string{v.T}})
+		g.add("reference", search.RefCond{Param: p, Targets: []string{v.R}, Types: []string{"Group"}})
+		g.add("reference", search.RefCond{Param: p, IDs: []string{v.I}})
+		g.add("reference", search.RefCond{Param: p, IDs: []string{v.I, "zz"}, Types: []string{v.T, "Group"}})
+		g.add("reference", search.RefCond{Param: p, URLs: []string{v.R}})
+		g.add("reference", search.RefCond{Param: p, URLs: []string{v.R}, Version: v.V})
+		g.add("reference", search.RefCond{Param: p, URLs: []string{v.R}, Version: v.V + "1"})
+		if i := strings.LastIndex(v.R, "/"); i > 0 {
+			g.add("reference", search.RefCond{Param: p, URLs: []string{v.R[:i]}, Below: true})
+			g.add("reference", search.RefCond{Param: p, URLs: []string{"urn:nothing", v.R[:i+1]}, Below: true, Version: "x"})
+		}
+		g.add("reference", search.RefCond{Param: p, URLs: []string{""}, Below: true})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IS), Code: strp(v.IC)}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(""), Code: strp(v.IC)}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IS)}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IC)}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IC)}, Targets: []string{v.R}, IDs: []string{v.I}})
+		g.add("reference", search.RefCond{Param: p})
+	}
+	for _, v := range ix.Date {
+		p := param(v.P)
+		ranges := [][2]time.Time{
+			{v.Lo, v.Hi},
+			{v.Lo.AddDate(0, 0, -1), v.Lo},
+			{v.Hi, v.Hi.AddDate(0, 0, 1)},
+			{v.Lo.Add(time.Millisecond / 2), v.Hi.Add(-time.Millisecond / 2)},
+			{v.Lo.Add(-time.Millisecond), v.Hi.Add(time.Millisecond)},
+			{v.Lo.Add(time.Duration(g.rnd.Int64N(int64(time.Hour)))), v.Lo.Add(time.Duration(g.rnd.Int64N(int64(48 * time.Hour))))},
+		}
+		for _, rg := range ranges {
+			for _, pre := range allPrefixes {
+				g.add("date", search.DateCond{Param: p, Prefix: pre, Lo: rg[0], Hi: rg[1]})
+			}
+		}
+	}
+	numRanges := func(v, lo, hi float64) [][3]float64 {
+		return [][3]float64{
+			{v, lo, hi},
+			{v, v - 0.05, v + 0.05},
+			{lo, lo - 0.5, lo + 0.5},
+			{hi, hi - 0.5, hi + 0.5},
+			{v + 1, v + 0.5, v + 1.5},
+			{v - 1, v - 1.5, v - 0.5},
+			{v, v - math.Abs(v)/10, v + math.Abs(v)/10},
+		}
+	}
+	for _, v := range ix.Num {
+		p := param(v.P)
+		for _, r := range numRanges(v.V, v.Lo, v.Hi) {
+			for _, pre := range allPrefixes {
+				g.add("number", search.NumberCond{Param: p, Prefix: pre, Value: r[0], Lo: r[1], Hi: r[2]})
+			}
+		}
+	}
+	for _, v := range ix.Qty {
+		p := param(v.P)
+		units := [][2]string{{"", ""}, {v.S, v.C}, {v.S, ""}, {"", v.C}, {"", v.U}, {v.S, v.U}, {"urn:other", v.C}}
+		for ri, r := range numRanges(v.V, v.Lo, v.Hi) {
+			for _, pre := range allPrefixes {
+				for ui, u := range units {
+					if ri > 1 && ui > 1 && g.rnd.IntN(3) > 0 {
+						continue // every unit rule on the value itself; a sample beyond
+					}
+					g.add("quantity", search.QuantityCond{Param: p, Prefix: pre, Value: r[0], Lo: r[1], Hi: r[2], System: u[0], Code: u[1]})
+				}
+			}
+		}
+	}
+	for _, v := range ix.URI {
+		p := param(v.P)
+		for _, mode := range []search.URIMode{search.URIExact, search.URIBelow, search.URIAbove} {
+			g.add("uri", search.URICond{Param: p, Value: v.V, Mode: mode})
+			g.add("uri", search.URICond{Param: p, Value: v.V + "/x/y", Mode: mode})
+			g.add("uri", search.URICond{Param: p, Value: v.V + "9", Mode: mode})
+			if i := strings.LastIndex(v.V, "/"); i > 0 {
+				g.add("uri", search.URICond{Param: p, Value: v.V[:i], Mode: mode})
+				g.add("uri", search.URICond{Param: p, Value: v.V[:i+1], Mode: mode})
+			}
+		}
+	}
+}
+
+// utf8Prefix reports whether s[:n] ends on a rune boundary.
+func utf8Prefix(s string, n int) bool {
+	return n <= len(s) && strings.ToValidUTF8(s[:n], "") == s[:n]
+}
+
+// composites builds composite conditions from the tuples of ix: the parts
+// of one tuple (a hit), parts mixed across tuples (a miss), every prefix
+// on the ordered part.
+func (g *condGen) composites(ix *search.Index) {
+	var tuples []*condGen
+	for _, c := range ix.Comp {
+		sub := &condGen{rnd: g.rnd, conds: map[string][]search.Expr{}, seen: map[string]bool{}}
+		sub.fromIndex(&c.X, func(p string) string { return p })
+		tuples = append(tuples, sub)
+		var parts [][]search.Expr
+		for _, kind := range []string{"token", "string", "reference", "uri", "date", "number", "quantity"} {
+			for pos := 0; pos < 6; pos++ {
+				var ofPos []search.Expr
+				for _, e := range sub.conds[kind] {
+					if paramOf(e) == fmt.Sprint(pos) {
+						ofPos = append(ofPos, e)
+					}
+				}
+				if len(ofPos) > 0 {
+					parts = append(parts, ofPos)
+				}
+			}
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		g.add("composite", search.CompositeCond{Param: c.P})
+		for range 40 {
+			var ps []search.Expr
+			for _, opts := range parts {
+				if g.rnd.IntN(4) == 0 && len(ps) > 0 {
+					continue
+				}
+				ps = append(ps, opts[g.rnd.IntN(len(opts))])
+			}
+			g.add("composite", search.CompositeCond{Param: c.P, Parts: ps})
+		}
+	}
+	// Parts drawn from different tuples of the same parameter.
+	for i := range tuples {
+		for j := range tuples {
+			if i == j || ix.Comp[i].P != ix.Comp[j].P {
+				continue
+			}
+			a, b := tuples[i].conds["token"], tuples[j].conds["quantity"]
+			if len(a) > 0 && len(b) > 0 {
+				g.add("composite", search.CompositeCond{Param: ix.Comp[i].P, Parts: []search.Expr{a[g.rnd.IntN(len(a))], b[g.rnd.IntN(len(b))]}})
+			}
+		}
+	}
+}
+
+func paramOf(e search.Expr) string {
+	switch x := e.(type) {
+	case search.StringCond:
+		return x.Param
+	case search.TokenCond:
+		return x.Param
+	case search.RefCond:
+		return x.Param
+	case search.DateCond:
+		return x.Param
+	case search.NumberCond:
+		return x.Param
+	case search.QuantityCond:
+		return x.Param
+	case search.URICond:
+		return x.Param
+	}
+	return ""
+}
+
+func (g *condGen) fromRecord(r store.Record) {
+	g.fromIndex(&r.Index, func(p string) string { return p })
+	g.composites(&r.Index)
+	for _, h := range r.Index.Has {
+		g.add("missing", search.MissingCond{Param: h, Missing: true})
+		g.add("missing", search.MissingCond{Param: h})
+	}
+	g.add("id", search.IDCond{IDs: []string{r.ID}})
+	g.add("id", search.KeyCond{Keys: []string{r.Key(), "Patient/zz"}})
+	g.add("id", search.TypeCond{Types: []string{r.Type}})
+	if len(r.Index.Compartments) > 0 {
+		g.add("access", search.CompartmentCond{Compartments: r.Index.Compartments[:1]})
+	}
+	if len(r.Index.Security) > 0 {
+		g.add("access", search.SecurityCond{Labels: r.Index.Security[:1]})
+		g.add("access", search.Not{Arg: search.SecurityCond{Labels: r.Index.Security}})
+	}
+	for _, at := range []time.Time{r.Release.Patient, r.Release.Proxy, r.LastUpdated} {
+		for _, d := range []time.Duration{-time.Millisecond, -time.Millisecond / 2, 0, time.Millisecond / 2, time.Millisecond} {
+			g.add("access", search.ReleaseCond{Audience: "patient", Now: at.Add(d)})
+			g.add("access", search.ReleaseCond{Audience: "proxy", Now: at.Add(d)})
+		}
+	}
+	lu := r.LastUpdated
+	for _, rg := range [][2]time.Time{
+		{lu.Truncate(24 * time.Hour), lu.Truncate(24 * time.Hour).Add(24 * time.Hour)},
+		{lu, lu},
+		{lu.Truncate(time.Millisecond), lu.Truncate(time.Millisecond).Add(time.Millisecond)},
+		{lu.Add(-time.Minute), lu.Add(-time.Second)},
+		{lu.Add(time.Millisecond / 2), lu.Add(time.Minute)},
+	} {
+		for _, pre := range allPrefixes {
+			g.add("lastUpdated", search.LastUpdatedCond{Prefix: pre, Lo: rg[0], Hi: rg[1]})
+		}
+	}
+}
+
+// fixed are conditions not derived from a record: empty lists, constants,
+// nil, odd values.
+func fixedConds() map[string][]search.Expr {
+	return map[string][]search.Expr{
+		"id": {
+			search.IDCond{}, search.KeyCond{}, search.TypeCond{}, search.IDCond{IDs: []string{""}},
+			search.KeyCond{Keys: []string{"Basic/", "/", ""}}, search.TypeCond{Types: []string{"Basic", "Observation"}},
+		},
+		"access": {
+			search.CompartmentCond{}, search.SecurityCond{}, search.CompartmentCond{Compartments: []string{""}},
+			search.SecurityCond{Labels: []string{"urn:x|"}},
+			search.ReleaseCond{Audience: "patient"}, search.ReleaseCond{Audience: "proxy", Now: store.Never},
+		},
+		"missing": {search.MissingCond{Param: ""}, search.MissingCond{Param: "", Missing: true}, search.MissingCond{Param: "nothing", Missing: true}},
+		"const":   {nil, search.Const{}, search.Const{Value: true}, search.And{}, search.Or{}, search.Not{Arg: search.Const{}}, search.Not{}},
+		"string": {
+			search.StringCond{Param: "name", Value: "", Mode: search.StringExact},
+			search.StringCond{Param: "name", Value: "sm.th"}, search.StringCond{Param: "_text", Value: ".c*", Mode: search.StringContains},
+			search.StringCond{Param: "name", Value: "o'neil", Mode: search.StringMode(9)},
+		},
+		"token": {
+			search.TokenCond{Param: "code", Code: strp("")}, search.TokenCond{Param: "code", Code: strp(""), CodeFold: true},
+			search.TokenCond{Param: "code", System: strp(""), Code: strp("abc")}, search.TokenCond{Param: "code", System: strp("")},
+			search.TokenCond{Param: "identifier", OfType: true, TypeCode: "MR", Code: strp("2")},
+			search.TokenCond{Param: "code", Code: strp("a.c"), CodeFold: true}, search.TokenCond{Param: "status", Text: "fin"},
+			search.TokenCond{Param: "code", Text: "rate pan"}, search.TokenCond{Param: "code", Text: "eart"},
+		},
+		"reference": {
+			search.RefCond{Param: "subject", IDs: []string{""}}, search.RefCond{Param: "subject", Targets: []string{""}},
+			search.RefCond{Param: "subject", Targets: []string{"p1"}, Types: []string{"p1"}},
+			search.RefCond{Param: "subject", IDs: []string{"p1"}, Types: []string{"Group"}, URLs: []string{"http://x"}},
+			search.RefCond{Param: "instantiates", URLs: []string{"http://hl7.org/fhir/ig/core/StructureDefinition/x"}, Version: ""},
+		},
+		"uri": {
+			search.URICond{Param: "url", Value: ""}, search.URICond{Param: "url", Value: "", Mode: search.URIBelow},
+			search.URICond{Param: "url", Value: "", Mode: search.URIAbove}, search.URICond{Param: "url", Value: "http://acme.org/fhir/ValueSet/123", Mode: search.URIMode(7)},
+			search.URICond{Param: "url", Value: "http://acme.org/fhir/x", Mode: search.URIAbove},
+		},
+		"composite": {
+			search.CompositeCond{Param: "code-value-quantity", Parts: []search.Expr{search.RefCond{Param: "0"}}},
+			search.CompositeCond{Param: "code-value-quantity", Parts: []search.Expr{search.CompositeCond{Param: "0"}}},
+		},
+	}
+}
+
+// badConds are rejected by both (an unknown node, prefix or audience).
+func badConds() []search.Expr {
+	type bogus struct{ search.Expr }
+	return []search.Expr{
+		bogus{}, search.And{Args: []search.Expr{search.Const{}, bogus{}}}, search.Not{Arg: bogus{}},
+		search.DateCond{Param: "date", Prefix: "xx"}, search.NumberCond{Param: "probability", Prefix: "xx"},
+		search.QuantityCond{Param: "value-quantity", Prefix: "xx"}, search.LastUpdatedCond{Prefix: "xx"},
+		search.ReleaseCond{Audience: "nobody"},
+		search.CompositeCond{Param: "c", Parts: []search.Expr{search.MissingCond{Param: "0"}}},
+		search.CompositeCond{Param: "c", Parts: []search.Expr{search.DateCond{Param: "0", Prefix: "xx"}}},
+		search.Or{Args: []search.Expr{search.Const{Value: true}, search.ReleaseCond{}}},
+	}
+}

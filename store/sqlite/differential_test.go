@@ -1,0 +1,535 @@
+package sqlite
+
+// The differential test of the SQL compiler (search.html #string, #token,
+// #reference, #date, #number, #quantity, #uri, #composite, #missing,
+// #prefix with every prefix, _id, _lastUpdated, and the access-control
+// nodes): for records written to a real store and thousands of conditions
+// of every kind, the store returns exactly the records search.Matcher (the
+// one in-memory evaluation of the AST, fhir/search/match.go) accepts; and
+// every query shape of the suite is read through indexes (EXPLAIN QUERY
+// PLAN has no full SCAN of a table).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir/gen"
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/store"
+)
+
+func day(s string) time.Time {
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// genRecords extracts the search values of a generated data set.
+func genRecords(t testing.TB, patients int) []store.Record {
+	t.Helper()
+	reg := search.Default()
+	lu := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	var out []store.Record
+	for i, r := range gen.Generate(7, patients, gen.Options{}) {
+		dec := json.NewDecoder(bytes.NewReader(r.JSON))
+		dec.UseNumber()
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		idx, err := reg.Extract(r.Type, m)
+		if err != nil {
+			t.Fatalf("extract %s: %v", r.Ref(), err)
+		}
+		rec := store.Record{Type: r.Type, ID: r.ID, VersionID: 1, LastUpdated: lu.Add(time.Duration(i) * 1500 * time.Microsecond),
+			Raw: r.JSON, Index: idx}
+		if i%3 == 1 {
+			rec.Release.Patient = rec.LastUpdated.Add(time.Hour)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+func subjectOf(r *store.Record) search.Subject {
+	return search.Subject{Type: r.Type, ID: r.ID, LastUpdated: r.LastUpdated, Index: &r.Index,
+		PatientVisible: r.Release.Patient, ProxyVisible: r.Release.Proxy}
+}
+
+// loadRecords writes recs (one version each, duplicates of a key
+// dropped) and returns what was written.
+func loadRecords(t testing.TB, s *Store, recs []store.Record) []store.Record {
+	t.Helper()
+	seen := map[string]bool{}
+	var out []store.Record
+	var ops []store.Op
+	for _, r := range recs {
+		if seen[r.Key()] || r.ID == "" {
+			continue
+		}
+		seen[r.Key()] = true
+		if len(r.Raw) == 0 {
+			r.Raw = []byte(`{}`)
+		}
+		out = append(out, r)
+		ops = append(ops, store.Op{Kind: store.OpCreate, Record: r})
+	}
+	for i := 0; i < len(ops); i += 200 {
+		if err := s.Transact(context.Background(), ops[i:min(i+200, len(ops))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// matchKeys runs the SQL of a search for q without paging: every match's key.
+func (s *Store) matchKeys(ctx context.Context, q store.Query) ([]string, error) {
+	p, err := s.planSearch(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	var b sqlb
+	b.w("SELECT r.type, r.id FROM ", p.from)
+	b.add(&p.base)
+	rows, err := s.rdb.QueryContext(ctx, b.String(), b.args...)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, b.String())
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var t, id string
+		if err := rows.Scan(&t, &id); err != nil {
+			return nil, err
+		}
+		out = append(out, t+"/"+id)
+	}
+	sort.Strings(out)
+	return out, rows.Err()
+}
+
+// diffConds builds the conditions of the suite by kind.
+func diffConds(t testing.TB, recs []store.Record, limit int) (map[string][]search.Expr, []string) {
+	g := &condGen{rnd: rand.New(rand.NewPCG(3, 4)), conds: map[string][]search.Expr{}, seen: map[string]bool{}}
+	for _, r := range recs {
+		g.fromRecord(r)
+	}
+	var pool []search.Expr
+	for _, es := range g.conds {
+		pool = append(pool, es...)
+	}
+	slices.SortFunc(pool, func(a, b search.Expr) int { return strings.Compare(fmt.Sprintf("%#v", a), fmt.Sprintf("%#v", b)) })
+	pick := func() search.Expr { return pool[g.rnd.IntN(len(pool))] }
+	for range 300 {
+		g.add("combined", search.And{Args: []search.Expr{pick(), pick()}})
+		g.add("combined", search.Or{Args: []search.Expr{pick(), pick(), pick()}})
+		g.add("combined", search.Not{Arg: search.Or{Args: []search.Expr{pick(), search.Not{Arg: pick()}}}})
+		a := search.And{Args: []search.Expr{pick(), pick()}}
+		g.add("combined", &a)
+		// A driver plus conditions checked per resource, the shape of most searches.
+		g.add("combined", search.And{Args: []search.Expr{pick(), pick(), search.Not{Arg: pick()}}})
+	}
+	fixed := fixedConds()
+	out := map[string][]search.Expr{}
+	for kind, conds := range g.conds {
+		if len(conds) > limit {
+			g.rnd.Shuffle(len(conds), func(i, j int) { conds[i], conds[j] = conds[j], conds[i] })
+			conds = conds[:limit]
+		}
+		out[kind] = append(slices.Clone(fixed[kind]), conds...)
+	}
+	for kind, conds := range fixed {
+		if _, ok := out[kind]; !ok {
+			out[kind] = conds
+		}
+	}
+	kinds := make([]string, 0, len(out))
+	for k := range out {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	return out, kinds
+}
+
+func diffStore(t *testing.T) (*Store, []store.Record) {
+	s := openTest(t, ":memory:", Options{})
+	recs := append(append(edgeRecords(), exampleRecords(t)...), genRecords(t, 8)...)
+	return s, loadRecords(t, s, recs)
+}
+
+// TestSearchEqualsMatcher is the differential test: for every condition,
+// over all types and within one type, the store's matches are exactly the
+// records search.Matcher accepts; each kind has matches and non-matches.
+func TestSearchEqualsMatcher(t *testing.T) {
+	ctx := context.Background()
+	s, recs := diffStore(t)
+	limit := 600
+	if testing.Short() {
+		limit = 150
+	}
+	conds, kinds := diffConds(t, recs, limit)
+	types := map[string]bool{}
+	for _, r := range recs {
+		types[r.Type] = true
+	}
+	rnd := rand.New(rand.NewPCG(5, 6))
+	total := 0
+	for _, kind := range kinds {
+		hits, misses := 0, 0
+		for i, e := range conds[kind] {
+			m, err := search.NewMatcher(e)
+			if err != nil {
+				t.Fatalf("%s %#v: search.NewMatcher: %v", kind, e, err)
+			}
+			var typs []string
+			if i%2 == 1 {
+				typs = []string{recs[rnd.IntN(len(recs))].Type}
+			}
+			var want []string
+			for j := range recs {
+				r := &recs[j]
+				if typs != nil && r.Type != typs[0] {
+					continue
+				}
+				if m.Match(subjectOf(r)) {
+					want = append(want, r.Key())
+				}
+			}
+			sort.Strings(want)
+			got, err := s.matchKeys(ctx, store.Query{Types: typs, Filter: e})
+			if err != nil {
+				t.Fatalf("%s %#v: %v", kind, e, err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s %#v (types %v):\n got %v\nwant %v", kind, e, typs, diffKeys(got, want), diffKeys(want, got))
+			}
+			hits += len(want)
+			misses += len(recs) - len(want)
+			total++
+		}
+		t.Logf("%-11s %5d conditions, %7d matches, %8d non-matches", kind, len(conds[kind]), hits, misses)
+		if hits == 0 || misses == 0 {
+			t.Errorf("%s: %d matches, %d non-matches: the kind is not exercised both ways", kind, hits, misses)
+		}
+	}
+	for _, kind := range []string{"string", "token", "reference", "date", "number", "quantity", "uri", "composite", "missing", "id", "lastUpdated", "access", "const", "combined"} {
+		if len(conds[kind]) == 0 {
+			t.Errorf("no %s conditions", kind)
+		}
+	}
+	t.Logf("%d searches on %d records", total, len(recs))
+	for _, e := range badConds() {
+		if _, err := s.Search(ctx, store.Query{Filter: e, Count: 1}); err == nil {
+			t.Errorf("%#v: Search accepted a condition search.Matcher rejects", e)
+		}
+	}
+}
+
+// diffKeys is a - b (for messages).
+func diffKeys(a, b []string) []string {
+	var out []string
+	for _, k := range a {
+		if !slices.Contains(b, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// TestHistoryFilterEqualsMatcher: history filters (every node; those
+// history compiles to SQL and those it re-checks in Go) over versions
+// agree with search.Matcher, paged.
+func TestHistoryFilterEqualsMatcher(t *testing.T) {
+	ctx := context.Background()
+	s, recs := diffStore(t)
+	// A second version of some records, with other release state and compartments.
+	var ops []store.Op
+	byKey := map[string][]store.Record{}
+	for i, r := range recs {
+		byKey[r.Key()] = append(byKey[r.Key()], r)
+		if i%4 != 0 {
+			continue
+		}
+		r2 := r
+		r2.VersionID = 2
+		r2.LastUpdated = r.LastUpdated.Add(time.Hour)
+		r2.Release = store.Release{Proxy: r.LastUpdated.Add(2 * time.Hour)}
+		r2.Index.Compartments = append([]string{"Patient/moved"}, r.Index.Compartments...)
+		if i%8 == 0 {
+			r2 = store.Record{Type: r.Type, ID: r.ID, VersionID: 2, LastUpdated: r2.LastUpdated, Deleted: true}
+			ops = append(ops, store.Op{Kind: store.OpDelete, Record: r2, IfVersion: 1})
+		} else {
+			ops = append(ops, store.Op{Kind: store.OpPut, Record: r2, IfVersion: 1})
+		}
+		byKey[r.Key()] = append(byKey[r.Key()], r2)
+	}
+	for i := 0; i < len(ops); i += 100 {
+		if err := s.Transact(ctx, ops[i:min(i+100, len(ops))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var versions []store.Record
+	for _, vs := range byKey {
+		versions = append(versions, vs...)
+	}
+	limit := 30
+	if testing.Short() {
+		limit = 10
+	}
+	conds, kinds := diffConds(t, recs, limit)
+	conds["access"] = append(conds["access"], search.CompartmentCond{Compartments: []string{"Patient/moved"}},
+		search.Or{Args: []search.Expr{
+			search.And{Args: []search.Expr{search.TypeCond{Types: []string{"Observation"}}, search.CompartmentCond{Compartments: []string{"Patient/moved"}}}},
+			search.And{Args: []search.Expr{search.TypeCond{Types: []string{"Patient"}}, search.CompartmentCond{Compartments: []string{"Patient/moved"}}}},
+		}})
+	for _, kind := range kinds {
+		for i, e := range conds[kind] {
+			m, err := search.NewMatcher(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []store.Record
+			for j := range versions {
+				if m.Match(subjectOf(&versions[j])) {
+					want = append(want, versions[j])
+				}
+			}
+			sort.Slice(want, func(i, j int) bool {
+				a, b := want[i], want[j]
+				if la, lb := a.LastUpdated.UnixMilli(), b.LastUpdated.UnixMilli(); la != lb {
+					return la > lb
+				}
+				if a.Type != b.Type {
+					return a.Type < b.Type
+				}
+				if a.ID != b.ID {
+					return a.ID < b.ID
+				}
+				return a.VersionID > b.VersionID
+			})
+			var wantKeys []string
+			for _, r := range want {
+				wantKeys = append(wantKeys, fmt.Sprintf("%s/%d", r.Key(), r.VersionID))
+			}
+			q := store.HistoryQuery{Filter: e, Count: 1000, Total: true}
+			if i%3 == 1 {
+				q.Count = 7 // paged
+			}
+			var got []string
+			for page := 0; ; page++ {
+				p, err := s.History(ctx, q)
+				if err != nil {
+					t.Fatalf("%s %#v: %v", kind, e, err)
+				}
+				if p.Total != int64(len(want)) {
+					t.Errorf("%s %#v: Total %d, want %d", kind, e, p.Total, len(want))
+				}
+				for _, r := range p.Records {
+					got = append(got, fmt.Sprintf("%s/%d", r.Key(), r.VersionID))
+				}
+				if p.Next == "" || page > 1000 {
+					break
+				}
+				q.Cursor = p.Next
+			}
+			if !slices.Equal(got, wantKeys) {
+				t.Errorf("%s %#v:\n got %v\nwant %v", kind, e, diffKeys(got, wantKeys), diffKeys(wantKeys, got))
+			}
+		}
+	}
+}
+
+// planLine is a line of EXPLAIN QUERY PLAN that reads a whole table.
+// Allowed: the outer query over the page already selected ("SCAN q"), the
+// types dictionary (one row per stored type), and constant rows.
+var (
+	scanLine    = regexp.MustCompile(`^SCAN (\S+)`)
+	allowedScan = map[string]bool{"q": true, "types": true, "CONSTANT": true}
+)
+
+// explain returns the plan of b and the lines that scan a table.
+func (s *Store) explain(ctx context.Context, b *sqlb) ([]string, []string, error) {
+	rows, err := s.rdb.QueryContext(ctx, "EXPLAIN QUERY PLAN "+b.String(), b.args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var plan, bad []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			return nil, nil, err
+		}
+		plan = append(plan, detail)
+		if m := scanLine.FindStringSubmatch(detail); m != nil && !allowedScan[m[1]] {
+			bad = append(bad, detail)
+		}
+	}
+	return plan, bad, rows.Err()
+}
+
+// TestQueryPlansUseIndexes runs EXPLAIN QUERY PLAN on the page and count
+// queries of every condition of the differential suite, within one type
+// (the shape of a type search) and over all types (system search and
+// compartment searches), with and without a cursor and a _sort, and on
+// history queries: no plan may scan a table. A temporary b-tree for ORDER
+// BY is allowed: it sorts the matches read through the driving index (a
+// page needs them all when the order is not the driving index's), and the
+// pages of the default order without a driver come from res_type_id in
+// order (no sort).
+func TestQueryPlansUseIndexes(t *testing.T) {
+	ctx := context.Background()
+	s, recs := diffStore(t)
+	if _, err := s.w.conn.ExecContext(ctx, "ANALYZE"); err != nil {
+		t.Fatal(err)
+	}
+	limit := 200
+	if testing.Short() {
+		limit = 60
+	}
+	conds, kinds := diffConds(t, recs, limit)
+	shapes, sorts := 0, 0
+	check := func(what string, b *sqlb) {
+		plan, bad, err := s.explain(ctx, b)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, b.String())
+		}
+		shapes++
+		for _, l := range plan {
+			if strings.Contains(l, "TEMP B-TREE") {
+				sorts++
+				break
+			}
+		}
+		if len(bad) > 0 {
+			t.Errorf("%s: full scan %q\n%s\nplan:\n  %s", what, bad, b.String(), strings.Join(plan, "\n  "))
+		}
+	}
+	sortsBy := [][]search.SortKey{nil, {{Param: "_lastUpdated", Desc: true}}, {{Param: "date"}, {Param: "_id", Desc: true}}}
+	for _, kind := range kinds {
+		for i, e := range conds[kind] {
+			for _, types := range [][]string{{"Observation"}, nil} {
+				q := store.Query{Types: types, Filter: e, Sort: sortsBy[i%len(sortsBy)], Count: 20, Total: true}
+				p, err := s.planSearch(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.never {
+					continue // answered without a query
+				}
+				what := fmt.Sprintf("%s %#v types %v sort %v", kind, e, types, q.Sort)
+				check(what+" count", p.countSQL())
+				check(what+" page", p.pageSQL(nil, 21))
+				vals := make([]any, len(p.terms))
+				for j := range vals {
+					vals[j] = "x"
+				}
+				check(what+" next page", p.pageSQL(vals, 21))
+				if p.window {
+					check(what+" window", p.windowSQL(nil, 21))
+					check(what+" window next page", p.windowSQL(vals, 21))
+				}
+			}
+		}
+	}
+	t.Logf("%d query shapes explained, %d sort with a temporary b-tree", shapes, sorts)
+}
+
+// TestWindowEqualsDriven: the window plan (dense driving sets, orders an
+// index delivers) pages exactly like the driven plan, for conditions
+// that match most resources, some, and few, in every windowed order.
+func TestWindowEqualsDriven(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, ":memory:", Options{})
+	var recs []store.Record
+	for i := range 3000 {
+		code := "common"
+		switch {
+		case i%100 == 0:
+			code = "rare"
+		case i%3 == 0:
+			code = "third"
+		}
+		ix := search.Index{
+			Tok:  []search.TokValue{{P: "code", C: code}, {P: "status", C: "final"}},
+			Date: []search.DateValue{{P: "date", Lo: day("2024-01-01").AddDate(0, 0, i%400), Hi: day("2024-01-02").AddDate(0, 0, i%400)}},
+			Sort: map[string]any{"date": day("2024-01-01").AddDate(0, 0, i%400).Format(time.RFC3339)},
+		}
+		if i%7 == 0 {
+			ix.Sort = nil // no sort value
+		}
+		recs = append(recs, store.Record{Type: "Observation", ID: fmt.Sprintf("o%04d", (i*7919)%3000), VersionID: 1,
+			LastUpdated: day("2025-01-01").Add(time.Duration(i%500) * time.Second), Raw: []byte(`{}`), Index: ix})
+	}
+	loadRecords(t, s, recs)
+	code := func(c string) search.Expr { return search.TokenCond{Param: "code", Code: &c} }
+	status := "final"
+	filters := []search.Expr{
+		code("common"), code("third"), code("rare"),
+		search.And{Args: []search.Expr{search.TokenCond{Param: "status", Code: &status}, code("third")}},
+		search.And{Args: []search.Expr{code("common"), search.DateCond{Param: "date", Prefix: search.Ge, Lo: day("2024-12-01"), Hi: day("2024-12-02")}}},
+	}
+	sorts := [][]search.SortKey{nil, {{Param: "_lastUpdated"}}, {{Param: "_lastUpdated", Desc: true}}, {{Param: "date", Desc: true}}, {{Param: "date"}}}
+	windowed := 0
+	for _, f := range filters {
+		for _, srt := range sorts {
+			for _, count := range []int{25, 400} {
+				q := store.Query{Types: []string{"Observation"}, Filter: f, Sort: srt, Count: count}
+				p, err := s.planSearch(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.window {
+					windowed++
+				}
+				walkAll := func(noWindow bool) []string {
+					s.noWindow = noWindow
+					defer func() { s.noWindow = false }()
+					var out []string
+					q := q
+					for {
+						pg, err := s.Search(ctx, q)
+						if err != nil {
+							t.Fatal(err)
+						}
+						for _, r := range pg.Records {
+							out = append(out, r.ID)
+						}
+						if pg.Next == "" {
+							return out
+						}
+						q.Cursor = pg.Next
+					}
+				}
+				if a, b := walkAll(false), walkAll(true); !slices.Equal(a, b) {
+					t.Errorf("%#v sort %v count %d: window plan %d records, driven plan %d, first difference at %d",
+						f, srt, count, len(a), len(b), firstDiff(a, b))
+				}
+			}
+		}
+	}
+	if windowed == 0 {
+		t.Error("no query used the window plan")
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

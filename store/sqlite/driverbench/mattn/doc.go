@@ -1,0 +1,2 @@
+// Package mattn benchmarks github.com/mattn/go-sqlite3 (cgo).
+package mattn

@@ -1,0 +1,2 @@
+// Package modernc benchmarks modernc.org/sqlite.
+package modernc

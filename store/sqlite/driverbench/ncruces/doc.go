@@ -1,0 +1,2 @@
+// Package ncruces benchmarks github.com/ncruces/go-sqlite3.
+package ncruces
