@@ -56,3 +56,45 @@ func SmartConfiguration(e Endpoints) []byte {
 	b, _ := json.Marshal(m)
 	return b
 }
+
+// AuthorizationServer is a SMART authorization server whose abilities are
+// known exactly: fhirgate's own (package authz). Its smart-configuration
+// lists every endpoint and only what works.
+type AuthorizationServer struct {
+	Endpoints
+	Capabilities         []string
+	GrantTypes           []string
+	AuthMethods          []string // token_endpoint_auth_methods_supported
+	AuthSigningAlgs      []string // token_endpoint_auth_signing_alg_values_supported
+	Scopes               []string
+	ResponseTypes        []string
+	CodeChallengeMethods []string
+}
+
+// SmartConfigurationOf renders /.well-known/smart-configuration (SMART App
+// Launch 2.2 conformance.html) of an AuthorizationServer.
+func SmartConfigurationOf(a AuthorizationServer) []byte {
+	m := map[string]any{
+		"issuer":                                a.Issuer,
+		"jwks_uri":                              a.JWKSURI,
+		"authorization_endpoint":                a.Authorization,
+		"token_endpoint":                        a.Token,
+		"grant_types_supported":                 a.GrantTypes,
+		"token_endpoint_auth_methods_supported": a.AuthMethods,
+		"response_types_supported":              a.ResponseTypes,
+		"scopes_supported":                      a.Scopes,
+		"capabilities":                          a.Capabilities,
+		"code_challenge_methods_supported":      a.CodeChallengeMethods,
+	}
+	if len(a.AuthSigningAlgs) > 0 {
+		m["token_endpoint_auth_signing_alg_values_supported"] = a.AuthSigningAlgs
+	}
+	for k, v := range map[string]string{"introspection_endpoint": a.Introspection, "revocation_endpoint": a.Revocation,
+		"registration_endpoint": a.Registration, "management_endpoint": a.Management} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	b, _ := json.Marshal(m)
+	return b
+}

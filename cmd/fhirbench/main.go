@@ -116,6 +116,14 @@ func start(dir, db string, auth bool, extraEnv ...string) *instance {
 	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_EMBEDDED_ADDR="+storeAddr,
 		"FHIRGATE_DATABASE=fhirgate", "FHIRGATE_DATA_DIR="+data, "FHIRGATE_LOG_LEVEL=warn",
 		fmt.Sprintf("FHIRGATE_AUTH_DISABLED=%v", !auth))
+	// The direct driver runs beside fhirgate on its FerretDB (the default
+	// embedded store is SQLite), unless a MongoDB URI is given.
+	env = append(env, "FHIRGATE_STORE=ferretdb")
+	for _, e := range extraEnv {
+		if strings.HasPrefix(e, "FHIRGATE_MONGODB_URI=") {
+			env = append(env, "FHIRGATE_STORE=")
+		}
+	}
 	env = append(env, extraEnv...)
 	cmd := exec.Command(*bin, "serve")
 	cmd.Env = env

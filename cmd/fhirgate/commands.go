@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/authz"
 	"github.com/fhirgate/fhirgate/fhir/gen"
 	"github.com/fhirgate/fhirgate/internal/app"
 	"github.com/fhirgate/fhirgate/smart/devissuer"
@@ -40,7 +41,7 @@ func token(ctx context.Context, args []string) error {
 	}
 	b := strings.TrimRight(*base, "/")
 	aud := env("FHIRGATE_OIDC_AUDIENCE", b)
-	iss, err := devissuer.New(devissuer.Config{DataDir: *dataDir, Origin: app.OriginOf(b), Audience: aud})
+	iss, err := devissuer.New(devissuer.Config{DataDir: *dataDir, Origin: app.OriginOf(b), Audience: aud, Path: authz.PathPrefix})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fhirgate/fhirgate/authz"
 )
 
 // config is fhirgate's configuration: flags override environment variables,
@@ -18,6 +20,7 @@ type config struct {
 	Addr          string
 	BaseURL       string
 	MongoURI      string
+	Store         string // "sqlite" (default) or "ferretdb"; "" with MongoURI
 	EmbeddedAddr  string
 	DebugAddr     string
 	DataDir       string
@@ -42,6 +45,10 @@ type config struct {
 	Sensitive     []string
 	ShutdownGrace time.Duration
 	AuditQueue    int
+
+	// The built-in authorization server (no FHIRGATE_OIDC_ISSUER).
+	Federation     *authz.FederationConfig
+	AccessTokenTTL time.Duration
 }
 
 func env(name, def string) string {
@@ -69,6 +76,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.Addr, "addr", env("FHIRGATE_ADDR", "127.0.0.1:8080"), "listen address (FHIRGATE_ADDR)")
 	fs.StringVar(&c.BaseURL, "base-url", env("FHIRGATE_BASE_URL", "http://localhost:8080/fhir"), "public FHIR base URL (FHIRGATE_BASE_URL)")
 	fs.StringVar(&c.MongoURI, "mongodb-uri", env("FHIRGATE_MONGODB_URI", ""), "MongoDB URI; empty = embedded store (FHIRGATE_MONGODB_URI)")
+	fs.StringVar(&c.Store, "store", env("FHIRGATE_STORE", ""), "embedded store without a MongoDB URI: sqlite (default, <data dir>/fhirgate.db) or ferretdb (<data dir>/ferretdb) (FHIRGATE_STORE)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("FHIRGATE_DEBUG_ADDR", ""), "listen address of the Go profiler (/debug/pprof/), e.g. 127.0.0.1:6060; empty = off. Never expose it publicly (FHIRGATE_DEBUG_ADDR)")
 	fs.StringVar(&c.EmbeddedAddr, "embedded-addr", env("FHIRGATE_EMBEDDED_ADDR", ""), "listen address of the embedded store, e.g. 127.0.0.1:27017 to inspect it with mongosh; empty = a free loopback port (FHIRGATE_EMBEDDED_ADDR)")
 	fs.StringVar(&c.DataDir, "data-dir", env("FHIRGATE_DATA_DIR", "./data"), "data directory (FHIRGATE_DATA_DIR)")
@@ -93,6 +101,14 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&sensitive, "sensitive-labels", env("FHIRGATE_SENSITIVE_LABELS", ""), "system|code security labels withheld from proxies (FHIRGATE_SENSITIVE_LABELS)")
 	fs.StringVar(&grace, "shutdown-grace", env("FHIRGATE_SHUTDOWN_GRACE", "20s"), "time to finish in-flight requests on shutdown (FHIRGATE_SHUTDOWN_GRACE)")
 	fs.StringVar(&auditQueue, "audit-queue", env("FHIRGATE_AUDIT_QUEUE", "10000"), "audit queue size (FHIRGATE_AUDIT_QUEUE)")
+	var fed authz.FederationConfig
+	var tokenTTL string
+	fs.StringVar(&fed.Issuer, "login-issuer", env("FHIRGATE_LOGIN_ISSUER", ""), "the organisation's OpenID provider for federated login to the built-in authorization server (FHIRGATE_LOGIN_ISSUER)")
+	fs.StringVar(&fed.ClientID, "login-client-id", env("FHIRGATE_LOGIN_CLIENT_ID", ""), "fhirgate's client id at that provider (FHIRGATE_LOGIN_CLIENT_ID)")
+	fs.StringVar(&fed.ClientSecret, "login-client-secret", env("FHIRGATE_LOGIN_CLIENT_SECRET", ""), "fhirgate's client secret at that provider (FHIRGATE_LOGIN_CLIENT_SECRET)")
+	fs.StringVar(&fed.Name, "login-name", env("FHIRGATE_LOGIN_NAME", ""), "label of the provider's login button (FHIRGATE_LOGIN_NAME)")
+	fs.StringVar(&fed.IdentifierSystem, "login-identifier-system", env("FHIRGATE_LOGIN_IDENTIFIER_SYSTEM", ""), "FHIR identifier system holding the provider's subjects; default the provider's issuer (FHIRGATE_LOGIN_IDENTIFIER_SYSTEM)")
+	fs.StringVar(&tokenTTL, "access-token-ttl", env("FHIRGATE_ACCESS_TOKEN_TTL", "1h"), "lifetime of access tokens of the built-in authorization server (FHIRGATE_ACCESS_TOKEN_TTL)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -110,6 +126,12 @@ func parseConfig(args []string) (*config, error) {
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	if c.MongoURI != "" && !strings.HasPrefix(c.MongoURI, "mongodb://") && !strings.HasPrefix(c.MongoURI, "mongodb+srv://") {
 		bad("FHIRGATE_MONGODB_URI", "must start with mongodb:// or mongodb+srv://")
+	}
+	switch c.Store = strings.ToLower(c.Store); {
+	case c.Store != "" && c.Store != "sqlite" && c.Store != "ferretdb":
+		bad("FHIRGATE_STORE", "%q is not sqlite or ferretdb", c.Store)
+	case c.Store != "" && c.MongoURI != "":
+		bad("FHIRGATE_STORE", "%s is an embedded store; FHIRGATE_MONGODB_URI selects MongoDB instead", c.Store)
 	}
 	if c.DebugAddr != "" {
 		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
@@ -175,6 +197,20 @@ func parseConfig(args []string) (*config, error) {
 		bad("FHIRGATE_AUDIT_QUEUE", "%q is not a positive integer", auditQueue)
 	} else {
 		c.AuditQueue = n
+	}
+	if fed.Issuer != "" || fed.ClientID != "" {
+		if u, err := url.Parse(fed.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("FHIRGATE_LOGIN_ISSUER", "%q is not an http(s) URL", fed.Issuer)
+		}
+		if fed.ClientID == "" {
+			bad("FHIRGATE_LOGIN_CLIENT_ID", "required with FHIRGATE_LOGIN_ISSUER")
+		}
+		c.Federation = &fed
+	}
+	if d, err := time.ParseDuration(tokenTTL); err != nil || d < time.Minute || d > 24*time.Hour {
+		bad("FHIRGATE_ACCESS_TOKEN_TTL", "%q is not a duration from 1m to 24h", tokenTTL)
+	} else {
+		c.AccessTokenTTL = d
 	}
 	for _, f := range []struct{ name, path string }{{"FHIRGATE_POLICY_FILE", c.PolicyFile}, {"FHIRGATE_SEARCH_PARAMETERS", c.SearchParams}} {
 		if f.path != "" {

@@ -4,6 +4,7 @@
 //	fhirgate token [flags]     print a development-issuer access token
 //	fhirgate reindex [--release]  re-extract search values (and release state)
 //	fhirgate gen [flags]       write a generated data set as transaction Bundles
+//	fhirgate client|invite|account ...  administer the built-in authorization server
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fhirgate/fhirgate/authz"
 	"github.com/fhirgate/fhirgate/internal/app"
 	"github.com/fhirgate/fhirgate/smart"
 )
@@ -44,11 +46,17 @@ func run(ctx context.Context, args []string) error {
 		return reindex(ctx, args)
 	case "gen":
 		return genCmd(ctx, args)
+	case "client":
+		return clientCmd(ctx, args)
+	case "invite":
+		return inviteCmd(ctx, args)
+	case "account":
+		return accountCmd(ctx, args)
 	case "help", "-h", "--help":
-		fmt.Println("usage: fhirgate [serve|token|reindex|gen] [flags]; fhirgate CMD -h for flags")
+		fmt.Println("usage: fhirgate [serve|token|reindex|gen|client|invite|account] [flags]; fhirgate CMD -h for flags")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (serve, token, reindex, gen)", cmd)
+	return fmt.Errorf("unknown command %q (serve, token, reindex, gen, client, invite, account)", cmd)
 }
 
 func newLogger(c *config) *slog.Logger {
@@ -63,13 +71,14 @@ func newLogger(c *config) *slog.Logger {
 
 func appOptions(c *config, log *slog.Logger) app.Options {
 	return app.Options{
-		BaseURL: c.BaseURL, MongoURI: c.MongoURI, EmbeddedAddr: c.EmbeddedAddr, DataDir: c.DataDir, Database: c.Database,
+		BaseURL: c.BaseURL, MongoURI: c.MongoURI, Store: c.Store, EmbeddedAddr: c.EmbeddedAddr, DataDir: c.DataDir, Database: c.Database,
 		MaxBody: c.MaxBody, MaxEntries: c.MaxEntries, Issuers: c.OIDCIssuers, Audience: c.OIDCAudience,
 		Introspection: smart.Config{IntrospectionURL: c.Introspection, IntrospectionClientID: c.IntroClient,
 			IntrospectionSecret: c.IntroSecret, ScopeClaim: c.ScopeClaim, PatientClaim: c.PatientClaim, FHIRUserClaim: c.FHIRUserClaim},
 		AuthDisabled: c.AuthDisabled, PolicyFile: c.PolicyFile, SearchParams: c.SearchParams,
 		Proxy:      smart.ProxyConfig{Relationships: c.ProxyRels, MaxChildAge: c.ProxyAge, SensitiveLabels: c.Sensitive},
 		AuditQueue: c.AuditQueue, Logger: log,
+		AuthServer: authz.Config{Federation: c.Federation, AccessTokenTTL: c.AccessTokenTTL},
 	}
 }
 
@@ -111,8 +120,9 @@ func serve(ctx context.Context, args []string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("fhirgate listening", "addr", ln.Addr().String(), "base", c.BaseURL, "store", storeName(c))
-	if a.DevIssuer != nil {
-		log.Info("development issuer: get a token with: bin/fhirgate token --scope 'system/*.cruds' (or patient/*.rs --patient ID)")
+	if a.Authz != nil {
+		log.Info("built-in authorization server: register apps with `fhirgate client add`, people with `fhirgate invite`; development tokens: bin/fhirgate token --scope 'system/*.cruds'",
+			"issuer", a.Authz.Issuer())
 	}
 	select {
 	case err := <-errc:
@@ -133,8 +143,11 @@ func serve(ctx context.Context, args []string) error {
 }
 
 func storeName(c *config) string {
-	if c.MongoURI == "" {
+	switch {
+	case c.MongoURI != "":
+		return "MongoDB"
+	case c.Store == "ferretdb":
 		return "embedded FerretDB in " + c.DataDir
 	}
-	return "MongoDB"
+	return "SQLite in " + c.DataDir
 }

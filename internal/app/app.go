@@ -1,5 +1,5 @@
 // Package app wires fhirgate's parts into a running server: store
-// (embedded FerretDB or MongoDB), search registry, validator, SMART
+// (SQLite, embedded FerretDB or MongoDB), search registry, validator, SMART
 // verification (or the development issuer), release policy, audit trail,
 // the pipeline and the HTTP adapter. cmd/fhirgate and the end-to-end tests
 // share it, so tests run exactly what ships.
@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/audit"
+	"github.com/fhirgate/fhirgate/authz"
+	"github.com/fhirgate/fhirgate/authz/sqlitestore"
 	"github.com/fhirgate/fhirgate/conformance"
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/engine"
 	"github.com/fhirgate/fhirgate/fhir/rest"
 	"github.com/fhirgate/fhirgate/fhir/search"
-	"github.com/fhirgate/fhirgate/fhir/engine"
 	"github.com/fhirgate/fhirgate/fhir/server"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/policy"
@@ -30,12 +32,17 @@ import (
 	"github.com/fhirgate/fhirgate/store"
 	"github.com/fhirgate/fhirgate/store/embedded"
 	"github.com/fhirgate/fhirgate/store/mongo"
+	"github.com/fhirgate/fhirgate/store/sqlite"
 )
 
 // Options configure an App.
 type Options struct {
 	BaseURL  string
-	MongoURI string // empty: embedded FerretDB under DataDir
+	MongoURI string // empty: an embedded store under DataDir (Store)
+	// Store selects the embedded store when MongoURI is empty: "" or
+	// "sqlite" (store/sqlite, <DataDir>/fhirgate.db), "ferretdb" (FerretDB
+	// in-process under <DataDir>/ferretdb, through store/mongo).
+	Store string
 	// EmbeddedAddr is the embedded store's listen address ("" = a free port).
 	EmbeddedAddr string
 	DataDir      string
@@ -44,11 +51,18 @@ type Options struct {
 	// MaxEntries bounds Bundle entries (default 10,000).
 	MaxEntries int
 
-	// Issuers are trusted OpenID issuers; empty: the development issuer.
+	// Issuers are trusted OpenID issuers; empty: the built-in authorization server.
 	Issuers       []string
 	Audience      string
 	Introspection smart.Config // only the Introspection* and claim fields are read
 	AuthDisabled  bool
+
+	// AuthServer configures the built-in authorization server, on when
+	// Issuers is empty (Federation, lifetimes, throttling, Password are
+	// read; the rest is wired here). AuthzDB is its SQLite file (default
+	// <DataDir>/authz.db; ":memory:" for tests).
+	AuthServer authz.Config
+	AuthzDB    string
 
 	PolicyFile   string
 	SearchParams string
@@ -64,7 +78,7 @@ type Options struct {
 // App is a wired fhirgate.
 type App struct {
 	Opt       Options
-	Store     *mongo.Store
+	Store     store.Store
 	Server    *server.Server
 	Handler   http.Handler
 	Registry  *search.Registry
@@ -74,6 +88,10 @@ type App struct {
 	embedded  *embedded.Server
 	stopWatch context.CancelFunc
 	stopWarm  context.CancelFunc
+
+	// Authz is the built-in authorization server (nil with external issuers).
+	Authz      *authz.Server
+	AuthzStore *sqlitestore.Store
 	// auditDirect: the registry's AuditEvent parameters are the default
 	// ones, so AuditEvents are indexed from the event (audit.BuildIndexed).
 	auditDirect bool
@@ -102,33 +120,8 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 			a.Close(context.Background())
 		}
 	}()
-	uri := o.MongoURI
-	if uri == "" {
-		a.embedded, err = embedded.Start(ctx, filepath.Join(o.DataDir, "ferretdb"), o.EmbeddedAddr, o.Logger)
-		if err != nil {
-			return nil, err
-		}
-		uri = a.embedded.URI
-		o.Logger.Info("embedded store started", "dir", filepath.Join(o.DataDir, "ferretdb"), "uri", a.embedded.URI)
-	}
-	mopts := mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == "",
-		PatientIndex: o.MongoURI == ""}
-	if a.embedded != nil {
-		// Each resource type's new tables get the _id index (IndexIDs).
-		srv := a.embedded
-		mopts.OnNewCollection = func(ctx context.Context) error { return srv.IndexIDs(ctx, o.Database) }
-	}
-	a.Store, err = mongo.Open(ctx, uri, o.Database, mopts)
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	if err := a.Store.EnsureCollections(ctx); err != nil {
+	if err := a.openStore(ctx); err != nil {
 		return nil, err
-	}
-	if a.embedded != nil {
-		if err := a.embedded.IndexIDs(ctx, o.Database); err != nil {
-			return nil, err
-		}
 	}
 
 	reg := search.Default()
@@ -188,28 +181,35 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		if len(issuers) == 0 {
 			origin := OriginOf(o.BaseURL)
 			a.DevIssuer, err = devissuer.New(devissuer.Config{
-				DataDir: o.DataDir, Origin: origin, Audience: o.Audience, Now: o.Now,
+				DataDir: o.DataDir, Origin: origin, Audience: o.Audience, Now: o.Now, Path: authz.PathPrefix,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("development issuer: %w", err)
 			}
-			issuers = []string{a.DevIssuer.URL()}
-			o.Logger.Warn("no FHIRGATE_OIDC_ISSUER set: using the DEVELOPMENT issuer (never in production)", "issuer", issuers[0])
+			if err := a.startAuthz(ctx, origin); err != nil {
+				return nil, err
+			}
+			issuers = []string{a.Authz.Issuer()}
+			o.Logger.Info("no FHIRGATE_OIDC_ISSUER set: the built-in authorization server issues tokens", "issuer", issuers[0])
 		}
 		vc := o.Introspection
 		vc.Issuers, vc.Audience, vc.Now, vc.HTTPClient = issuers, o.Audience, o.Now, o.HTTPClient
-		if a.DevIssuer != nil {
+		if a.Authz != nil {
 			var next http.RoundTripper
 			if o.HTTPClient != nil {
 				next = o.HTTPClient.Transport
 			}
-			vc.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: a.DevIssuer.Transport(next)}
+			vc.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: a.Authz.Transport(next)}
 		}
 		a.Verifier, err = smart.NewVerifier(ctx, vc)
 		if err != nil {
 			return nil, err
 		}
 		endpoints = &conformance.Endpoints{Issuer: issuers[0]}
+		if a.Authz != nil {
+			e := a.Authz.Endpoints()
+			endpoints = &e
+		}
 	} else {
 		o.Logger.Warn("AUTHORIZATION IS DISABLED (FHIRGATE_AUTH_DISABLED): every caller can read and write everything")
 	}
@@ -258,14 +258,15 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	}
 
 	extra := map[string]http.Handler{}
-	if a.DevIssuer != nil {
-		extra[DevIssuerPath] = a.DevIssuer
-	}
 	var verifier rest.Verifier
 	if a.Verifier != nil {
 		verifier = a.Verifier
 	}
-	a.Handler = rest.New(rest.Config{
+	if a.Authz != nil {
+		extra[authz.PathPrefix] = a.Authz
+		verifier = a.Authz.CheckRevocation(a.Verifier) // revoked tokens are refused on the next request
+	}
+	a.Handler = authz.CORS(rest.New(rest.Config{
 		Pipeline: a.Server, Verifier: verifier, MaxBody: o.MaxBody, Logger: o.Logger,
 		Ready: a.Store.Ping,
 		SmartConfiguration: func(ctx context.Context) ([]byte, error) {
@@ -273,11 +274,103 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 			if e == nil {
 				return nil, fhir.Errorf(fhir.KindNotFound, "authorization is disabled on this server")
 			}
+			if a.Authz != nil {
+				return a.Authz.SmartConfiguration(), nil
+			}
 			return conformance.SmartConfiguration(*e), nil
 		},
 		Extra: extra,
-	})
+	}))
 	return a, nil
+}
+
+// SQLiteFile is the SQLite store's file in the data directory.
+const SQLiteFile = "fhirgate.db"
+
+// openStore opens the store Options select: MongoDB (MongoURI), the
+// embedded FerretDB (Store "ferretdb"), or SQLite (the default).
+func (a *App) openStore(ctx context.Context) (err error) {
+	o := a.Opt
+	if o.MongoURI == "" && o.Store != "ferretdb" {
+		if o.Store != "" && o.Store != "sqlite" {
+			return fmt.Errorf("unknown store %q (sqlite or ferretdb)", o.Store)
+		}
+		file := filepath.Join(o.DataDir, SQLiteFile)
+		if _, err := os.Stat(file); os.IsNotExist(err) {
+			if fi, err := os.Stat(filepath.Join(o.DataDir, "ferretdb")); err == nil && fi.IsDir() {
+				o.Logger.Warn("the data directory holds an embedded FerretDB store, which is no longer the default: "+
+					"this server starts on a new, empty SQLite store. Set FHIRGATE_STORE=ferretdb (--store ferretdb) to keep "+
+					"serving the FerretDB data", "ferretdb", filepath.Join(o.DataDir, "ferretdb"), "sqlite", file)
+			}
+		}
+		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		s, err := sqlite.Open(ctx, file, sqlite.Options{Now: o.Now, Logger: o.Logger})
+		if err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		a.Store = s
+		o.Logger.Info("SQLite store opened", "file", file)
+		return nil
+	}
+	uri := o.MongoURI
+	if uri == "" {
+		a.embedded, err = embedded.Start(ctx, filepath.Join(o.DataDir, "ferretdb"), o.EmbeddedAddr, o.Logger)
+		if err != nil {
+			return err
+		}
+		uri = a.embedded.URI
+		o.Logger.Info("embedded store started", "dir", filepath.Join(o.DataDir, "ferretdb"), "uri", a.embedded.URI)
+	}
+	mopts := mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == "",
+		PatientIndex: o.MongoURI == ""}
+	if a.embedded != nil {
+		// Each resource type's new tables get the _id index (IndexIDs).
+		srv := a.embedded
+		mopts.OnNewCollection = func(ctx context.Context) error { return srv.IndexIDs(ctx, o.Database) }
+	}
+	ms, err := mongo.Open(ctx, uri, o.Database, mopts)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	a.Store = ms
+	if err := ms.EnsureCollections(ctx); err != nil {
+		return err
+	}
+	if a.embedded != nil {
+		if err := a.embedded.IndexIDs(ctx, o.Database); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startAuthz opens the authorization server's database and starts it,
+// signing with the development issuer's key (one key for both, so
+// `fhirgate token` tokens verify too).
+func (a *App) startAuthz(ctx context.Context, origin string) error {
+	o := a.Opt
+	db := o.AuthzDB
+	if db == "" {
+		db = filepath.Join(o.DataDir, sqlitestore.FileName)
+	}
+	st, err := sqlitestore.Open(ctx, db)
+	if err != nil {
+		return fmt.Errorf("authorization server: %w", err)
+	}
+	a.AuthzStore = st
+	c := o.AuthServer
+	c.Storage, c.Signer, c.Origin, c.BaseURL, c.Audience = st, a.DevIssuer, origin, o.BaseURL, o.Audience
+	c.FHIR, c.Proxy, c.Audit, c.Now, c.Logger = a.Store, o.Proxy, a.Audit, o.Now, o.Logger
+	if c.HTTPClient == nil {
+		c.HTTPClient = o.HTTPClient
+	}
+	a.Authz, err = authz.New(ctx, c)
+	if err != nil {
+		return fmt.Errorf("authorization server: %w", err)
+	}
+	return nil
 }
 
 // OriginOf is the scheme://host of a base URL (the development issuer lives there).
@@ -353,10 +446,16 @@ func (a *App) Close(ctx context.Context) {
 	if a.stopWarm != nil {
 		a.stopWarm()
 	}
+	if a.Authz != nil {
+		a.Authz.Close()
+	}
 	if a.Audit != nil {
 		if err := a.Audit.Close(ctx); err != nil {
 			a.Opt.Logger.Error("audit flush failed", "err", err)
 		}
+	}
+	if a.AuthzStore != nil {
+		_ = a.AuthzStore.Close()
 	}
 	if a.Store != nil {
 		_ = a.Store.Close(ctx)

@@ -13,6 +13,11 @@
 // The RSA signing key is kept in <dataDir>/dev-issuer-key.json (a private
 // JWK, file mode 0600, created on first use), so tokens survive restarts
 // and the CLI and the server share the key.
+//
+// With the built-in authorization server (package authz) the issuer lives
+// at Config.Path "/auth" instead: authz signs its tokens with this key
+// (SignJWT) and serves the discovery document and JWKS itself, and Mint
+// keeps minting development tokens for that issuer (`fhirgate token`).
 package devissuer
 
 import (
@@ -49,6 +54,9 @@ type Config struct {
 	Origin string
 	// Audience is the default aud of minted tokens (the FHIR base URL).
 	Audience string
+	// Path is the issuer's path below Origin (default PathPrefix,
+	// "/dev-issuer"); the built-in authorization server uses "/auth".
+	Path string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -60,7 +68,8 @@ type Issuer struct {
 	issuer string
 	key    jose.JSONWebKey // private
 	pub    jose.JSONWebKey
-	signer jose.Signer
+	signer jose.Signer // typ at+jwt (RFC 9068 access tokens)
+	idSign jose.Signer // typ JWT (ID tokens)
 }
 
 // New loads the key from cfg.DataDir (creating it if absent) and returns
@@ -76,6 +85,12 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Path == "" {
+		cfg.Path = PathPrefix
+	}
+	if !strings.HasPrefix(cfg.Path, "/") || strings.HasSuffix(cfg.Path, "/") {
+		return nil, fmt.Errorf("devissuer: path %q must start and not end with /", cfg.Path)
+	}
 	key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, KeyFile))
 	if err != nil {
 		return nil, err
@@ -85,7 +100,12 @@ func New(cfg Config) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devissuer: signer: %w", err)
 	}
-	return &Issuer{cfg: cfg, issuer: origin + PathPrefix, key: key, pub: key.Public(), signer: signer}, nil
+	idSign, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return nil, fmt.Errorf("devissuer: signer: %w", err)
+	}
+	return &Issuer{cfg: cfg, issuer: origin + cfg.Path, key: key, pub: key.Public(), signer: signer, idSign: idSign}, nil
 }
 
 // URL is the issuer identifier (the iss of minted tokens); configure the
@@ -94,6 +114,30 @@ func (i *Issuer) URL() string { return i.issuer }
 
 // KeyID is the kid of the signing key.
 func (i *Issuer) KeyID() string { return i.key.KeyID }
+
+// PublicKeys is the JWKS of the signing key.
+func (i *Issuer) PublicKeys() jose.JSONWebKeySet {
+	return jose.JSONWebKeySet{Keys: []jose.JSONWebKey{i.pub}}
+}
+
+// SignJWT signs claims as a compact JWS (RS256, kid of the key) with
+// header typ "at+jwt" (access tokens, RFC 9068) or "JWT" (anything else,
+// such as ID tokens). It signs whatever it is given: callers decide.
+func (i *Issuer) SignJWT(typ string, claims map[string]any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("devissuer: %w", err)
+	}
+	signer := i.idSign
+	if typ == "at+jwt" {
+		signer = i.signer
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("devissuer: sign: %w", err)
+	}
+	return jws.CompactSerialize()
+}
 
 func loadOrCreateKey(path string) (jose.JSONWebKey, error) {
 	var k jose.JSONWebKey
@@ -185,9 +229,9 @@ func (i *Issuer) Discovery() map[string]any {
 func (i *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body any
 	switch {
-	case strings.HasSuffix(r.URL.Path, PathPrefix+"/.well-known/openid-configuration"):
+	case strings.HasSuffix(r.URL.Path, i.cfg.Path+"/.well-known/openid-configuration"):
 		body = i.Discovery()
-	case strings.HasSuffix(r.URL.Path, PathPrefix+"/jwks"):
+	case strings.HasSuffix(r.URL.Path, i.cfg.Path+"/jwks"):
 		body = jose.JSONWebKeySet{Keys: []jose.JSONWebKey{i.pub}}
 	default:
 		http.NotFound(w, r)
@@ -279,15 +323,7 @@ func (i *Issuer) Mint(opts MintOptions) (string, error) {
 	if opts.FHIRUser != "" {
 		claims["fhirUser"] = opts.FHIRUser
 	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("devissuer: %w", err)
-	}
-	jws, err := i.signer.Sign(payload)
-	if err != nil {
-		return "", fmt.Errorf("devissuer: sign: %w", err)
-	}
-	return jws.CompactSerialize()
+	return i.SignJWT("at+jwt", claims)
 }
 
 // Transport returns a RoundTripper that answers requests for the issuer's

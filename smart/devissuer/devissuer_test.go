@@ -2,6 +2,7 @@ package devissuer_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -232,5 +233,42 @@ func TestNewErrors(t *testing.T) {
 	entries, _ := os.ReadDir(fresh)
 	if len(entries) != 1 || slices.ContainsFunc(entries, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), ".dev-issuer-key-") }) {
 		t.Fatal("temporary key file left behind")
+	}
+}
+
+// The built-in authorization server uses the key under its own path and
+// signs ID tokens (typ JWT) beside access tokens (typ at+jwt).
+func TestPathAndSignJWT(t *testing.T) {
+	dir := dataDir(t)
+	iss, err := devissuer.New(devissuer.Config{DataDir: dir, Origin: "https://portal.example.org", Audience: aud, Path: "/auth"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iss.URL() != "https://portal.example.org/auth" {
+		t.Fatalf("issuer %s", iss.URL())
+	}
+	for _, typ := range []string{"at+jwt", "JWT"} {
+		tok, err := iss.SignJWT(typ, map[string]any{"iss": iss.URL(), "sub": "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+		var h map[string]any
+		if err := json.Unmarshal(hdr, &h); err != nil || h["typ"] != typ || h["kid"] != iss.KeyID() || h["alg"] != "RS256" {
+			t.Fatalf("%s header %s", typ, hdr)
+		}
+	}
+	if ks := iss.PublicKeys().Keys; len(ks) != 1 || !ks[0].IsPublic() {
+		t.Fatalf("public keys %+v", ks)
+	}
+	for _, p := range []string{"auth", "/auth/", ""} {
+		if _, err := devissuer.New(devissuer.Config{DataDir: dir, Origin: "https://x", Path: p}); (err == nil) != (p == "") {
+			t.Errorf("path %q: %v", p, err)
+		}
+	}
+	rec := httptest.NewRecorder()
+	iss.ServeHTTP(rec, httptest.NewRequest("GET", "/auth/jwks", nil))
+	if rec.Code != 200 {
+		t.Fatalf("jwks under the path: %d", rec.Code)
 	}
 }
