@@ -9,9 +9,9 @@ EXAMPLES ?= $(HOME)/.cache/fhirgate
 build:
 	$(GO) build -o $(BIN) ./cmd/fhirgate
 
-# Starts the server on the embedded store (FerretDB in-process, files in ./data).
+# Starts the server on the embedded store (SQLite, ./data/fhirgate.db) with the built-in authorization server.
 run: build
-	@echo "fhirgate: FHIR base http://localhost:8080/fhir — development issuer on."
+	@echo "fhirgate: FHIR base http://localhost:8080/fhir — built-in authorization server at http://localhost:8080/auth."
 	@echo "  token:  $(BIN) token --scope 'system/*.cruds'"
 	@echo "  use:    curl -H \"Authorization: Bearer \$$($(BIN) token --scope 'system/*.cruds')\" http://localhost:8080/fhir/Patient"
 	./$(BIN) serve

@@ -41,15 +41,16 @@ import (
 )
 
 var (
-	bin        = flag.String("bin", "bin/fhirgate", "fhirgate binary")
-	dur        = flag.Duration("d", 3*time.Second, "duration of each throughput phase")
-	conc       = flag.Int("c", 4, "concurrent clients")
-	phases     = flag.String("phases", "crud,auth,ingest,search,policy", "phases to run")
-	searchNs   = flag.String("search-obs", "10000,100000", "Observations per search-phase data set (comma separated): generated patients with labs, vitals, documents, appointments, messages, referrals until the count is reached")
-	samples    = flag.Int("samples", 7, "requests per search latency measurement")
-	rounds     = flag.Int("rounds", 5, "interleaved rounds of each CRUD measurement; the medians are reported")
-	verbose    = flag.Bool("v", false, "print every round's rates")
-	clientKind = flag.String("client", "lean", "HTTP client of the CRUD phase: lean (httpc.go, kept-alive HTTP/1.1 written and parsed by hand) or nethttp (Go's net/http client)")
+	bin          = flag.String("bin", "bin/fhirgate", "fhirgate binary")
+	dur          = flag.Duration("d", 3*time.Second, "duration of each throughput phase")
+	conc         = flag.Int("c", 4, "concurrent clients")
+	phases       = flag.String("phases", "crud,auth,ingest,search,policy", "phases to run")
+	searchNs     = flag.String("search-obs", "10000,100000", "Observations per search-phase data set (comma separated): generated patients with labs, vitals, documents, appointments, messages, referrals until the count is reached")
+	samples      = flag.Int("samples", 7, "requests per search latency measurement")
+	rounds       = flag.Int("rounds", 5, "interleaved rounds of each CRUD measurement; the medians are reported")
+	verbose      = flag.Bool("v", false, "print every round's rates")
+	searchStores = flag.String("search-stores", "sqlite,ferretdb", "embedded stores the search phase runs on, side by side (sqlite: the default; ferretdb: the previous default)")
+	clientKind   = flag.String("client", "lean", "HTTP client of the CRUD phase: lean (httpc.go, kept-alive HTTP/1.1 written and parsed by hand) or nethttp (Go's net/http client)")
 )
 
 func main() {
@@ -661,15 +662,25 @@ func latency(in *instance, path, token string, n int) (time.Duration, time.Durat
 // patient's Observations, 10 per page, with their Patient), and how each
 // grows from one size to the next.
 func searchPhase(ctx context.Context, dir string) {
-	searchOn(ctx, dir, "embedded FerretDB", "")
+	for _, st := range strings.Split(*searchStores, ",") {
+		switch st = strings.TrimSpace(st); st {
+		case "sqlite":
+			searchOn(ctx, dir, "embedded SQLite (the default)", "", "FHIRGATE_STORE=sqlite")
+		case "ferretdb":
+			searchOn(ctx, dir, "embedded FerretDB", "", "FHIRGATE_STORE=ferretdb")
+		case "":
+		default:
+			log.Fatalf("unknown store %q in -search-stores", st)
+		}
+	}
 	// The same on MongoDB when one is given (FHIRGATE_TEST_MONGO_URI, as
 	// for the store's tests): a fresh database per size, dropped after.
 	if uri := os.Getenv("FHIRGATE_TEST_MONGO_URI"); uri != "" {
-		searchOn(ctx, dir, "the FHIRGATE_TEST_MONGO_URI server", uri)
+		searchOn(ctx, dir, "the FHIRGATE_TEST_MONGO_URI server", uri, "")
 	}
 }
 
-func searchOn(ctx context.Context, dir, backend, mongoURI string) {
+func searchOn(ctx context.Context, dir, backend, mongoURI, storeEnv string) {
 	type result struct{ p50, p95 time.Duration }
 	var sizes []int
 	results := map[string][]result{}
@@ -690,7 +701,10 @@ func searchOn(ctx context.Context, dir, backend, mongoURI string) {
 		if mongoURI != "" {
 			extra = []string{"FHIRGATE_MONGODB_URI=" + mongoURI, "FHIRGATE_DATABASE=" + dbName}
 		}
-		in := start(dir, fmt.Sprintf("bench_search_%t_%d", mongoURI != "", want), false, extra...)
+		if storeEnv != "" {
+			extra = append(extra, storeEnv) // the last value of a key wins (os/exec)
+		}
+		in := start(dir, fmt.Sprintf("bench_search_%t_%s_%d", mongoURI != "", strings.TrimPrefix(storeEnv, "FHIRGATE_STORE="), want), false, extra...)
 		rs := gen.Generate(7, patients, gen.Options{})
 		chunks := gen.Chunks(rs, 100)
 		t0 := time.Now()
@@ -740,11 +754,14 @@ func searchOn(ctx context.Context, dir, backend, mongoURI string) {
 			"Observation?patient=" + pref + "&category=laboratory&_sort=-date",
 			"Observation?code=http://loinc.org|2160-0&date=ge2024",
 			"Patient?name=smi",
+			"Observation?patient=" + strings.TrimPrefix(pref, "Patient/") + "&_count=20",
+			"Observation?subject=" + pref + "&_count=20",
+			"Observation?_security=http://terminology.hl7.org/CodeSystem/v3-ActCode|HIV&_count=20",
 		}
 		for qi, q := range queries {
 			p50, p95, st := latency(in, q, "", *samples)
 			fmt.Printf("  p50 %8s  p95 %8s  [%d]  %s\n", p50.Round(time.Millisecond), p95.Round(time.Millisecond), st, q)
-			key := []string{"patient+category+sort", "code+date", "name", "walk"}[qi]
+			key := []string{"patient+category+sort", "code+date", "name", "patient=id", "subject=Patient/id", "security", "walk"}[qi]
 			if len(sizes) == 1 {
 				order = append(order, key)
 			}

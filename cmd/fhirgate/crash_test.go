@@ -47,11 +47,11 @@ type proc struct {
 	base string
 }
 
-func startServer(t *testing.T, bin, dir, addr string) *proc {
+func startServer(t *testing.T, bin, dir, addr, storeKind string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL=http://"+addr+"/fhir",
-		"FHIRGATE_DATA_DIR="+dir, "FHIRGATE_AUTH_DISABLED=true", "FHIRGATE_LOG_LEVEL=error")
+		"FHIRGATE_DATA_DIR="+dir, "FHIRGATE_AUTH_DISABLED=true", "FHIRGATE_LOG_LEVEL=error", "FHIRGATE_STORE="+storeKind)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -103,11 +103,20 @@ func countTagged(t *testing.T, base string, k int) int {
 	return total
 }
 
+// TestKillNineTransactions runs on both embedded stores: SQLite (the
+// default; one SQLite transaction per Bundle) and FerretDB (store/mongo's
+// journal).
 func TestKillNineTransactions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the real binary")
 	}
 	bin := buildBinary(t)
+	for _, kind := range []string{"sqlite", "ferretdb"} {
+		t.Run(kind, func(t *testing.T) { killNine(t, bin, kind) })
+	}
+}
+
+func killNine(t *testing.T, bin, storeKind string) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	const perBundle = 20
@@ -117,7 +126,7 @@ func TestKillNineTransactions(t *testing.T) {
 	committed := map[int]bool{} // answered 200 before the kill: must be present
 	sent := 0
 	for round := 0; round < kills; round++ {
-		p := startServer(t, bin, dir, addr)
+		p := startServer(t, bin, dir, addr, storeKind)
 		var mu sync.Mutex
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -158,7 +167,7 @@ func TestKillNineTransactions(t *testing.T) {
 		sent = next
 		mu.Unlock()
 	}
-	p := startServer(t, bin, dir, addr)
+	p := startServer(t, bin, dir, addr, storeKind)
 	defer func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() }()
 	full, absent := 0, 0
 	for k := 0; k < sent; k++ {
