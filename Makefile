@@ -20,6 +20,8 @@ run: build
 # into a cache outside the repo) and the crash-recovery tests.
 test: examples vet
 	FHIRGATE_EXAMPLES_DIR=$(EXAMPLES)/hl7.fhir.r4.examples-4.0.1/package $(GO) test -count=1 -timeout 25m $(PKGS)
+	@echo "the end-to-end search, access, release and bundle suites again on the embedded FerretDB (store/mongo):"
+	FHIRGATE_TEST_STORE=ferretdb FHIRGATE_EXAMPLES_DIR=$(EXAMPLES)/hl7.fhir.r4.examples-4.0.1/package $(GO) test -count=1 -timeout 15m ./internal/app/
 
 test-short: vet
 	$(GO) test -count=1 -short $(PKGS)

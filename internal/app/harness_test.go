@@ -57,6 +57,9 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 		BaseURL: base, DataDir: t.TempDir(), MaxBody: 1 << 20, Now: clk.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+	// FHIRGATE_TEST_STORE runs the whole end-to-end suite on another
+	// embedded store ("ferretdb"; `make test` runs it on both).
+	o.Store = os.Getenv("FHIRGATE_TEST_STORE")
 	if os.Getenv("FHIRGATE_TEST_LOG") != "" {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
