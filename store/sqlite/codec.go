@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,13 +38,10 @@ func nullMs(t time.Time) any {
 	return msOf(t)
 }
 
-// The ver.idx encoding of a search.Index: a version byte, then every
-// list as a uvarint count and its entries; strings are uvarint length and
-// bytes, floats 8 bytes, instants varint seconds and uvarint nanoseconds
-// (decoded in UTC); composites nest the same encoding; Sort entries carry
-// a kind byte (s string, n float64, t instant, j JSON of anything else).
-// Decoding slices every string out of one conversion of the blob.
-const indexCodec = 1
+// The ver.idx encoding of a search.Index: a version byte, then
+// search.AppendIndex's format (the one binary form of an Index, shared
+// with store/mongo). NULL for an empty Index.
+const indexCodec = 2
 
 func emptyIndex(ix *search.Index) bool {
 	return len(ix.Str) == 0 && len(ix.Tok) == 0 && len(ix.Ref) == 0 && len(ix.Date) == 0 && len(ix.Num) == 0 &&
@@ -53,222 +49,17 @@ func emptyIndex(ix *search.Index) bool {
 		len(ix.Compartments) == 0 && len(ix.Security) == 0 && len(ix.Sort) == 0
 }
 
-type ienc struct{ b []byte }
-
-func (e *ienc) u(n uint64)    { e.b = binary.AppendUvarint(e.b, n) }
-func (e *ienc) s(v string)    { e.u(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *ienc) f(v float64)   { e.b = binary.BigEndian.AppendUint64(e.b, math.Float64bits(v)) }
-func (e *ienc) t(v time.Time) { e.b = binary.AppendVarint(e.b, v.Unix()); e.u(uint64(v.Nanosecond())) }
-func (e *ienc) strs(vs []string) {
-	e.u(uint64(len(vs)))
-	for _, v := range vs {
-		e.s(v)
-	}
-}
-
 // encodeIndex is the ver.idx value of ix (nil when empty).
 func encodeIndex(ix *search.Index) ([]byte, error) {
 	if emptyIndex(ix) {
 		return nil, nil
 	}
-	e := &ienc{b: make([]byte, 0, 512)}
-	e.b = append(e.b, indexCodec)
-	if err := e.index(ix); err != nil {
-		return nil, err
-	}
-	return e.b, nil
-}
-
-func (e *ienc) index(ix *search.Index) error {
-	e.u(uint64(len(ix.Str)))
-	for _, v := range ix.Str {
-		e.s(v.P)
-		e.s(v.V)
-		e.s(v.X)
-	}
-	e.u(uint64(len(ix.Tok)))
-	for _, v := range ix.Tok {
-		e.s(v.P)
-		e.s(v.S)
-		e.s(v.C)
-		e.s(v.T)
-		e.s(v.TS)
-		e.s(v.TC)
-	}
-	e.u(uint64(len(ix.Ref)))
-	for _, v := range ix.Ref {
-		e.s(v.P)
-		e.s(v.R)
-		e.s(v.T)
-		e.s(v.I)
-		e.s(v.V)
-		e.s(v.IS)
-		e.s(v.IC)
-	}
-	e.u(uint64(len(ix.Date)))
-	for _, v := range ix.Date {
-		e.s(v.P)
-		e.t(v.Lo)
-		e.t(v.Hi)
-	}
-	e.u(uint64(len(ix.Num)))
-	for _, v := range ix.Num {
-		e.s(v.P)
-		e.f(v.V)
-		e.f(v.Lo)
-		e.f(v.Hi)
-	}
-	e.u(uint64(len(ix.Qty)))
-	for _, v := range ix.Qty {
-		e.s(v.P)
-		e.f(v.V)
-		e.f(v.Lo)
-		e.f(v.Hi)
-		e.s(v.S)
-		e.s(v.C)
-		e.s(v.U)
-	}
-	e.u(uint64(len(ix.URI)))
-	for _, v := range ix.URI {
-		e.s(v.P)
-		e.s(v.V)
-	}
-	e.u(uint64(len(ix.Comp)))
-	for i := range ix.Comp {
-		e.s(ix.Comp[i].P)
-		if err := e.index(&ix.Comp[i].X); err != nil {
-			return err
-		}
-	}
-	e.strs(ix.Has)
-	e.strs(ix.Compartments)
-	e.strs(ix.Security)
-	keys := make([]string, 0, len(ix.Sort))
-	for k := range ix.Sort {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	e.u(uint64(len(keys)))
-	for _, k := range keys {
-		e.s(k)
-		switch v := ix.Sort[k].(type) {
-		case string:
-			e.b = append(e.b, 's')
-			e.s(v)
-		case float64:
-			e.b = append(e.b, 'n')
-			e.f(v)
-		case time.Time:
-			e.b = append(e.b, 't')
-			e.t(v)
-		default:
-			j, err := json.Marshal(v)
-			if err != nil {
-				return fmt.Errorf("sort value %s: %w", k, err)
-			}
-			e.b = append(e.b, 'j')
-			e.s(string(j))
-		}
-	}
-	return nil
+	return search.AppendIndex(append(make([]byte, 0, 512), indexCodec), ix)
 }
 
 var errIndexCodec = errors.New("sqlite: malformed index encoding")
 
-type idec struct {
-	s   string // the whole blob
-	i   int
-	err error
-}
-
-func (d *idec) u() uint64 {
-	var x uint64
-	var shift uint
-	for d.err == nil {
-		if d.i >= len(d.s) || shift > 63 {
-			d.err = errIndexCodec
-			return 0
-		}
-		c := d.s[d.i]
-		d.i++
-		if c < 0x80 {
-			return x | uint64(c)<<shift
-		}
-		x |= uint64(c&0x7f) << shift
-		shift += 7
-	}
-	return 0
-}
-
-// count reads a list length, bounded by the bytes left (each entry takes one at least).
-func (d *idec) count() int {
-	n := d.u()
-	if n > uint64(len(d.s)-d.i) {
-		d.err = errIndexCodec
-		return 0
-	}
-	return int(n)
-}
-
-func (d *idec) str() string {
-	n := d.u()
-	if d.err != nil || n > uint64(len(d.s)-d.i) {
-		d.err = errIndexCodec
-		return ""
-	}
-	v := d.s[d.i : d.i+int(n)]
-	d.i += int(n)
-	return v
-}
-
-func (d *idec) f() float64 {
-	if d.err != nil || len(d.s)-d.i < 8 {
-		d.err = errIndexCodec
-		return 0
-	}
-	var v uint64
-	for _, c := range []byte(d.s[d.i : d.i+8]) {
-		v = v<<8 | uint64(c)
-	}
-	d.i += 8
-	return math.Float64frombits(v)
-}
-
-func (d *idec) t() time.Time {
-	ux := d.u()
-	sec := int64(ux >> 1) // zig-zag, as binary.AppendVarint writes
-	if ux&1 != 0 {
-		sec = ^sec
-	}
-	ns := d.u()
-	if d.err != nil {
-		return time.Time{}
-	}
-	return time.Unix(sec, int64(ns)).UTC()
-}
-
-func (d *idec) strs() []string {
-	n := d.count()
-	if n == 0 {
-		return nil
-	}
-	out := make([]string, n)
-	for i := range out {
-		out[i] = d.str()
-	}
-	return out
-}
-
-func (d *idec) byte1() byte {
-	if d.err != nil || d.i >= len(d.s) {
-		d.err = errIndexCodec
-		return 0
-	}
-	c := d.s[d.i]
-	d.i++
-	return c
-}
-
+// decodeIndex decodes a ver.idx value (nil: the empty Index).
 func decodeIndex(b []byte) (search.Index, error) {
 	if len(b) == 0 {
 		return search.Index{}, nil
@@ -276,93 +67,7 @@ func decodeIndex(b []byte) (search.Index, error) {
 	if b[0] != indexCodec {
 		return search.Index{}, errIndexCodec
 	}
-	d := &idec{s: string(b), i: 1}
-	var ix search.Index
-	d.index(&ix)
-	if d.err == nil && d.i != len(d.s) {
-		d.err = errIndexCodec
-	}
-	return ix, d.err
-}
-
-func (d *idec) index(ix *search.Index) {
-	if n := d.count(); n > 0 {
-		ix.Str = make([]search.StrValue, n)
-		for i := range ix.Str {
-			ix.Str[i] = search.StrValue{P: d.str(), V: d.str(), X: d.str()}
-		}
-	}
-	if n := d.count(); n > 0 {
-		ix.Tok = make([]search.TokValue, n)
-		for i := range ix.Tok {
-			ix.Tok[i] = search.TokValue{P: d.str(), S: d.str(), C: d.str(), T: d.str(), TS: d.str(), TC: d.str()}
-		}
-	}
-	if n := d.count(); n > 0 {
-		ix.Ref = make([]search.RefValue, n)
-		for i := range ix.Ref {
-			ix.Ref[i] = search.RefValue{P: d.str(), R: d.str(), T: d.str(), I: d.str(), V: d.str(), IS: d.str(), IC: d.str()}
-		}
-	}
-	if n := d.count(); n > 0 {
-		ix.Date = make([]search.DateValue, n)
-		for i := range ix.Date {
-			ix.Date[i] = search.DateValue{P: d.str(), Lo: d.t(), Hi: d.t()}
-		}
-	}
-	if n := d.count(); n > 0 {
-		ix.Num = make([]search.NumValue, n)
-		for i := range ix.Num {
-			ix.Num[i] = search.NumValue{P: d.str(), V: d.f(), Lo: d.f(), Hi: d.f()}
-		}
-	}
-	if n := d.count(); n > 0 {
-		ix.Qty = make([]search.QtyValue, n)
-		for i := range ix.Qty {
-			ix.Qty[i] = search.QtyValue{P: d.str(), V: d.f(), Lo: d.f(), Hi: d.f(), S: d.str(), C: d.str(), U: d.str()}
-		}
-	}
-	if n := d.count(); n > 0 {
-		ix.URI = make([]search.URIValue, n)
-		for i := range ix.URI {
-			ix.URI[i] = search.URIValue{P: d.str(), V: d.str()}
-		}
-	}
-	if n := d.count(); n > 0 {
-		ix.Comp = make([]search.CompValue, n)
-		for i := range ix.Comp {
-			ix.Comp[i].P = d.str()
-			d.index(&ix.Comp[i].X)
-		}
-	}
-	ix.Has = d.strs()
-	ix.Compartments = d.strs()
-	ix.Security = d.strs()
-	if n := d.count(); n > 0 {
-		ix.Sort = make(map[string]any, n)
-		for range n {
-			k := d.str()
-			switch d.byte1() {
-			case 's':
-				ix.Sort[k] = d.str()
-			case 'n':
-				ix.Sort[k] = d.f()
-			case 't':
-				ix.Sort[k] = d.t()
-			case 'j':
-				var v any
-				if err := json.Unmarshal([]byte(d.str()), &v); err != nil && d.err == nil {
-					d.err = errIndexCodec
-				}
-				ix.Sort[k] = v
-			default:
-				d.err = errIndexCodec
-			}
-			if d.err != nil {
-				return
-			}
-		}
-	}
+	return search.DecodeIndex(b[1:])
 }
 
 func encodeRelease(r *store.Release) ([]byte, error) {

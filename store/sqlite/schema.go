@@ -1,7 +1,7 @@
 package sqlite
 
 // schemaVersion is stored in meta; a database with another version is refused.
-const schemaVersion = "1"
+const schemaVersion = "2" // 2: ver.idx in search.AppendIndex's format
 
 // schema creates the tables and indexes. Every index names the query shape
 // it serves (README.md, "Indexes"). Value tables are WITHOUT ROWID: their
