@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -32,8 +33,10 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (func()
 		exp := now.Add(ttl)
 		ok, err := s.tryLock(ctx, key, token, now, exp)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("mongo: lock %q: %w (%w)", key, store.ErrLocked, ctx.Err())
+			// The driver refuses to send when the deadline is too near,
+			// before ctx.Err() is set: that is the end of the wait too.
+			if ctx.Err() != nil || mongo.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+				return nil, fmt.Errorf("mongo: lock %q: %w (%w)", key, store.ErrLocked, err)
 			}
 			return nil, err
 		}
