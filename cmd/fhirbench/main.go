@@ -73,6 +73,9 @@ func main() {
 	if want["crud"] {
 		crud(ctx, dir)
 	}
+	if want["crud-sqlite"] {
+		crudSQLite(ctx, dir)
+	}
 	if want["auth"] {
 		auth(ctx, dir)
 	}
