@@ -33,18 +33,7 @@ func crudSQLite(ctx context.Context, dir string) {
 	reg := search.Default()
 	var ids []string
 	var mu sync.Mutex
-	fgCreate := func(w, i int) bool {
-		r := in.crudDo("POST", "Observation", []byte(obsTemplate))
-		_, rest, ok := strings.Cut(r.Location, "/Observation/")
-		id, _, _ := strings.Cut(rest, "/")
-		if r.Status != 201 || !ok || id == "" {
-			return false
-		}
-		mu.Lock()
-		ids = append(ids, id)
-		mu.Unlock()
-		return true
-	}
+	fgCreate := createOp(in, &mu, &ids)
 	rate(time.Second, *conc, fgCreate)
 	// The record as fhirgate stores it: its JSON, search values and
 	// release state, built once (extraction is fhirgate's work, not the store's).

@@ -313,19 +313,7 @@ func crud(ctx context.Context, dir string) {
 	}
 	// A first run of fhirgate's creates gives the ids read and updated,
 	// and the documents the baselines copy.
-	fgCreateOp := func(w, i int) bool {
-		// The new id, as a client reads it: from Location (http.html#create).
-		r := in.crudDo("POST", "Observation", []byte(obsTemplate))
-		_, rest, ok := strings.Cut(r.Location, "/Observation/")
-		id, _, _ := strings.Cut(rest, "/")
-		if r.Status != 201 || !ok || id == "" {
-			return false
-		}
-		mu.Lock()
-		ids = append(ids, id)
-		mu.Unlock()
-		return true
-	}
+	fgCreateOp := createOp(in, &mu, &ids)
 	rate(time.Second, *conc, fgCreateOp)
 	// The document exactly as fhirgate stored it.
 	var stored bson.Raw
@@ -464,6 +452,23 @@ func crud(ctx context.Context, dir string) {
 	fmt.Printf("load generator CPU per operation (µs; the %s HTTP client for fhirgate, the driver for the baselines; same cores as the server):\n", *clientKind)
 	for _, r := range rows {
 		fmt.Printf("%-8s %10.0f %11.0f %10.0f %10.0f\n", r.op, r.cpu[0], r.cpu[1], r.cpu[2], r.cpu[3])
+	}
+}
+
+// createOp is fhirgate's create of the CRUD phases: it records each new
+// id, read as a client reads it, from Location (http.html#create).
+func createOp(in *instance, mu *sync.Mutex, ids *[]string) func(w, i int) bool {
+	return func(w, i int) bool {
+		r := in.crudDo("POST", "Observation", []byte(obsTemplate))
+		_, rest, ok := strings.Cut(r.Location, "/Observation/")
+		id, _, _ := strings.Cut(rest, "/")
+		if r.Status != 201 || !ok || id == "" {
+			return false
+		}
+		mu.Lock()
+		*ids = append(*ids, id)
+		mu.Unlock()
+		return true
 	}
 }
 
