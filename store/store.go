@@ -38,19 +38,20 @@ func (e *kindError) Error() string { return e.msg }
 func (e *kindError) FHIRKind() (fhir.Kind, string, string) { return e.kind, e.text, e.expr }
 
 // Release is the release state of one version (policy package). A zero
-// time means "immediately visible"; Never means excluded or held.
+// time means "immediately visible"; Never means excluded or held. (Its
+// MongoDB layout is store/mongo's business: mquery.BSONRelease.)
 type Release struct {
 	// Patient / Proxy: instant from which the version is visible to that audience.
-	Patient time.Time `bson:"p,omitempty" json:"patient,omitzero"`
-	Proxy   time.Time `bson:"x,omitempty" json:"proxy,omitzero"`
+	Patient time.Time `json:"patient,omitzero"`
+	Proxy   time.Time `json:"proxy,omitzero"`
 	// Rule is the name of the policy rule that decided, "" for none.
-	Rule string `bson:"r,omitempty" json:"rule,omitempty"`
+	Rule string `json:"rule,omitempty"`
 	// State is a short label: "immediate", "delay", "manual", "exclude", "released", "held".
-	State string `bson:"s,omitempty" json:"state,omitempty"`
+	State string `json:"state,omitempty"`
 	// By and Note record a clinician's $release / $hold.
-	By   string    `bson:"b,omitempty" json:"by,omitempty"`
-	At   time.Time `bson:"a,omitempty" json:"at,omitzero"`
-	Note string    `bson:"n,omitempty" json:"note,omitempty"`
+	By   string    `json:"by,omitempty"`
+	At   time.Time `json:"at,omitzero"`
+	Note string    `json:"note,omitempty"`
 }
 
 // Never is the visible-from instant of held or excluded data.

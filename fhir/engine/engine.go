@@ -338,7 +338,7 @@ func (r *runner) resolve(ctx context.Context, types []string, c search.Criteria)
 		for _, rec := range recs {
 			for _, ref := range rec.Index.Ref {
 				k, ok := localRef(ref)
-				if !ok || ref.P != h.Param || seen[k] || len(types) > 0 && !slices.Contains(types, ref.T) {
+				if !ok || ref.Param != h.Param || seen[k] || len(types) > 0 && !slices.Contains(types, ref.Type) {
 					continue
 				}
 				if len(keys) == limit {
@@ -360,10 +360,10 @@ func (r *runner) resolve(ctx context.Context, types []string, c search.Criteria)
 
 // localRef is the "Type/id" of a reference to a resource on this server.
 func localRef(v search.RefValue) (string, bool) {
-	if v.T == "" || v.I == "" || v.R != v.T+"/"+v.I {
+	if v.Type == "" || v.ID == "" || v.Ref != v.Type+"/"+v.ID {
 		return "", false
 	}
-	return v.R, true
+	return v.Ref, true
 }
 
 // innerSearch runs the inner search of a chain or _has, with the access
@@ -449,14 +449,14 @@ func (r *runner) includes(ctx context.Context, p *search.Parsed, matches []store
 				}
 				for _, ref := range rec.Index.Ref {
 					k, ok := localRef(ref)
-					if !ok || seen[k] || inc.Param != "*" && ref.P != inc.Param || inc.Target != "" && ref.T != inc.Target {
+					if !ok || seen[k] || inc.Param != "*" && ref.Param != inc.Param || inc.Target != "" && ref.Type != inc.Target {
 						continue
 					}
-					if !slices.Contains(byType[ref.T], k) {
-						if _, known := byType[ref.T]; !known {
-							typeOrder = append(typeOrder, ref.T)
+					if !slices.Contains(byType[ref.Type], k) {
+						if _, known := byType[ref.Type]; !known {
+							typeOrder = append(typeOrder, ref.Type)
 						}
-						byType[ref.T] = append(byType[ref.T], k)
+						byType[ref.Type] = append(byType[ref.Type], k)
 					}
 				}
 			}

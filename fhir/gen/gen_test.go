@@ -237,13 +237,13 @@ func TestGenerateSearchable(t *testing.T) {
 			t.Errorf("%s: compartments %v", r.Ref(), idx.Compartments)
 		}
 		for _, tok := range idx.Tok {
-			tokens[r.Type+"."+tok.P+"="+tok.S+"|"+tok.C] = true
+			tokens[r.Type+"."+tok.Param+"="+tok.System+"|"+tok.Code] = true
 		}
 		if r.Type == "Appointment" {
 			var actors []string
 			for _, ref := range idx.Ref {
-				if ref.P == "actor" {
-					actors = append(actors, ref.T)
+				if ref.Param == "actor" {
+					actors = append(actors, ref.Type)
 				}
 			}
 			if !slices.Contains(actors, "Patient") || !slices.Contains(actors, "Practitioner") {

@@ -54,7 +54,7 @@ func (b *Builder) Coding(code, system, c, display string) {
 func (b *Builder) Code(code, s string) {
 	b.param(code)
 	if s != "" {
-		addTok(&b.x, TokValue{P: code, C: s})
+		addTok(&b.x, TokValue{Param: code, Code: s})
 	}
 }
 
@@ -68,7 +68,7 @@ func (b *Builder) String(code, s string) {
 func (b *Builder) URI(code, s string) {
 	b.param(code)
 	if s != "" {
-		addURI(&b.x, URIValue{P: code, V: s})
+		addURI(&b.x, URIValue{Param: code, Value: s})
 	}
 }
 
@@ -91,7 +91,7 @@ func (b *Builder) ResolvesTo(ref, typ string) bool {
 func (b *Builder) DateTime(code, s string) {
 	b.param(code)
 	if lo, hi, err := ParseDateRange(s); err == nil {
-		addDate(&b.x, DateValue{P: code, Lo: lo, Hi: hi})
+		addDate(&b.x, DateValue{Param: code, Lo: lo, Hi: hi})
 	}
 }
 

@@ -56,61 +56,61 @@ func (w *writer) ss(xs []string) {
 func (w *writer) index(x *Index) bool {
 	w.n(len(x.Str))
 	for _, v := range x.Str {
-		w.s(v.P)
-		w.s(v.V)
-		w.s(v.X)
+		w.s(v.Param)
+		w.s(v.Value)
+		w.s(v.Exact)
 	}
 	w.n(len(x.Tok))
 	for _, v := range x.Tok {
-		w.s(v.P)
-		w.s(v.S)
-		w.s(v.C)
-		w.s(v.T)
-		w.s(v.TS)
-		w.s(v.TC)
+		w.s(v.Param)
+		w.s(v.System)
+		w.s(v.Code)
+		w.s(v.Text)
+		w.s(v.TypeSystem)
+		w.s(v.TypeCode)
 	}
 	w.n(len(x.Ref))
 	for _, v := range x.Ref {
-		w.s(v.P)
-		w.s(v.R)
-		w.s(v.T)
-		w.s(v.I)
-		w.s(v.V)
-		w.s(v.IS)
-		w.s(v.IC)
+		w.s(v.Param)
+		w.s(v.Ref)
+		w.s(v.Type)
+		w.s(v.ID)
+		w.s(v.Version)
+		w.s(v.IDSystem)
+		w.s(v.IDValue)
 	}
 	w.n(len(x.Date))
 	for _, v := range x.Date {
-		w.s(v.P)
+		w.s(v.Param)
 		w.t(v.Lo)
 		w.t(v.Hi)
 	}
 	w.n(len(x.Num))
 	for _, v := range x.Num {
-		w.s(v.P)
-		w.f(v.V)
+		w.s(v.Param)
+		w.f(v.Value)
 		w.f(v.Lo)
 		w.f(v.Hi)
 	}
 	w.n(len(x.Qty))
 	for _, v := range x.Qty {
-		w.s(v.P)
-		w.f(v.V)
+		w.s(v.Param)
+		w.f(v.Value)
 		w.f(v.Lo)
 		w.f(v.Hi)
-		w.s(v.S)
-		w.s(v.C)
-		w.s(v.U)
+		w.s(v.System)
+		w.s(v.Code)
+		w.s(v.Unit)
 	}
 	w.n(len(x.URI))
 	for _, v := range x.URI {
-		w.s(v.P)
-		w.s(v.V)
+		w.s(v.Param)
+		w.s(v.Value)
 	}
 	w.n(len(x.Comp))
 	for i := range x.Comp {
-		w.s(x.Comp[i].P)
-		if !w.index(&x.Comp[i].X) {
+		w.s(x.Comp[i].Param)
+		if !w.index(&x.Comp[i].Parts) {
 			return false
 		}
 	}
@@ -227,50 +227,50 @@ func (r *reader) index(x *Index) {
 	if n := r.n(); n > 0 {
 		x.Str = make([]StrValue, n)
 		for i := range x.Str {
-			x.Str[i] = StrValue{P: r.s(), V: r.s(), X: r.s()}
+			x.Str[i] = StrValue{Param: r.s(), Value: r.s(), Exact: r.s()}
 		}
 	}
 	if n := r.n(); n > 0 {
 		x.Tok = make([]TokValue, n)
 		for i := range x.Tok {
-			x.Tok[i] = TokValue{P: r.s(), S: r.s(), C: r.s(), T: r.s(), TS: r.s(), TC: r.s()}
+			x.Tok[i] = TokValue{Param: r.s(), System: r.s(), Code: r.s(), Text: r.s(), TypeSystem: r.s(), TypeCode: r.s()}
 		}
 	}
 	if n := r.n(); n > 0 {
 		x.Ref = make([]RefValue, n)
 		for i := range x.Ref {
-			x.Ref[i] = RefValue{P: r.s(), R: r.s(), T: r.s(), I: r.s(), V: r.s(), IS: r.s(), IC: r.s()}
+			x.Ref[i] = RefValue{Param: r.s(), Ref: r.s(), Type: r.s(), ID: r.s(), Version: r.s(), IDSystem: r.s(), IDValue: r.s()}
 		}
 	}
 	if n := r.n(); n > 0 {
 		x.Date = make([]DateValue, n)
 		for i := range x.Date {
-			x.Date[i] = DateValue{P: r.s(), Lo: r.t(), Hi: r.t()}
+			x.Date[i] = DateValue{Param: r.s(), Lo: r.t(), Hi: r.t()}
 		}
 	}
 	if n := r.n(); n > 0 {
 		x.Num = make([]NumValue, n)
 		for i := range x.Num {
-			x.Num[i] = NumValue{P: r.s(), V: r.f(), Lo: r.f(), Hi: r.f()}
+			x.Num[i] = NumValue{Param: r.s(), Value: r.f(), Lo: r.f(), Hi: r.f()}
 		}
 	}
 	if n := r.n(); n > 0 {
 		x.Qty = make([]QtyValue, n)
 		for i := range x.Qty {
-			x.Qty[i] = QtyValue{P: r.s(), V: r.f(), Lo: r.f(), Hi: r.f(), S: r.s(), C: r.s(), U: r.s()}
+			x.Qty[i] = QtyValue{Param: r.s(), Value: r.f(), Lo: r.f(), Hi: r.f(), System: r.s(), Code: r.s(), Unit: r.s()}
 		}
 	}
 	if n := r.n(); n > 0 {
 		x.URI = make([]URIValue, n)
 		for i := range x.URI {
-			x.URI[i] = URIValue{P: r.s(), V: r.s()}
+			x.URI[i] = URIValue{Param: r.s(), Value: r.s()}
 		}
 	}
 	if n := r.n(); n > 0 && r.err == nil {
 		x.Comp = make([]CompValue, n)
 		for i := range x.Comp {
-			x.Comp[i].P = r.s()
-			r.index(&x.Comp[i].X)
+			x.Comp[i].Param = r.s()
+			r.index(&x.Comp[i].Parts)
 		}
 	}
 	x.Has = r.ss()

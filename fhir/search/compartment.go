@@ -64,8 +64,8 @@ func (x *extractor) compartments(resourceType string, resource map[string]any, p
 		return
 	}
 	for _, v := range x.idx.Ref {
-		if v.T == "Patient" && v.I != "" && slices.Contains(params, v.P) {
-			x.addCompartment("Patient/" + v.I)
+		if v.Type == "Patient" && v.ID != "" && slices.Contains(params, v.Param) {
+			x.addCompartment("Patient/" + v.ID)
 		}
 	}
 }
@@ -91,8 +91,8 @@ func (x *extractor) linkedCompartments(resourceType string, resource map[string]
 		return
 	}
 	for _, v := range x.idx.Ref {
-		if v.T == "Patient" && v.I != "" && v.P != BinaryLinkParam {
-			x.addCompartment("Patient/" + v.I)
+		if v.Type == "Patient" && v.ID != "" && v.Param != BinaryLinkParam {
+			x.addCompartment("Patient/" + v.ID)
 		}
 	}
 	switch resourceType {
@@ -163,7 +163,7 @@ func (x *extractor) binaryLinks(v any, depth int) {
 		for k, c := range t {
 			if s, ok := c.(string); ok && k == "url" {
 				if id, ok := binaryID(s); ok {
-					ref := RefValue{P: BinaryLinkParam, R: "Binary/" + id, T: "Binary", I: id}
+					ref := RefValue{Param: BinaryLinkParam, Ref: "Binary/" + id, Type: "Binary", ID: id}
 					if !slices.Contains(x.idx.Ref, ref) {
 						x.idx.Ref = append(x.idx.Ref, ref)
 					}

@@ -130,27 +130,27 @@ func (ix *Index) finishParam(code string, m idxMark) {
 	var sortKey any
 	switch {
 	case len(ix.Str) > m.str:
-		sortKey = ix.Str[m.str].V
+		sortKey = ix.Str[m.str].Value
 	case len(ix.Tok) > m.tok:
 		for _, t := range ix.Tok[m.tok:] {
-			if t.C != "" {
-				sortKey = t.C
+			if t.Code != "" {
+				sortKey = t.Code
 				break
 			}
 		}
 		if sortKey == nil {
-			sortKey = ix.Tok[m.tok].T
+			sortKey = ix.Tok[m.tok].Text
 		}
 	case len(ix.Ref) > m.ref:
-		sortKey = ix.Ref[m.ref].R
+		sortKey = ix.Ref[m.ref].Ref
 	case len(ix.Date) > m.dt:
 		sortKey = ix.Date[m.dt].Lo
 	case len(ix.Num) > m.num:
-		sortKey = ix.Num[m.num].V
+		sortKey = ix.Num[m.num].Value
 	case len(ix.Qty) > m.qty:
-		sortKey = ix.Qty[m.qty].V
+		sortKey = ix.Qty[m.qty].Value
 	case len(ix.URI) > m.uri:
-		sortKey = ix.URI[m.uri].V
+		sortKey = ix.URI[m.uri].Value
 	case len(ix.Comp) > m.cmp:
 	default:
 		return
@@ -186,7 +186,7 @@ func (x *extractor) composite(cp *compiledParam, items []fhirpath.Item) {
 			}
 		}
 		if complete {
-			x.idx.Comp = append(x.idx.Comp, CompValue{P: cp.p.Code, X: sub})
+			x.idx.Comp = append(x.idx.Comp, CompValue{Param: cp.p.Code, Parts: sub})
 		}
 	}
 	x.finish(cp.p, mark)
@@ -221,7 +221,7 @@ func (x *extractor) values(ix *Index, code string, typ ParamType, items []fhirpa
 			x.qtyValues(ix, code, it, kind)
 		case TypeURI:
 			if s, ok := it.V.(string); ok && s != "" {
-				addURI(ix, URIValue{P: code, V: s})
+				addURI(ix, URIValue{Param: code, Value: s})
 			} else {
 				x.warnf("%s is not a uri", describe(it, kind))
 			}
@@ -357,7 +357,7 @@ func maps(m map[string]any, k string) []map[string]any {
 
 // addURI adds a uri value (search.html#uri), skipping a repeat.
 func addURI(ix *Index, v URIValue) {
-	for i := len(ix.URI) - 1; i >= max(0, len(ix.URI)-dedupeWindow) && ix.URI[i].P == v.P; i-- {
+	for i := len(ix.URI) - 1; i >= max(0, len(ix.URI)-dedupeWindow) && ix.URI[i].Param == v.Param; i-- {
 		if ix.URI[i] == v {
 			return
 		}

@@ -31,7 +31,7 @@ func (x *extractor) dateValues(ix *Index, code string, it fhirpath.Item, kind st
 				x.warnf("%v", err)
 				return
 			}
-			addDate(ix, DateValue{P: code, Lo: lo, Hi: hi})
+			addDate(ix, DateValue{Param: code, Lo: lo, Hi: hi})
 			return
 		}
 	case "Period":
@@ -43,7 +43,7 @@ func (x *extractor) dateValues(ix *Index, code string, it fhirpath.Item, kind st
 		if m != nil {
 			for _, e := range strs(m, "event") {
 				if lo, hi, err := ParseDateRange(e); err == nil {
-					addDate(ix, DateValue{P: code, Lo: lo, Hi: hi})
+					addDate(ix, DateValue{Param: code, Lo: lo, Hi: hi})
 				} else {
 					x.warnf("%v", err)
 				}
@@ -64,7 +64,7 @@ func (x *extractor) period(ix *Index, code string, m map[string]any) {
 	if start == "" && end == "" {
 		return
 	}
-	v := DateValue{P: code, Lo: FarPast, Hi: FarFuture}
+	v := DateValue{Param: code, Lo: FarPast, Hi: FarFuture}
 	if start != "" {
 		lo, _, err := ParseDateRange(start)
 		if err != nil {
@@ -85,7 +85,7 @@ func (x *extractor) period(ix *Index, code string, m map[string]any) {
 }
 
 func addDate(ix *Index, v DateValue) {
-	for i := len(ix.Date) - 1; i >= max(0, len(ix.Date)-dedupeWindow) && ix.Date[i].P == v.P; i-- {
+	for i := len(ix.Date) - 1; i >= max(0, len(ix.Date)-dedupeWindow) && ix.Date[i].Param == v.Param; i-- {
 		if ix.Date[i].Lo.Equal(v.Lo) && ix.Date[i].Hi.Equal(v.Hi) {
 			return
 		}

@@ -62,20 +62,20 @@ func (x *extractor) numValues(ix *Index, code string, it fhirpath.Item, kind str
 				x.warnf("%v", err)
 				return
 			}
-			ix.Num = append(ix.Num, NumValue{P: code, V: v, Lo: lo, Hi: hi})
+			ix.Num = append(ix.Num, NumValue{Param: code, Value: v, Lo: lo, Hi: hi})
 			return
 		}
 	case "Range":
 		if m, ok := it.V.(map[string]any); ok {
 			if q, ok := x.rangeQty(code, m); ok {
-				ix.Num = append(ix.Num, NumValue{P: code, V: q.V, Lo: q.Lo, Hi: q.Hi})
+				ix.Num = append(ix.Num, NumValue{Param: code, Value: q.Value, Lo: q.Lo, Hi: q.Hi})
 			}
 			return
 		}
 	case "Quantity":
 		if m, ok := it.V.(map[string]any); ok {
 			if q, ok := x.qty(code, m); ok {
-				ix.Num = append(ix.Num, NumValue{P: code, V: q.V, Lo: q.Lo, Hi: q.Hi})
+				ix.Num = append(ix.Num, NumValue{Param: code, Value: q.Value, Lo: q.Lo, Hi: q.Hi})
 			}
 			return
 		}
@@ -98,7 +98,7 @@ func (x *extractor) qtyValues(ix *Index, code string, it fhirpath.Item, kind str
 	case "Money":
 		if m != nil {
 			if q, ok := x.qty(code, m); ok {
-				q.S, q.C, q.U = "", str(m, "currency"), ""
+				q.System, q.Code, q.Unit = "", str(m, "currency"), ""
 				ix.Qty = append(ix.Qty, q)
 			}
 			return
@@ -126,7 +126,7 @@ func (x *extractor) qty(code string, m map[string]any) (QtyValue, bool) {
 		x.warnf("%v", err)
 		return QtyValue{}, false
 	}
-	q := QtyValue{P: code, V: v, Lo: lo, Hi: hi, S: str(m, "system"), C: str(m, "code"), U: str(m, "unit")}
+	q := QtyValue{Param: code, Value: v, Lo: lo, Hi: hi, System: str(m, "system"), Code: str(m, "code"), Unit: str(m, "unit")}
 	// Comparators widen the range: "<5" is anything below 5.
 	switch str(m, "comparator") {
 	case "<", "<=":

@@ -14,18 +14,18 @@ import (
 // searchable by reference), its type, its identifier; nothing for a
 // display-only reference.
 func (r *Registry) addReference(ix *Index, code, ref, typ, idSystem, idValue string) {
-	v := RefValue{P: code}
+	v := RefValue{Param: code}
 	if ref != "" {
 		if strings.HasPrefix(ref, "#") {
 			return
 		}
 		v = r.literalRef(code, ref)
 	}
-	if v.T == "" {
-		v.T = typ
+	if v.Type == "" {
+		v.Type = typ
 	}
-	v.IS, v.IC = idSystem, idValue
-	if v.R == "" && v.IC == "" && v.IS == "" {
+	v.IDSystem, v.IDValue = idSystem, idValue
+	if v.Ref == "" && v.IDValue == "" && v.IDSystem == "" {
 		return
 	}
 	addRef(ix, v)
@@ -54,9 +54,9 @@ func (x *extractor) refValues(ix *Index, code string, it fhirpath.Item, kind str
 				return
 			}
 			url, version, _ := strings.Cut(s, "|")
-			v := RefValue{P: code, R: url, V: version}
+			v := RefValue{Param: code, Ref: url, Version: version}
 			if t, _ := fhirpath.ReferenceTypeID(url); t != "" && x.r.model.IsResource(t) {
-				v.T = t
+				v.Type = t
 			}
 			addRef(ix, v)
 			return
@@ -65,7 +65,7 @@ func (x *extractor) refValues(ix *Index, code string, it fhirpath.Item, kind str
 		if m != nil {
 			t, id := str(m, "resourceType"), str(m, "id")
 			if t != "" && id != "" {
-				addRef(ix, RefValue{P: code, R: t + "/" + id, T: t, I: id})
+				addRef(ix, RefValue{Param: code, Ref: t + "/" + id, Type: t, ID: id})
 			}
 			return
 		}
@@ -89,22 +89,22 @@ func (r *Registry) literalRef(code, ref string) RefValue {
 		}
 		t, id, ok := strings.Cut(p, "/")
 		if ok && r.model.IsResource(t) && id != "" && !strings.ContainsAny(id, "/?") {
-			return RefValue{P: code, R: t + "/" + id, T: t, I: id}
+			return RefValue{Param: code, Ref: t + "/" + id, Type: t, ID: id}
 		}
-		return RefValue{P: code, R: ref}
+		return RefValue{Param: code, Ref: ref}
 	}
-	v := RefValue{P: code, R: ref}
+	v := RefValue{Param: code, Ref: ref}
 	if i := strings.Index(ref, "/_history/"); i >= 0 {
-		v.R = ref[:i]
+		v.Ref = ref[:i]
 	}
-	if t, _ := fhirpath.ReferenceTypeID(v.R); t != "" && r.model.IsResource(t) {
-		v.T = t
+	if t, _ := fhirpath.ReferenceTypeID(v.Ref); t != "" && r.model.IsResource(t) {
+		v.Type = t
 	}
 	return v
 }
 
 func addRef(ix *Index, v RefValue) {
-	for i := len(ix.Ref) - 1; i >= max(0, len(ix.Ref)-dedupeWindow) && ix.Ref[i].P == v.P; i-- {
+	for i := len(ix.Ref) - 1; i >= max(0, len(ix.Ref)-dedupeWindow) && ix.Ref[i].Param == v.Param; i-- {
 		if ix.Ref[i] == v {
 			return
 		}

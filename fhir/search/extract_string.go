@@ -73,8 +73,8 @@ func addStr(ix *Index, code, s string) {
 	if strings.TrimSpace(s) == "" {
 		return
 	}
-	v := StrValue{P: code, V: Fold(s), X: s}
-	for i := len(ix.Str) - 1; i >= max(0, len(ix.Str)-dedupeWindow) && ix.Str[i].P == code; i-- {
+	v := StrValue{Param: code, Value: Fold(s), Exact: s}
+	for i := len(ix.Str) - 1; i >= max(0, len(ix.Str)-dedupeWindow) && ix.Str[i].Param == code; i-- {
 		if ix.Str[i] == v {
 			return
 		}
@@ -114,6 +114,6 @@ func (x *extractor) narrative(resource map[string]any) {
 	if s == "" {
 		return
 	}
-	x.idx.Str = append(x.idx.Str, StrValue{P: "_text", V: s})
+	x.idx.Str = append(x.idx.Str, StrValue{Param: "_text", Value: s})
 	x.idx.Has = append(x.idx.Has, "_text")
 }

@@ -147,52 +147,52 @@ func TestExtractObservation(t *testing.T) {
 	}
 	// token: Coding with folded display, CodeableConcept.text alone.
 	for _, want := range []TokValue{
-		{P: "code", S: "http://loinc.org", C: "85354-9", T: "blood pressure panel"},
-		{P: "code", T: "blutdruck"},
-		{P: "category", S: "http://terminology.hl7.org/CodeSystem/observation-category", C: "vital-signs", T: "vital signs"},
-		{P: "status", C: "final"},
-		{P: "component-code", S: "http://loinc.org", C: "8462-4"},
-		{P: "_tag", S: "http://fhirgate.example/tags", C: "emr"},
-		{P: "_security", S: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", C: "R"},
+		{Param: "code", System: "http://loinc.org", Code: "85354-9", Text: "blood pressure panel"},
+		{Param: "code", Text: "blutdruck"},
+		{Param: "category", System: "http://terminology.hl7.org/CodeSystem/observation-category", Code: "vital-signs", Text: "vital signs"},
+		{Param: "status", Code: "final"},
+		{Param: "component-code", System: "http://loinc.org", Code: "8462-4"},
+		{Param: "_tag", System: "http://fhirgate.example/tags", Code: "emr"},
+		{Param: "_security", System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R"},
 	} {
 		if !slices.Contains(idx.Tok, want) {
 			t.Errorf("missing token %+v", want)
 		}
 	}
-	if n := countP(idx.Tok, "_id", func(v TokValue) string { return v.P }); n != 0 {
+	if n := countP(idx.Tok, "_id", func(v TokValue) string { return v.Param }); n != 0 {
 		t.Error("_id must not be indexed")
 	}
 	// reference: base URL made relative, _history dropped, contained
 	// skipped, foreign absolute kept, identifier-only reference.
 	for _, want := range []RefValue{
-		{P: "subject", R: "Patient/p1", T: "Patient", I: "p1"},
-		{P: "patient", R: "Patient/p1", T: "Patient", I: "p1"},
-		{P: "encounter", R: "Encounter/e1", T: "Encounter", I: "e1"},
-		{P: "performer", R: "Practitioner/dr2", T: "Practitioner", I: "dr2"},
-		{P: "performer", R: "https://elsewhere.example/Patient/p9", T: "Patient"},
-		{P: "based-on", IS: "http://hospital.example/order", IC: "O-1"},
+		{Param: "subject", Ref: "Patient/p1", Type: "Patient", ID: "p1"},
+		{Param: "patient", Ref: "Patient/p1", Type: "Patient", ID: "p1"},
+		{Param: "encounter", Ref: "Encounter/e1", Type: "Encounter", ID: "e1"},
+		{Param: "performer", Ref: "Practitioner/dr2", Type: "Practitioner", ID: "dr2"},
+		{Param: "performer", Ref: "https://elsewhere.example/Patient/p9", Type: "Patient"},
+		{Param: "based-on", IDSystem: "http://hospital.example/order", IDValue: "O-1"},
 	} {
 		if !slices.Contains(idx.Ref, want) {
 			t.Errorf("missing reference %+v in %+v", want, idx.Ref)
 		}
 	}
-	if n := countP(idx.Ref, "performer", func(v RefValue) string { return v.P }); n != 2 {
+	if n := countP(idx.Ref, "performer", func(v RefValue) string { return v.Param }); n != 2 {
 		t.Errorf("%d performer references, want 2 (contained skipped)", n)
 	}
 	// date: dateTime without zone = UTC second.
-	if !slices.Contains(idx.Date, DateValue{P: "date", Lo: utc("2024-03-05T10:20:30Z"), Hi: utc("2024-03-05T10:20:31Z")}) {
+	if !slices.Contains(idx.Date, DateValue{Param: "date", Lo: utc("2024-03-05T10:20:30Z"), Hi: utc("2024-03-05T10:20:31Z")}) {
 		t.Errorf("date: %+v", idx.Date)
 	}
 	// quantity with precision; composite tuples per component.
-	if !slices.Contains(idx.Qty, QtyValue{P: "component-value-quantity", V: 80, Lo: 79.95, Hi: 80.05, S: "http://unitsofmeasure.org", C: "mm[Hg]", U: "mmHg"}) {
+	if !slices.Contains(idx.Qty, QtyValue{Param: "component-value-quantity", Value: 80, Lo: 79.95, Hi: 80.05, System: "http://unitsofmeasure.org", Code: "mm[Hg]", Unit: "mmHg"}) {
 		t.Errorf("component quantity: %+v", idx.Qty)
 	}
 	var tuples []string
 	for _, c := range idx.Comp {
-		if c.P == "component-code-value-quantity" {
-			tuples = append(tuples, c.X.Tok[0].C+"="+c.X.Qty[0].U+":"+c.X.Tok[0].P+c.X.Qty[0].P)
-			if len(c.X.Tok) != 1 || len(c.X.Qty) != 1 {
-				t.Errorf("tuple mixes components: %+v", c.X)
+		if c.Param == "component-code-value-quantity" {
+			tuples = append(tuples, c.Parts.Tok[0].Code+"="+c.Parts.Qty[0].Unit+":"+c.Parts.Tok[0].Param+c.Parts.Qty[0].Param)
+			if len(c.Parts.Tok) != 1 || len(c.Parts.Qty) != 1 {
+				t.Errorf("tuple mixes components: %+v", c.Parts)
 			}
 		}
 	}
@@ -200,7 +200,7 @@ func TestExtractObservation(t *testing.T) {
 		t.Errorf("component-code-value-quantity tuples = %v", tuples)
 	}
 	// uri: _profile, _source.
-	for _, want := range []URIValue{{P: "_profile", V: "http://hl7.org/fhir/StructureDefinition/bp"}, {P: "_source", V: "urn:emr:1"}} {
+	for _, want := range []URIValue{{Param: "_profile", Value: "http://hl7.org/fhir/StructureDefinition/bp"}, {Param: "_source", Value: "urn:emr:1"}} {
 		if !slices.Contains(idx.URI, want) {
 			t.Errorf("missing uri %+v", want)
 		}
@@ -249,11 +249,11 @@ func TestExtractPatient(t *testing.T) {
 	// string: every HumanName / Address part, folded (search.html#string).
 	var names, addr []string
 	for _, s := range idx.Str {
-		switch s.P {
+		switch s.Param {
 		case "name":
-			names = append(names, s.V+"|"+s.X)
+			names = append(names, s.Value+"|"+s.Exact)
 		case "address":
-			addr = append(addr, s.V)
+			addr = append(addr, s.Value)
 		}
 	}
 	if want := []string{"dupre|Dupré", "zoe|Zoë", "anne|Anne", "dr.|Dr.", "zoe d.|Zoé D."}; !slices.Equal(names, want) {
@@ -263,22 +263,22 @@ func TestExtractPatient(t *testing.T) {
 		t.Errorf("address values %v, want %v", addr, want)
 	}
 	for _, want := range []TokValue{
-		{P: "identifier", S: "http://hospital.example/mrn", C: "MRN123", T: "medical record", TS: "http://terminology.hl7.org/CodeSystem/v2-0203", TC: "MR"},
-		{P: "gender", C: "female"},
-		{P: "active", C: "true"},
-		{P: "deceased", C: "false"},
-		{P: "phone", C: "+41 44 000"},
-		{P: "email", C: "zoe@example.org"},
-		{P: "telecom", C: "zoe@example.org"},
+		{Param: "identifier", System: "http://hospital.example/mrn", Code: "MRN123", Text: "medical record", TypeSystem: "http://terminology.hl7.org/CodeSystem/v2-0203", TypeCode: "MR"},
+		{Param: "gender", Code: "female"},
+		{Param: "active", Code: "true"},
+		{Param: "deceased", Code: "false"},
+		{Param: "phone", Code: "+41 44 000"},
+		{Param: "email", Code: "zoe@example.org"},
+		{Param: "telecom", Code: "zoe@example.org"},
 	} {
 		if !slices.Contains(idx.Tok, want) {
 			t.Errorf("missing token %+v", want)
 		}
 	}
-	if countP(idx.Tok, "phone", func(v TokValue) string { return v.P }) != 1 {
+	if countP(idx.Tok, "phone", func(v TokValue) string { return v.Param }) != 1 {
 		t.Error("phone must only hold telecom.where(system='phone')")
 	}
-	if !slices.Contains(idx.Date, DateValue{P: "birthdate", Lo: utc("2016-07-01T00:00:00Z"), Hi: utc("2016-08-01T00:00:00Z")}) {
+	if !slices.Contains(idx.Date, DateValue{Param: "birthdate", Lo: utc("2016-07-01T00:00:00Z"), Hi: utc("2016-08-01T00:00:00Z")}) {
 		t.Errorf("birthdate %+v", idx.Date)
 	}
 	// A Patient is in its own compartment and, via link, in the linked one's.
@@ -300,7 +300,7 @@ func TestExtractShapes(t *testing.T) {
 	}{
 		{"Period open end", `{"resourceType":"Encounter","id":"e","status":"in-progress","period":{"start":"2024-01-02T08:00:00Z"},"subject":{"reference":"Patient/p"}}`,
 			func(t *testing.T, idx Index) {
-				if !slices.Contains(idx.Date, DateValue{P: "date", Lo: utc("2024-01-02T08:00:00Z"), Hi: FarFuture}) {
+				if !slices.Contains(idx.Date, DateValue{Param: "date", Lo: utc("2024-01-02T08:00:00Z"), Hi: FarFuture}) {
 					t.Errorf("%+v", idx.Date)
 				}
 				if !slices.Equal(idx.Compartments, []string{"Patient/p"}) {
@@ -309,7 +309,7 @@ func TestExtractShapes(t *testing.T) {
 			}},
 		{"Period open start", `{"resourceType":"Encounter","id":"e","status":"finished","period":{"end":"2024-01-02"}}`,
 			func(t *testing.T, idx Index) {
-				if !slices.Contains(idx.Date, DateValue{P: "date", Lo: FarPast, Hi: utc("2024-01-03T00:00:00Z")}) {
+				if !slices.Contains(idx.Date, DateValue{Param: "date", Lo: FarPast, Hi: utc("2024-01-03T00:00:00Z")}) {
 					t.Errorf("%+v", idx.Date)
 				}
 			}},
@@ -318,7 +318,7 @@ func TestExtractShapes(t *testing.T) {
 			func(t *testing.T, idx Index) {
 				var got []string
 				for _, d := range idx.Date {
-					if d.P == "activity-date" {
+					if d.Param == "activity-date" {
 						got = append(got, d.Lo.Format("01-02")+"/"+d.Hi.Format("01-02"))
 					}
 				}
@@ -328,7 +328,7 @@ func TestExtractShapes(t *testing.T) {
 			}},
 		{"Money", `{"resourceType":"Invoice","id":"i","status":"issued","totalGross":{"value":48,"currency":"EUR"}}`,
 			func(t *testing.T, idx Index) {
-				if !slices.Contains(idx.Qty, QtyValue{P: "totalgross", V: 48, Lo: 47.5, Hi: 48.5, C: "EUR"}) {
+				if !slices.Contains(idx.Qty, QtyValue{Param: "totalgross", Value: 48, Lo: 47.5, Hi: 48.5, Code: "EUR"}) {
 					t.Errorf("%+v", idx.Qty)
 				}
 			}},
@@ -336,25 +336,25 @@ func TestExtractShapes(t *testing.T) {
 			"component":[{"code":{"text":"y"},"valueQuantity":{"value":5,"comparator":"<","unit":"mg"}}]}`,
 			func(t *testing.T, idx Index) {
 				// value-quantity does not select Range in R4; the component quantity keeps its comparator.
-				if !slices.Contains(idx.Qty, QtyValue{P: "component-value-quantity", V: 5, Lo: -math.MaxFloat64, Hi: 5.5, U: "mg"}) {
+				if !slices.Contains(idx.Qty, QtyValue{Param: "component-value-quantity", Value: 5, Lo: -math.MaxFloat64, Hi: 5.5, Unit: "mg"}) {
 					t.Errorf("%+v", idx.Qty)
 				}
 			}},
 		{"Range in a quantity parameter", `{"resourceType":"ActivityDefinition","id":"a","status":"active","useContext":[{"code":{"code":"age"},"valueRange":{"low":{"value":18},"high":{"value":65}}}]}`,
 			func(t *testing.T, idx Index) {
-				if !slices.Contains(idx.Qty, QtyValue{P: "context-quantity", V: 18, Lo: 17.5, Hi: 65.5}) {
+				if !slices.Contains(idx.Qty, QtyValue{Param: "context-quantity", Value: 18, Lo: 17.5, Hi: 65.5}) {
 					t.Errorf("%+v", idx.Qty)
 				}
 			}},
 		{"canonical with version", `{"resourceType":"QuestionnaireResponse","id":"q","status":"completed","questionnaire":"http://forms.example/Questionnaire/phq9|2.0"}`,
 			func(t *testing.T, idx Index) {
-				if !slices.Contains(idx.Ref, RefValue{P: "questionnaire", R: "http://forms.example/Questionnaire/phq9", V: "2.0", T: "Questionnaire"}) {
+				if !slices.Contains(idx.Ref, RefValue{Param: "questionnaire", Ref: "http://forms.example/Questionnaire/phq9", Version: "2.0", Type: "Questionnaire"}) {
 					t.Errorf("%+v", idx.Ref)
 				}
 			}},
 		{"number", `{"resourceType":"RiskAssessment","id":"r","status":"final","subject":{"reference":"Patient/p"},"prediction":[{"probabilityDecimal":0.25}]}`,
 			func(t *testing.T, idx Index) {
-				if !slices.Contains(idx.Num, NumValue{P: "probability", V: 0.25, Lo: 0.245, Hi: 0.255}) {
+				if !slices.Contains(idx.Num, NumValue{Param: "probability", Value: 0.25, Lo: 0.245, Hi: 0.255}) {
 					t.Errorf("%+v", idx.Num)
 				}
 			}},
@@ -364,7 +364,7 @@ func TestExtractShapes(t *testing.T) {
 				if !slices.Equal(idx.Security, []string{"http://terminology.hl7.org/CodeSystem/v3-ActCode|PSY"}) {
 					t.Errorf("security %v", idx.Security)
 				}
-				if !slices.Contains(idx.Ref, RefValue{P: "subject", R: "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"}) {
+				if !slices.Contains(idx.Ref, RefValue{Param: "subject", Ref: "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"}) {
 					t.Errorf("%+v", idx.Ref)
 				}
 				if len(idx.Compartments) != 0 {
@@ -373,7 +373,7 @@ func TestExtractShapes(t *testing.T) {
 			}},
 		{"narrative", `{"resourceType":"Condition","id":"c","subject":{"reference":"Patient/p"},"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Fièvre&nbsp;<b>sévère</b></p></div>"}}`,
 			func(t *testing.T, idx Index) {
-				if !slices.Contains(idx.Str, StrValue{P: "_text", V: "fievre severe"}) {
+				if !slices.Contains(idx.Str, StrValue{Param: "_text", Value: "fievre severe"}) {
 					t.Errorf("%+v", idx.Str)
 				}
 			}},

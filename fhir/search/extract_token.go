@@ -36,26 +36,26 @@ func (x *extractor) tokValues(ix *Index, code string, it fhirpath.Item, kind str
 					dup = dup || Fold(str(c, "display")) == ft
 				}
 				if !dup {
-					addTok(ix, TokValue{P: code, T: ft})
+					addTok(ix, TokValue{Param: code, Text: ft})
 				}
 			}
 			return
 		}
 	case "Identifier":
 		if m != nil {
-			base := TokValue{P: code, S: str(m, "system"), C: str(m, "value")}
-			if base.S == "" && base.C == "" {
+			base := TokValue{Param: code, System: str(m, "system"), Code: str(m, "value")}
+			if base.System == "" && base.Code == "" {
 				return
 			}
 			typ, _ := m["type"].(map[string]any)
 			if t := str(typ, "text"); t != "" {
-				base.T = Fold(t)
+				base.Text = Fold(t)
 			}
 			added := false
 			for _, c := range maps(typ, "coding") {
 				v := base
-				v.TS, v.TC = str(c, "system"), str(c, "code")
-				if v.TC != "" {
+				v.TypeSystem, v.TypeCode = str(c, "system"), str(c, "code")
+				if v.TypeCode != "" {
 					addTok(ix, v)
 					added = true
 				}
@@ -68,36 +68,36 @@ func (x *extractor) tokValues(ix *Index, code string, it fhirpath.Item, kind str
 	case "ContactPoint":
 		if m != nil {
 			if v := str(m, "value"); v != "" {
-				addTok(ix, TokValue{P: code, C: v})
+				addTok(ix, TokValue{Param: code, Code: v})
 			}
 			return
 		}
 	case "boolean":
 		if b, ok := it.V.(bool); ok {
-			addTok(ix, TokValue{P: code, C: strconv.FormatBool(b)})
+			addTok(ix, TokValue{Param: code, Code: strconv.FormatBool(b)})
 			return
 		}
 	case "string", "uri", "canonical", "date", "dateTime", "instant", "time":
 		if s, ok := it.V.(string); ok {
 			if s != "" {
-				addTok(ix, TokValue{P: code, C: s})
+				addTok(ix, TokValue{Param: code, Code: s})
 			}
 			return
 		}
 	case "integer", "decimal":
 		switch v := it.V.(type) {
 		case json.Number:
-			addTok(ix, TokValue{P: code, C: string(v)})
+			addTok(ix, TokValue{Param: code, Code: string(v)})
 			return
 		case float64:
-			addTok(ix, TokValue{P: code, C: strconv.FormatFloat(v, 'f', -1, 64)})
+			addTok(ix, TokValue{Param: code, Code: strconv.FormatFloat(v, 'f', -1, 64)})
 			return
 		}
 	case "Quantity":
 		// A few token parameters select a Quantity (e.g. a unit); index
 		// its unit code as the token.
 		if m != nil && str(m, "code") != "" {
-			addTok(ix, TokValue{P: code, S: str(m, "system"), C: str(m, "code"), T: Fold(str(m, "unit"))})
+			addTok(ix, TokValue{Param: code, System: str(m, "system"), Code: str(m, "code"), Text: Fold(str(m, "unit"))})
 			return
 		}
 	}
@@ -110,18 +110,18 @@ func addCoding(ix *Index, code string, c map[string]any) {
 
 // addCodingOf adds the token of a Coding given by its elements.
 func addCodingOf(ix *Index, code, system, c, display string) {
-	v := TokValue{P: code, S: system, C: c}
+	v := TokValue{Param: code, System: system, Code: c}
 	if display != "" {
-		v.T = Fold(display)
+		v.Text = Fold(display)
 	}
-	if v.S == "" && v.C == "" && v.T == "" {
+	if v.System == "" && v.Code == "" && v.Text == "" {
 		return
 	}
 	addTok(ix, v)
 }
 
 func addTok(ix *Index, v TokValue) {
-	for i := len(ix.Tok) - 1; i >= max(0, len(ix.Tok)-dedupeWindow) && ix.Tok[i].P == v.P; i-- {
+	for i := len(ix.Tok) - 1; i >= max(0, len(ix.Tok)-dedupeWindow) && ix.Tok[i].Param == v.Param; i-- {
 		if ix.Tok[i] == v {
 			return
 		}

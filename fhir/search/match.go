@@ -20,23 +20,23 @@ import (
 // as in the stored documents, so a condition asking for "" never holds on
 // them):
 //
-//	StringCond    default: Str.V has the (folded) Value as a prefix; :contains:
-//	              Str.V contains Value; :exact: Str.X (Str.V when X is absent)
+//	StringCond    default: Str.Value has the (folded) Value as a prefix; :contains:
+//	              Str.Value contains Value; :exact: Str.Exact (Str.Value when Exact is absent)
 //	              equals Value
 //	TokenCond     code equal (CodeFold: equal under Unicode case folding);
 //	              System nil any system, "" no system, else equal; :of-type
-//	              Tok.TS|TC equal; :text a word of Tok.T starts with Text
-//	RefCond       Ref.R in Targets (filtered by Types) or in Types x IDs; Ref.I
-//	              in IDs (no Types); URLs: Ref.R equal (Version: and Ref.V
-//	              equal; Below: Ref.R has the URL as a prefix); Identifier:
-//	              Ref.IS|IC like a token (neither: any identifier value)
-//	DateCond      the prefix compares [Lo, Hi) with each [Dt.Lo, Dt.Hi) at
+//	              Tok.TypeSystem|TypeCode equal; :text a word of Tok.Text starts with Text
+//	RefCond       Ref.Ref in Targets (filtered by Types) or in Types x IDs; Ref.ID
+//	              in IDs (no Types); URLs: Ref.Ref equal (Version: and Ref.Version
+//	              equal; Below: Ref.Ref has the URL as a prefix); Identifier:
+//	              Ref.IDSystem|IDValue like a token (neither: any identifier value)
+//	DateCond      the prefix compares [Lo, Hi) with each [Date.Lo, Date.Hi) at
 //	              millisecond precision (see rangeMatch)
-//	NumberCond    eq/ne: Num.V inside/outside [Lo, Hi); ap: inside [Lo, Hi];
-//	              gt/sa, lt/eb, ge, le: Num.V against Value
-//	QuantityCond  as NumberCond on Qty.V, plus the unit: System|Code both
-//	              equal, System alone equal, Code alone equal to Qty.C or Qty.U
-//	URICond       equal; :below Value is a prefix; :above Uri.V is Value or
+//	NumberCond    eq/ne: Num.Value inside/outside [Lo, Hi); ap: inside [Lo, Hi];
+//	              gt/sa, lt/eb, ge, le: Num.Value against Value
+//	QuantityCond  as NumberCond on Qty.Value, plus the unit: System|Code both
+//	              equal, System alone equal, Code alone equal to Qty.Code or Qty.Unit
+//	URICond       equal; :below Value is a prefix; :above URI.Value is Value or
 //	              one of its ancestor paths (URIAncestors)
 //	CompositeCond one Comp tuple of Param satisfies every part
 //	MissingCond   Index.Has lacks (Missing) / holds the parameter
@@ -225,7 +225,7 @@ func compileLeaf(e Expr) (leafPred, error) {
 		tok := tokenPred(x)
 		return func(ix *Index) bool {
 			for i := range ix.Tok {
-				if ix.Tok[i].P == x.Param && tok(&ix.Tok[i]) {
+				if ix.Tok[i].Param == x.Param && tok(&ix.Tok[i]) {
 					return true
 				}
 			}
@@ -240,7 +240,7 @@ func compileLeaf(e Expr) (leafPred, error) {
 		}
 		return func(ix *Index) bool {
 			for _, d := range ix.Date {
-				if d.P == x.Param && r(ms(d.Lo), ms(d.Hi)) {
+				if d.Param == x.Param && r(ms(d.Lo), ms(d.Hi)) {
 					return true
 				}
 			}
@@ -253,7 +253,7 @@ func compileLeaf(e Expr) (leafPred, error) {
 		}
 		return func(ix *Index) bool {
 			for _, v := range ix.Num {
-				if v.P == x.Param && n(v.V) {
+				if v.Param == x.Param && n(v.Value) {
 					return true
 				}
 			}
@@ -268,7 +268,7 @@ func compileLeaf(e Expr) (leafPred, error) {
 		return func(ix *Index) bool {
 			for i := range ix.Qty {
 				q := &ix.Qty[i]
-				if q.P == x.Param && n(q.V) && unit(q) {
+				if q.Param == x.Param && n(q.Value) && unit(q) {
 					return true
 				}
 			}
@@ -289,11 +289,11 @@ func compileLeaf(e Expr) (leafPred, error) {
 		tuples:
 			for i := range ix.Comp {
 				c := &ix.Comp[i]
-				if c.P != x.Param {
+				if c.Param != x.Param {
 					continue
 				}
 				for _, p := range parts {
-					if !p(&c.X) {
+					if !p(&c.Parts) {
 						continue tuples
 					}
 				}
@@ -312,19 +312,19 @@ func stringLeaf(x StringCond) leafPred {
 	case StringExact:
 		// X is stored only when it differs from V (already folded).
 		ok = func(v *StrValue) bool {
-			if v.X != "" {
-				return v.X == x.Value
+			if v.Exact != "" {
+				return v.Exact == x.Value
 			}
-			return v.V == x.Value
+			return v.Value == x.Value
 		}
 	case StringContains:
-		ok = func(v *StrValue) bool { return strings.Contains(v.V, x.Value) }
+		ok = func(v *StrValue) bool { return strings.Contains(v.Value, x.Value) }
 	default:
-		ok = func(v *StrValue) bool { return strings.HasPrefix(v.V, x.Value) }
+		ok = func(v *StrValue) bool { return strings.HasPrefix(v.Value, x.Value) }
 	}
 	return func(ix *Index) bool {
 		for i := range ix.Str {
-			if ix.Str[i].P == x.Param && ok(&ix.Str[i]) {
+			if ix.Str[i].Param == x.Param && ok(&ix.Str[i]) {
 				return true
 			}
 		}
@@ -339,18 +339,18 @@ func tokenPred(x TokenCond) func(*TokValue) bool {
 	if x.Code != nil {
 		code := *x.Code
 		if x.CodeFold {
-			checks = append(checks, func(t *TokValue) bool { return t.C != "" && strings.EqualFold(t.C, code) })
+			checks = append(checks, func(t *TokValue) bool { return t.Code != "" && strings.EqualFold(t.Code, code) })
 		} else {
-			checks = append(checks, func(t *TokValue) bool { return t.C != "" && t.C == code })
+			checks = append(checks, func(t *TokValue) bool { return t.Code != "" && t.Code == code })
 		}
 	}
 	if x.System != nil {
 		sys := *x.System
-		checks = append(checks, func(t *TokValue) bool { return t.S == sys })
+		checks = append(checks, func(t *TokValue) bool { return t.System == sys })
 	}
 	if x.OfType {
 		checks = append(checks, func(t *TokValue) bool {
-			return t.TS != "" && t.TS == x.TypeSystem && t.TC != "" && t.TC == x.TypeCode
+			return t.TypeSystem != "" && t.TypeSystem == x.TypeSystem && t.TypeCode != "" && t.TypeCode == x.TypeCode
 		})
 	}
 	if x.Text != "" {
@@ -358,7 +358,7 @@ func tokenPred(x TokenCond) func(*TokValue) bool {
 		// any word of the display / text.
 		word := " " + x.Text
 		checks = append(checks, func(t *TokValue) bool {
-			return strings.HasPrefix(t.T, x.Text) || strings.Contains(t.T, word)
+			return strings.HasPrefix(t.Text, x.Text) || strings.Contains(t.Text, word)
 		})
 	}
 	return func(t *TokValue) bool {
@@ -378,16 +378,16 @@ func refLeaf(x RefCond) leafPred {
 	exact := a.Exact
 	if len(a.AnyTypeIDs) > 0 {
 		ids := stringSet(a.AnyTypeIDs)
-		alts = append(alts, func(r *RefValue) bool { return r.I != "" && ids(r.I) })
+		alts = append(alts, func(r *RefValue) bool { return r.ID != "" && ids(r.ID) })
 	}
 	if len(a.Below) > 0 {
 		urls := slices.Clone(a.Below)
 		alts = append(alts, func(r *RefValue) bool {
-			if r.R == "" {
+			if r.Ref == "" {
 				return false
 			}
 			for _, u := range urls {
-				if strings.HasPrefix(r.R, u) {
+				if strings.HasPrefix(r.Ref, u) {
 					return true
 				}
 			}
@@ -396,24 +396,24 @@ func refLeaf(x RefCond) leafPred {
 	}
 	if len(a.Versioned) > 0 {
 		urls := stringSet(a.Versioned)
-		alts = append(alts, func(r *RefValue) bool { return r.R != "" && urls(r.R) && r.V == x.Version })
+		alts = append(alts, func(r *RefValue) bool { return r.Ref != "" && urls(r.Ref) && r.Version == x.Version })
 	}
 	if len(exact) > 0 {
 		in := stringSet(exact)
-		alts = append(alts, func(r *RefValue) bool { return r.R != "" && in(r.R) })
+		alts = append(alts, func(r *RefValue) bool { return r.Ref != "" && in(r.Ref) })
 	}
 	if id := x.Identifier; id != nil {
 		var checks []func(*RefValue) bool
 		if id.Code != nil {
 			code := *id.Code
-			checks = append(checks, func(r *RefValue) bool { return r.IC != "" && r.IC == code })
+			checks = append(checks, func(r *RefValue) bool { return r.IDValue != "" && r.IDValue == code })
 		}
 		if id.System != nil {
 			sys := *id.System
-			checks = append(checks, func(r *RefValue) bool { return r.IS == sys })
+			checks = append(checks, func(r *RefValue) bool { return r.IDSystem == sys })
 		}
 		if id.Code == nil && id.System == nil {
-			checks = append(checks, func(r *RefValue) bool { return r.IC != "" })
+			checks = append(checks, func(r *RefValue) bool { return r.IDValue != "" })
 		}
 		alts = append(alts, func(r *RefValue) bool {
 			for _, c := range checks {
@@ -430,7 +430,7 @@ func refLeaf(x RefCond) leafPred {
 	return func(ix *Index) bool {
 		for i := range ix.Ref {
 			r := &ix.Ref[i]
-			if r.P != x.Param {
+			if r.Param != x.Param {
 				continue
 			}
 			for _, a := range alts {
@@ -456,7 +456,7 @@ func uriLeaf(x URICond) leafPred {
 	}
 	return func(ix *Index) bool {
 		for _, u := range ix.URI {
-			if u.P == x.Param && ok(u.V) {
+			if u.Param == x.Param && ok(u.Value) {
 				return true
 			}
 		}
@@ -469,11 +469,11 @@ func uriLeaf(x URICond) leafPred {
 func quantityUnit(system, code string) func(*QtyValue) bool {
 	switch {
 	case system != "" && code != "":
-		return func(q *QtyValue) bool { return q.S == system && q.C == code }
+		return func(q *QtyValue) bool { return q.System == system && q.Code == code }
 	case system != "":
-		return func(q *QtyValue) bool { return q.S == system }
+		return func(q *QtyValue) bool { return q.System == system }
 	case code != "":
-		return func(q *QtyValue) bool { return q.C == code || q.U == code }
+		return func(q *QtyValue) bool { return q.Code == code || q.Unit == code }
 	}
 	return func(*QtyValue) bool { return true }
 }

@@ -27,10 +27,10 @@ func matchOne(t *testing.T, e Expr, s Subject) bool {
 // TestMatchDatePrefixes: the target is 2020-01-15 ([Jan 15, Jan 16)), a
 // Period [Jan 10, Jan 20) and a dateTime with milliseconds.
 func TestMatchDatePrefixes(t *testing.T) {
-	day15 := Subject{Index: &Index{Date: []DateValue{{P: "date", Lo: putc("2020-01-15"), Hi: putc("2020-01-16")}}}}
-	period := Subject{Index: &Index{Date: []DateValue{{P: "date", Lo: putc("2020-01-10"), Hi: putc("2020-01-20")}}}}
+	day15 := Subject{Index: &Index{Date: []DateValue{{Param: "date", Lo: putc("2020-01-15"), Hi: putc("2020-01-16")}}}}
+	period := Subject{Index: &Index{Date: []DateValue{{Param: "date", Lo: putc("2020-01-10"), Hi: putc("2020-01-20")}}}}
 	instant := time.Date(2020, 1, 15, 10, 0, 0, 123_000_000, time.UTC)
-	exact := Subject{Index: &Index{Date: []DateValue{{P: "date", Lo: instant, Hi: instant.Add(time.Millisecond)}}}}
+	exact := Subject{Index: &Index{Date: []DateValue{{Param: "date", Lo: instant, Hi: instant.Add(time.Millisecond)}}}}
 	jan := [2]time.Time{putc("2020-01"), putc("2020-02")}
 	d15 := [2]time.Time{putc("2020-01-15"), putc("2020-01-16")}
 	d12 := [2]time.Time{putc("2020-01-12"), putc("2020-01-13")}
@@ -104,7 +104,7 @@ func TestMatchLastUpdated(t *testing.T) {
 // eq / ne use the precision range, the others the value.
 func TestMatchNumberPrefixes(t *testing.T) {
 	s := func(v float64) Subject {
-		return Subject{Index: &Index{Num: []NumValue{{P: "probability", V: v, Lo: v - 0.5, Hi: v + 0.5}}}}
+		return Subject{Index: &Index{Num: []NumValue{{Param: "probability", Value: v, Lo: v - 0.5, Hi: v + 0.5}}}}
 	}
 	n := func(p Prefix, lit string) Expr {
 		pre, v, lo, hi, err := numberValue("probability", string(p)+lit)
@@ -138,8 +138,8 @@ func TestMatchNumberPrefixes(t *testing.T) {
 func TestMatchQuantity(t *testing.T) {
 	const ucum = "http://unitsofmeasure.org"
 	s := Subject{Index: &Index{Qty: []QtyValue{
-		{P: "value-quantity", V: 5.4, Lo: 5.35, Hi: 5.45, S: ucum, C: "mmol/L", U: "mmol/l"},
-		{P: "value-quantity", V: 120, Lo: 119.5, Hi: 120.5, U: "mmHg"},
+		{Param: "value-quantity", Value: 5.4, Lo: 5.35, Hi: 5.45, System: ucum, Code: "mmol/L", Unit: "mmol/l"},
+		{Param: "value-quantity", Value: 120, Lo: 119.5, Hi: 120.5, Unit: "mmHg"},
 	}}}
 	q := func(p Prefix, lit, sys, code string) Expr {
 		pre, v, lo, hi, err := numberValue("value-quantity", string(p)+lit)
@@ -172,17 +172,17 @@ func TestMatchQuantity(t *testing.T) {
 func TestMatchComposite(t *testing.T) {
 	const loinc = "http://loinc.org"
 	bp := Subject{Index: &Index{Comp: []CompValue{
-		{P: "code-value-quantity", X: Index{
-			Tok: []TokValue{{P: "0", S: loinc, C: "8480-6"}},
-			Qty: []QtyValue{{P: "1", V: 120, Lo: 119.5, Hi: 120.5}},
+		{Param: "code-value-quantity", Parts: Index{
+			Tok: []TokValue{{Param: "0", System: loinc, Code: "8480-6"}},
+			Qty: []QtyValue{{Param: "1", Value: 120, Lo: 119.5, Hi: 120.5}},
 		}},
-		{P: "code-value-quantity", X: Index{
-			Tok: []TokValue{{P: "0", S: loinc, C: "8462-4"}},
-			Qty: []QtyValue{{P: "1", V: 80, Lo: 79.5, Hi: 80.5}},
+		{Param: "code-value-quantity", Parts: Index{
+			Tok: []TokValue{{Param: "0", System: loinc, Code: "8462-4"}},
+			Qty: []QtyValue{{Param: "1", Value: 80, Lo: 79.5, Hi: 80.5}},
 		}},
-		{P: "code-value-date", X: Index{
-			Tok:  []TokValue{{P: "0", C: "x"}},
-			Date: []DateValue{{P: "1", Lo: putc("2020-01-01"), Hi: putc("2020-01-02")}},
+		{Param: "code-value-date", Parts: Index{
+			Tok:  []TokValue{{Param: "0", Code: "x"}},
+			Date: []DateValue{{Param: "1", Lo: putc("2020-01-01"), Hi: putc("2020-01-02")}},
 		}},
 	}}}
 	cvq := func(code string, p Prefix, v float64) Expr {
@@ -219,14 +219,14 @@ func TestMatchComposite(t *testing.T) {
 func TestMatchNodes(t *testing.T) {
 	at := time.Date(2021, 1, 8, 0, 0, 0, 300_000, time.UTC)
 	s := Subject{Type: "Observation", ID: "o1", PatientVisible: at, Index: &Index{
-		Str: []StrValue{{P: "name", V: "john"}, {P: "name", V: "muller", X: "Müller"}},
-		Tok: []TokValue{{P: "code", S: "http://loinc.org", C: "8480-6", T: "systolic blood pressure"}, {P: "status", C: "final"}},
+		Str: []StrValue{{Param: "name", Value: "john"}, {Param: "name", Value: "muller", Exact: "Müller"}},
+		Tok: []TokValue{{Param: "code", System: "http://loinc.org", Code: "8480-6", Text: "systolic blood pressure"}, {Param: "status", Code: "final"}},
 		Ref: []RefValue{
-			{P: "subject", R: "Patient/p1", T: "Patient", I: "p1"},
-			{P: "performer", IS: "urn:npi", IC: "999"},
-			{P: "depends-on", R: "http://hl7.org/fhir/ig/core", V: "4.0.1"},
+			{Param: "subject", Ref: "Patient/p1", Type: "Patient", ID: "p1"},
+			{Param: "performer", IDSystem: "urn:npi", IDValue: "999"},
+			{Param: "depends-on", Ref: "http://hl7.org/fhir/ig/core", Version: "4.0.1"},
 		},
-		URI:          []URIValue{{P: "url", V: "http://acme.org/fhir/ValueSet/123"}},
+		URI:          []URIValue{{Param: "url", Value: "http://acme.org/fhir/ValueSet/123"}},
 		Has:          []string{"name", "code"},
 		Compartments: []string{"Patient/p1"},
 		Security:     []string{"http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R"},

@@ -112,7 +112,7 @@ func TestLoadCustom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(idx.Str, StrValue{P: "maiden", V: "muller", X: "Müller"}) {
+	if !slices.Contains(idx.Str, StrValue{Param: "maiden", Value: "muller", Exact: "Müller"}) {
 		t.Errorf("custom values: %+v", idx.Str)
 	}
 

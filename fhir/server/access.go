@@ -352,7 +352,7 @@ func writerOrigin(c *caller) string {
 // patientAuthored reports whether rec was written by a patient-facing app.
 func patientAuthored(rec store.Record) bool {
 	for _, t := range rec.Index.Tok {
-		if t.P == "_tag" && t.S == smart.OriginSystem && t.C == smart.OriginPatientApp {
+		if t.Param == "_tag" && t.System == smart.OriginSystem && t.Code == smart.OriginPatientApp {
 			return true
 		}
 	}
@@ -485,7 +485,7 @@ func (s *Server) checkPatientContent(ctx context.Context, c *caller, rec store.R
 	if len(rule.Owner) > 0 {
 		named := false
 		for _, r := range rec.Index.Ref {
-			if r.T == "Patient" && "Patient/"+r.I == owner && slices.Contains(rule.Owner, r.P) {
+			if r.Type == "Patient" && "Patient/"+r.ID == owner && slices.Contains(rule.Owner, r.Param) {
 				named = true
 			}
 		}
@@ -501,13 +501,13 @@ func (s *Server) checkPatientContent(ctx context.Context, c *caller, rec store.R
 // elements.
 func (s *Server) checkPatientElements(ctx context.Context, c *caller, rec store.Record, tree map[string]any, cur *store.Record) error {
 	for _, r := range rec.Index.Ref {
-		if r.P != search.BinaryLinkParam {
+		if r.Param != search.BinaryLinkParam {
 			continue
 		}
-		b, err := s.cfg.Store.Read(ctx, "Binary", r.I)
+		b, err := s.cfg.Store.Read(ctx, "Binary", r.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			// A Binary created earlier in the same transaction.
-			if rec, ok := pending(ctx, "Binary", r.I); ok {
+			if rec, ok := pending(ctx, "Binary", r.ID); ok {
 				b, err = rec, nil
 			}
 		}
@@ -522,7 +522,7 @@ func (s *Server) checkPatientElements(ctx context.Context, c *caller, rec store.
 		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		return fhir.Errorf(fhir.KindForbidden, "%s points at %s, which this app cannot read", rec.Type, r.R)
+		return fhir.Errorf(fhir.KindForbidden, "%s points at %s, which this app cannot read", rec.Type, r.Ref)
 	}
 	if rec.Type == "Patient" && cur != nil {
 		old, err := fhir.Decode(cur.Raw)

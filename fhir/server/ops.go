@@ -303,8 +303,8 @@ func (s *Server) releaseAudit(ctx context.Context, rec store.Record) {
 		for _, ae := range page.Records {
 			var keys []string
 			for _, r := range ae.Index.Ref {
-				if r.P == "entity" && r.R != "" {
-					keys = append(keys, r.R)
+				if r.Param == "entity" && r.Ref != "" {
+					keys = append(keys, r.Ref)
 				}
 			}
 			rel := s.HeldUntil(ctx, keys)

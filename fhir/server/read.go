@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
-	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/engine"
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"
 )

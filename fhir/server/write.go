@@ -11,9 +11,9 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/bundle"
+	"github.com/fhirgate/fhirgate/fhir/engine"
 	"github.com/fhirgate/fhirgate/fhir/patch"
 	"github.com/fhirgate/fhirgate/fhir/search"
-	"github.com/fhirgate/fhirgate/fhir/engine"
 	"github.com/fhirgate/fhirgate/policy"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"

@@ -28,8 +28,8 @@ func benchRecord(id string) store.Record {
 	return store.Record{
 		Type: "Observation", ID: id, VersionID: 1, LastUpdated: time.Date(2024, 3, 1, 10, 0, 0, 123e6, time.UTC), Raw: []byte(raw),
 		Index: search.Index{
-			Tok:          []search.TokValue{{P: "code", S: "http://loinc.org", C: "2339-0"}, {P: "status", C: "final"}},
-			Ref:          []search.RefValue{{P: "subject", R: "Patient/p1", T: "Patient", I: "p1"}},
+			Tok:          []search.TokValue{{Param: "code", System: "http://loinc.org", Code: "2339-0"}, {Param: "status", Code: "final"}},
+			Ref:          []search.RefValue{{Param: "subject", Ref: "Patient/p1", Type: "Patient", ID: "p1"}},
 			Compartments: []string{"Patient/p1"},
 		},
 	}

@@ -24,9 +24,9 @@ type doc struct {
 	LUN int64     `bson:"lun,omitempty"` // nanoseconds below the millisecond
 	Del bool      `bson:"del"`
 	// Raw is stored as BSON binary, so it comes back byte for byte.
-	Raw []byte        `bson:"raw,omitempty"`
-	Idx search.Index  `bson:"idx"`
-	Rel store.Release `bson:"rel"`
+	Raw []byte             `bson:"raw,omitempty"`
+	Idx mquery.BSONIndex   `bson:"idx"`
+	Rel mquery.BSONRelease `bson:"rel"`
 	// Tx is the id of the transaction that holds this current document
 	// (step 3 of Transact); absent when unlocked. Never in history.
 	Tx string `bson:"tx,omitempty"`
@@ -57,17 +57,17 @@ type cdoc struct {
 	Del                  bool      `bson:"del"`
 	Raw                  []byte    `bson:"raw,omitempty"`
 	mquery.CompactFields `bson:",inline"`
-	Rel                  store.Release `bson:"rel"`
-	Tx                   string        `bson:"tx,omitempty"`
-	Pending              bool          `bson:"pending,omitempty"`
-	DV                   int64         `bson:"dv,omitempty"`
-	C                    string        `bson:"c,omitempty"`
+	Rel                  mquery.BSONRelease `bson:"rel"`
+	Tx                   string             `bson:"tx,omitempty"`
+	Pending              bool               `bson:"pending,omitempty"`
+	DV                   int64              `bson:"dv,omitempty"`
+	C                    string             `bson:"c,omitempty"`
 }
 
 // index returns the search values of d, from either layout.
 func (d doc) index() (search.Index, error) {
 	if len(d.IXB) == 0 {
-		return d.Idx, nil
+		return mquery.FromBSON(d.Idx), nil
 	}
 	x, err := mquery.DecodeIndex(d.IXB)
 	if err != nil {
@@ -85,7 +85,7 @@ func (s *Store) wdoc(d doc) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			d.Idx, d.IXB = x, nil
+			d.Idx, d.IXB = mquery.ToBSON(x), nil
 		}
 		return d, nil
 	}
@@ -122,7 +122,7 @@ func (s *Store) wdocs(ds []doc) ([]any, error) {
 // indexSet is the $set of new search values in this store's layout.
 func (s *Store) indexSet(x *search.Index) (bson.D, error) {
 	if !s.compact {
-		return bson.D{{Key: "idx", Value: x}}, nil
+		return bson.D{{Key: "idx", Value: mquery.ToBSON(*x)}}, nil
 	}
 	cf, err := mquery.Compact(x)
 	if err != nil {
@@ -154,8 +154,8 @@ func toDoc(r store.Record) doc {
 		LUN: int64(lu.Sub(ms)),
 		Del: r.Deleted,
 		Raw: r.Raw,
-		Idx: r.Index,
-		Rel: r.Release,
+		Idx: mquery.ToBSON(r.Index),
+		Rel: mquery.BSONRelease(r.Release),
 	}
 }
 
@@ -171,7 +171,7 @@ func (d doc) historyDoc() doc {
 func (d doc) record() store.Record {
 	if len(d.IXB) > 0 {
 		if x, err := d.index(); err == nil {
-			d.Idx = x
+			d.Idx = mquery.ToBSON(x)
 		}
 	}
 	r := store.Record{
@@ -181,8 +181,8 @@ func (d doc) record() store.Record {
 		LastUpdated: d.LU.Add(time.Duration(d.LUN)).UTC(),
 		Deleted:     d.Del,
 		Raw:         d.Raw,
-		Index:       d.Idx,
-		Release:     d.Rel,
+		Index:       mquery.FromBSON(d.Idx),
+		Release:     store.Release(d.Rel),
 	}
 	if r.Deleted && len(r.Raw) == 0 {
 		r.Raw = nil
@@ -210,7 +210,7 @@ func normIndex(x *search.Index) {
 		x.Date[i].Hi = x.Date[i].Hi.UTC()
 	}
 	for i := range x.Comp {
-		normIndex(&x.Comp[i].X)
+		normIndex(&x.Comp[i].Parts)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/fhirgate/fhirgate/store"
+	"github.com/fhirgate/fhirgate/store/mongo/mquery"
 )
 
 // appendBSON encodes c as the driver's reflection would (same field names,
@@ -42,7 +43,7 @@ func (c *cdoc) appendBSON(dst []byte) ([]byte, error) {
 			return nil, fmt.Errorf("mongo: encode %s: %w", c.ID, err)
 		}
 	}
-	dst = appendRelease(dst, "rel", &c.Rel)
+	dst = appendRelease(dst, "rel", (*store.Release)(&c.Rel))
 	if c.Tx != "" {
 		dst = bsoncore.AppendStringElement(dst, "tx", c.Tx)
 	}
@@ -156,7 +157,9 @@ func (d *doc) UnmarshalBSON(b []byte) error {
 				err = bson.UnmarshalValue(bson.Type(v.Type), v.Data, &d.Idx)
 			}
 		case "rel":
-			d.Rel, err = bsonRelease(v)
+			var rel store.Release
+			rel, err = bsonRelease(v)
+			d.Rel = mquery.BSONRelease(rel)
 		case "tx":
 			d.Tx, err = bsonString(v)
 		case "pending":

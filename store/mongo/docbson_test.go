@@ -30,9 +30,9 @@ func TestCompactDocBSON(t *testing.T) {
 		"full": {ID: "Observation/o", T: "Observation", I: "o", V: 7, LU: t0, LUN: 456789, Raw: []byte(`{"resourceType":"Observation"}`),
 			CompactFields: mquery.CompactFields{IXB: []byte{0, 1, 2, 255}, K: "\ntok.c=final\n",
 				Srt: map[string]any{"status": "final", "value-quantity": 1.5, "date": pre, "code": "x", "n": int64(4)}},
-			Rel: store.Release{Patient: t0, Proxy: store.Never, Rule: "path", State: "delay", By: "Practitioner/1", At: pre, Note: "ok"},
+			Rel: mquery.BSONRelease{Patient: t0, Proxy: store.Never, Rule: "path", State: "delay", By: "Practitioner/1", At: pre, Note: "ok"},
 			Tx:  "tx1", Pending: true, DV: 2, C: "c1"},
-		"release partly set": {ID: "A/b", T: "A", I: "b", V: 2, LU: pre, Rel: store.Release{State: "immediate"}},
+		"release partly set": {ID: "A/b", T: "A", I: "b", V: 2, LU: pre, Rel: mquery.BSONRelease{State: "immediate"}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -90,7 +90,7 @@ func TestDocUnmarshalBSON(t *testing.T) {
 		{ID: "Patient/1", T: "Patient", I: "1", V: 1, LU: t0},
 		{ID: "Observation/o", T: "Observation", I: "o", V: 7, LU: t0, LUN: 456789, Del: true, Raw: []byte(`{"a":1}`),
 			CompactFields: mquery.CompactFields{IXB: []byte{0, 1, 2}, K: "\nk=v\n", Srt: map[string]any{"date": t0, "s": "x", "n": 1.5}},
-			Rel:           store.Release{Patient: t0, Proxy: store.Never, Rule: "r", State: "delay", By: "b", At: t0, Note: "n"},
+			Rel:           mquery.BSONRelease{Patient: t0, Proxy: store.Never, Rule: "r", State: "delay", By: "b", At: t0, Note: "n"},
 			Tx:            "tx", Pending: true, DV: 3, C: "c"},
 	} {
 		b, err := c.appendBSON(nil)
@@ -101,10 +101,10 @@ func TestDocUnmarshalBSON(t *testing.T) {
 	}
 	// The MongoDB layout (nested idx), and history documents.
 	for _, d := range []doc{
-		{ID: "Patient/1/2", T: "Patient", I: "1", V: 2, LU: t0, Raw: []byte(`{}`), Idx: search.Index{
-			Tok:  []search.TokValue{{P: "gender", C: "male"}},
-			Date: []search.DateValue{{P: "birthdate", Lo: t0, Hi: t0.Add(time.Hour)}},
-			Sort: map[string]any{"gender": "male"}, Has: []string{"gender"}, Compartments: []string{"Patient/1"}}},
+		{ID: "Patient/1/2", T: "Patient", I: "1", V: 2, LU: t0, Raw: []byte(`{}`), Idx: mquery.ToBSON(search.Index{
+			Tok:  []search.TokValue{{Param: "gender", Code: "male"}},
+			Date: []search.DateValue{{Param: "birthdate", Lo: t0, Hi: t0.Add(time.Hour)}},
+			Sort: map[string]any{"gender": "male"}, Has: []string{"gender"}, Compartments: []string{"Patient/1"}})},
 		{ID: "Basic/x", T: "Basic", I: "x", V: 1, LU: t0},
 	} {
 		b, err := bson.Marshal(plainDoc(d))

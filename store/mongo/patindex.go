@@ -63,8 +63,8 @@ func patientKeys(x *search.Index) []string {
 		}
 	}
 	for _, r := range x.Ref {
-		if strings.HasPrefix(r.R, "Patient/") && !slices.Contains(keys, r.R) {
-			keys = append(keys, r.R)
+		if strings.HasPrefix(r.Ref, "Patient/") && !slices.Contains(keys, r.Ref) {
+			keys = append(keys, r.Ref)
 		}
 	}
 	return keys

@@ -16,8 +16,8 @@ func patientRecord(typ, id string, patient int, lu int, code string) store.Recor
 	return store.Record{Type: typ, ID: id, VersionID: 1, LastUpdated: time.Unix(1700000000+int64(lu), 0).UTC(),
 		Raw: []byte(fmt.Sprintf(`{"resourceType":%q,"id":%q}`, typ, id)),
 		Index: search.Index{
-			Tok:          []search.TokValue{{P: "code", S: "http://loinc.org", C: code}},
-			Ref:          []search.RefValue{{P: "subject", R: p, T: "Patient", I: fmt.Sprintf("p%d", patient)}, {P: "patient", R: p, T: "Patient", I: fmt.Sprintf("p%d", patient)}},
+			Tok:          []search.TokValue{{Param: "code", System: "http://loinc.org", Code: code}},
+			Ref:          []search.RefValue{{Param: "subject", Ref: p, Type: "Patient", ID: fmt.Sprintf("p%d", patient)}, {Param: "patient", Ref: p, Type: "Patient", ID: fmt.Sprintf("p%d", patient)}},
 			Compartments: []string{p},
 			Sort:         map[string]any{"code": code},
 		}}

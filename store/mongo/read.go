@@ -554,7 +554,7 @@ func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *
 		}
 	}
 	if rel != nil {
-		set = append(set, bson.E{Key: "rel", Value: rel})
+		set = append(set, bson.E{Key: "rel", Value: mquery.BSONRelease(*rel)})
 	}
 	hist, res := s.histColl(typ), s.resColl(typ)
 	key := currentID(typ, id)

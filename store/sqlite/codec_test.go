@@ -15,14 +15,14 @@ import (
 func TestIndexCodecRoundTrip(t *testing.T) {
 	at := time.Date(2024, 3, 1, 10, 0, 0, 123456789, time.UTC)
 	ix := search.Index{
-		Str:  []search.StrValue{{P: "name", V: "zoe", X: "Zoë"}, {P: "x"}},
-		Tok:  []search.TokValue{{P: "code", S: "s", C: "c", T: "t t", TS: "ts", TC: "tc"}},
-		Ref:  []search.RefValue{{P: "subject", R: "Patient/1", T: "Patient", I: "1", V: "v", IS: "is", IC: "ic"}},
-		Date: []search.DateValue{{P: "date", Lo: time.Time{}, Hi: at}, {P: "d", Lo: time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC), Hi: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)}},
-		Num:  []search.NumValue{{P: "n", V: -0.5, Lo: math.Inf(-1), Hi: math.MaxFloat64}},
-		Qty:  []search.QtyValue{{P: "q", V: 1e-300, Lo: 0, Hi: 1, S: "u", C: "mg", U: "milligram"}},
-		URI:  []search.URIValue{{P: "url", V: "http://x/" + strings.Repeat("é", 200)}},
-		Comp: []search.CompValue{{P: "c", X: search.Index{Tok: []search.TokValue{{P: "0", C: "a"}}, Comp: []search.CompValue{{P: "0"}}}}},
+		Str:  []search.StrValue{{Param: "name", Value: "zoe", Exact: "Zoë"}, {Param: "x"}},
+		Tok:  []search.TokValue{{Param: "code", System: "s", Code: "c", Text: "t t", TypeSystem: "ts", TypeCode: "tc"}},
+		Ref:  []search.RefValue{{Param: "subject", Ref: "Patient/1", Type: "Patient", ID: "1", Version: "v", IDSystem: "is", IDValue: "ic"}},
+		Date: []search.DateValue{{Param: "date", Lo: time.Time{}, Hi: at}, {Param: "d", Lo: time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC), Hi: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)}},
+		Num:  []search.NumValue{{Param: "n", Value: -0.5, Lo: math.Inf(-1), Hi: math.MaxFloat64}},
+		Qty:  []search.QtyValue{{Param: "q", Value: 1e-300, Lo: 0, Hi: 1, System: "u", Code: "mg", Unit: "milligram"}},
+		URI:  []search.URIValue{{Param: "url", Value: "http://x/" + strings.Repeat("é", 200)}},
+		Comp: []search.CompValue{{Param: "c", Parts: search.Index{Tok: []search.TokValue{{Param: "0", Code: "a"}}, Comp: []search.CompValue{{Param: "0"}}}}},
 		Has:  []string{"name", ""}, Compartments: []string{"Patient/1"}, Security: []string{"s|c"},
 		Sort: map[string]any{"s": "x", "n": 1.5, "t": at, "j": []any{"a", 1.0}, "nil": nil},
 	}

@@ -463,8 +463,8 @@ func TestWindowEqualsDriven(t *testing.T) {
 			code = "third"
 		}
 		ix := search.Index{
-			Tok:  []search.TokValue{{P: "code", C: code}, {P: "status", C: "final"}},
-			Date: []search.DateValue{{P: "date", Lo: day("2024-01-01").AddDate(0, 0, i%400), Hi: day("2024-01-02").AddDate(0, 0, i%400)}},
+			Tok:  []search.TokValue{{Param: "code", Code: code}, {Param: "status", Code: "final"}},
+			Date: []search.DateValue{{Param: "date", Lo: day("2024-01-01").AddDate(0, 0, i%400), Hi: day("2024-01-02").AddDate(0, 0, i%400)}},
 			Sort: map[string]any{"date": day("2024-01-01").AddDate(0, 0, i%400).Format(time.RFC3339)},
 		}
 		if i%7 == 0 {

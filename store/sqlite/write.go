@@ -683,42 +683,42 @@ func (b *rowBuf) addIndex(typ string, rid int64, ix *search.Index) {
 // (resource level: "", 0); tuples are numbered through next.
 func (b *rowBuf) addValues(typ string, rid int64, ix *search.Index, prefix string, cid int64, next *int64) {
 	for _, v := range ix.Str {
-		e := v.X
+		e := v.Exact
 		if e == "" {
-			e = v.V
+			e = v.Value
 		}
-		b.add("str", typ, prefix+v.P, v.V, e, rid, cid)
+		b.add("str", typ, prefix+v.Param, v.Value, e, rid, cid)
 	}
 	for _, v := range ix.Tok {
-		b.add("tok", typ, prefix+v.P, foldKey(v.C), v.C, v.S, v.TS, v.TC, v.T, rid, cid)
+		b.add("tok", typ, prefix+v.Param, foldKey(v.Code), v.Code, v.System, v.TypeSystem, v.TypeCode, v.Text, rid, cid)
 	}
 	for _, v := range ix.Ref {
-		b.add("ref", typ, prefix+v.P, v.R, v.I, v.T, v.V, v.IS, v.IC, rid, cid)
+		b.add("ref", typ, prefix+v.Param, v.Ref, v.ID, v.Type, v.Version, v.IDSystem, v.IDValue, rid, cid)
 	}
 	for _, v := range ix.Date {
-		b.add("dt", typ, prefix+v.P, msOf(v.Lo), msOf(v.Hi), rid, cid)
+		b.add("dt", typ, prefix+v.Param, msOf(v.Lo), msOf(v.Hi), rid, cid)
 	}
 	for _, v := range ix.Num {
-		if math.IsNaN(v.V) {
+		if math.IsNaN(v.Value) {
 			continue // NaN satisfies no number condition
 		}
-		b.add("num", typ, prefix+v.P, v.V, finite(v.Lo), finite(v.Hi), rid, cid)
+		b.add("num", typ, prefix+v.Param, v.Value, finite(v.Lo), finite(v.Hi), rid, cid)
 	}
 	for _, v := range ix.Qty {
-		if math.IsNaN(v.V) {
+		if math.IsNaN(v.Value) {
 			continue
 		}
-		b.add("qty", typ, prefix+v.P, v.V, v.S, v.C, v.U, finite(v.Lo), finite(v.Hi), rid, cid)
+		b.add("qty", typ, prefix+v.Param, v.Value, v.System, v.Code, v.Unit, finite(v.Lo), finite(v.Hi), rid, cid)
 	}
 	for _, v := range ix.URI {
-		b.add("uri", typ, prefix+v.P, v.V, rid, cid)
+		b.add("uri", typ, prefix+v.Param, v.Value, rid, cid)
 	}
 	for i := range ix.Comp {
 		c := &ix.Comp[i]
 		*next++
 		k := *next
-		b.add("cmp", typ, prefix+c.P, rid, k, cid)
-		b.addValues(typ, rid, &c.X, prefix+c.P+compSep, k, next)
+		b.add("cmp", typ, prefix+c.Param, rid, k, cid)
+		b.addValues(typ, rid, &c.Parts, prefix+c.Param+compSep, k, next)
 	}
 }
 

@@ -134,7 +134,7 @@ func testSetDerived(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	mustTx(t, s, create(rec("Observation", "o", 1, at(0), "v1")))
 	mustTx(t, s, put(rec("Observation", "o", 2, at(1), "v2")))
-	idx := search.Index{Tok: []search.TokValue{{P: "code", S: "http://loinc.org", C: "1234-5"}}, Compartments: []string{"Patient/p"}}
+	idx := search.Index{Tok: []search.TokValue{{Param: "code", System: "http://loinc.org", Code: "1234-5"}}, Compartments: []string{"Patient/p"}}
 	rel := store.Release{Patient: store.Never, Proxy: store.Never, State: "held", By: "Practitioner/d", At: at(5), Note: "call first"}
 	// Older version: history only.
 	if err := s.SetDerived(ctx, "Observation", "o", 1, &idx, nil); err != nil {

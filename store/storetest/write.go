@@ -26,8 +26,8 @@ func testCreateRead(t *testing.T, s store.Store) {
 		`"extension":[{"url":"http://example.org/weight","valueDecimal":1.50}],  "name":[{"text":"Zoë \u00e9 \"q\""}] }`
 	r := store.Record{Type: "Patient", ID: "p1", VersionID: 1, LastUpdated: base, Raw: []byte(raw)}
 	r.Index = search.Index{
-		Str:          []search.StrValue{{P: "name", V: "zoe", X: "Zoë"}},
-		Tok:          []search.TokValue{{P: "gender", S: "http://hl7.org/fhir/administrative-gender", C: "female"}},
+		Str:          []search.StrValue{{Param: "name", Value: "zoe", Exact: "Zoë"}},
+		Tok:          []search.TokValue{{Param: "gender", System: "http://hl7.org/fhir/administrative-gender", Code: "female"}},
 		Compartments: []string{"Patient/p1"},
 		Sort:         map[string]any{"name": "zoe", "n": 1.5, "d": time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}

@@ -25,7 +25,7 @@ func EncodeIndex(x *search.Index) ([]byte, error) {
 	b, err := search.AppendIndex(append(make([]byte, 0, 1024), codecMagic...), x)
 	if err != nil {
 		// A sort value of a type the format does not know: BSON.
-		return bson.Marshal(x)
+		return bson.Marshal(ToBSON(*x))
 	}
 	return b, nil
 }
@@ -34,8 +34,9 @@ func EncodeIndex(x *search.Index) ([]byte, error) {
 func DecodeIndex(b []byte) (search.Index, error) {
 	var x search.Index
 	if len(b) < len(codecMagic) || string(b[:4]) != "\x00\x00\x00\x00" {
-		err := bson.Unmarshal(b, &x)
-		return x, err
+		var bx BSONIndex
+		err := bson.Unmarshal(b, &bx)
+		return FromBSON(bx), err
 	}
 	if b[4] != codecVersion {
 		return x, errors.New("mquery: unknown search value format")

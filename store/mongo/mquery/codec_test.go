@@ -14,16 +14,16 @@ import (
 func fullIndex() search.Index {
 	at := time.Date(2024, 3, 1, 10, 0, 0, 123456789, time.UTC)
 	return search.Index{
-		Str:  []search.StrValue{{P: "name", V: "smith", X: "Smith"}, {P: "family", V: "o'neil\nx"}},
-		Tok:  []search.TokValue{{P: "code", S: "http://loinc.org", C: "8867-4", T: "heart rate", TS: "ts", TC: "tc"}},
-		Ref:  []search.RefValue{{P: "subject", R: "Patient/1", T: "Patient", I: "1", V: "2", IS: "sys", IC: "code"}},
-		Date: []search.DateValue{{P: "date", Lo: at, Hi: at.Add(time.Second)}, {P: "birthdate", Lo: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), Hi: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)}},
-		Num:  []search.NumValue{{P: "probability", V: 0.5, Lo: 0.45, Hi: math.Inf(1)}},
-		Qty:  []search.QtyValue{{P: "value-quantity", V: -1.5, Lo: math.Inf(-1), Hi: -1.45, S: "http://unitsofmeasure.org", C: "mg", U: "mg"}},
-		URI:  []search.URIValue{{P: "url", V: "http://example.org/fhir/ValueSet/x"}},
-		Comp: []search.CompValue{{P: "code-value-quantity", X: search.Index{
-			Tok: []search.TokValue{{P: "code", C: "8867-4"}},
-			Qty: []search.QtyValue{{P: "value-quantity", V: 70}},
+		Str:  []search.StrValue{{Param: "name", Value: "smith", Exact: "Smith"}, {Param: "family", Value: "o'neil\nx"}},
+		Tok:  []search.TokValue{{Param: "code", System: "http://loinc.org", Code: "8867-4", Text: "heart rate", TypeSystem: "ts", TypeCode: "tc"}},
+		Ref:  []search.RefValue{{Param: "subject", Ref: "Patient/1", Type: "Patient", ID: "1", Version: "2", IDSystem: "sys", IDValue: "code"}},
+		Date: []search.DateValue{{Param: "date", Lo: at, Hi: at.Add(time.Second)}, {Param: "birthdate", Lo: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), Hi: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)}},
+		Num:  []search.NumValue{{Param: "probability", Value: 0.5, Lo: 0.45, Hi: math.Inf(1)}},
+		Qty:  []search.QtyValue{{Param: "value-quantity", Value: -1.5, Lo: math.Inf(-1), Hi: -1.45, System: "http://unitsofmeasure.org", Code: "mg", Unit: "mg"}},
+		URI:  []search.URIValue{{Param: "url", Value: "http://example.org/fhir/ValueSet/x"}},
+		Comp: []search.CompValue{{Param: "code-value-quantity", Parts: search.Index{
+			Tok: []search.TokValue{{Param: "code", Code: "8867-4"}},
+			Qty: []search.QtyValue{{Param: "value-quantity", Value: 70}},
 		}}},
 		Has:          []string{"code", "date"},
 		Compartments: []string{"Patient/1", "Practitioner/2"},
@@ -68,12 +68,12 @@ func TestIndexCodec(t *testing.T) {
 	}
 	// ixb written as BSON (the first compact layout) still decodes.
 	x := fullIndex()
-	old, err := bson.Marshal(&x)
+	old, err := bson.Marshal(ToBSON(x))
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := DecodeIndex(old)
-	if err != nil || len(got.Tok) != 1 || got.Tok[0].C != "8867-4" || len(got.Comp) != 1 {
+	if err != nil || len(got.Tok) != 1 || got.Tok[0].Code != "8867-4" || len(got.Comp) != 1 {
 		t.Errorf("BSON ixb: %v %#v", err, got)
 	}
 	// A sort value of another type falls back to BSON.

@@ -136,46 +136,46 @@ func addKeys(keys []string, x *search.Index, prefix string) []string {
 		keys = append(keys, prefix+path+"="+v) // key(prefix+path, v), one allocation
 	}
 	for _, v := range x.Str {
-		add("str.p", v.P)
-		add("str.v", v.V)
-		add("str.x", v.X)
+		add("str.p", v.Param)
+		add("str.v", v.Value)
+		add("str.x", v.Exact)
 	}
 	for _, v := range x.Tok {
-		add("tok.p", v.P)
-		add("tok.s", v.S)
-		add("tok.c", v.C)
-		add("tok.ts", v.TS)
-		add("tok.tc", v.TC)
+		add("tok.p", v.Param)
+		add("tok.s", v.System)
+		add("tok.c", v.Code)
+		add("tok.ts", v.TypeSystem)
+		add("tok.tc", v.TypeCode)
 	}
 	for _, v := range x.Ref {
-		add("ref.p", v.P)
-		add("ref.r", v.R)
-		add("ref.t", v.T)
-		add("ref.i", v.I)
-		add("ref.v", v.V)
-		add("ref.is", v.IS)
-		add("ref.ic", v.IC)
+		add("ref.p", v.Param)
+		add("ref.r", v.Ref)
+		add("ref.t", v.Type)
+		add("ref.i", v.ID)
+		add("ref.v", v.Version)
+		add("ref.is", v.IDSystem)
+		add("ref.ic", v.IDValue)
 	}
 	for _, v := range x.URI {
-		add("uri.p", v.P)
-		add("uri.v", v.V)
+		add("uri.p", v.Param)
+		add("uri.v", v.Value)
 	}
 	for _, v := range x.Date {
-		add("dt.p", v.P)
+		add("dt.p", v.Param)
 	}
 	for _, v := range x.Num {
-		add("num.p", v.P)
+		add("num.p", v.Param)
 	}
 	for _, v := range x.Qty {
-		add("qty.p", v.P)
-		add("qty.s", v.S)
-		add("qty.c", v.C)
-		add("qty.u", v.U)
+		add("qty.p", v.Param)
+		add("qty.s", v.System)
+		add("qty.c", v.Code)
+		add("qty.u", v.Unit)
 	}
 	if prefix == "" {
 		for i := range x.Comp {
-			add("cmp.p", x.Comp[i].P)
-			keys = addKeys(keys, &x.Comp[i].X, "cmp.x.")
+			add("cmp.p", x.Comp[i].Param)
+			keys = addKeys(keys, &x.Comp[i].Parts, "cmp.x.")
 		}
 	}
 	return keys

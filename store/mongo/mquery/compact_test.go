@@ -22,7 +22,7 @@ type compactTestDoc struct {
 	LU            time.Time `bson:"lu"`
 	Del           bool      `bson:"del"`
 	CompactFields `bson:",inline"`
-	Rel           store.Release `bson:"rel"`
+	Rel           BSONRelease `bson:"rel"`
 }
 
 // TestCompactLayout runs every case of TestFerretDB on documents in the
@@ -37,7 +37,7 @@ func TestCompactLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := compactTestDoc{ID: r.Key(), T: r.Type, I: r.ID, V: r.VersionID, LU: r.LastUpdated, CompactFields: cf, Rel: r.Release}
+		d := compactTestDoc{ID: r.Key(), T: r.Type, I: r.ID, V: r.VersionID, LU: r.LastUpdated, CompactFields: cf, Rel: BSONRelease(r.Release)}
 		if _, err := c.InsertOne(ctx, d); err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func TestCompactLayout(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r := store.Record{Type: d.T, ID: d.I, VersionID: d.V, LastUpdated: d.LU, Index: x, Release: d.Rel}
+				r := store.Record{Type: d.T, ID: d.I, VersionID: d.V, LastUpdated: d.LU, Index: x, Release: store.Release(d.Rel)}
 				all = append(all, r)
 				if m.Match(r) {
 					kept = append(kept, r)
@@ -95,10 +95,10 @@ func TestCompactLayout(t *testing.T) {
 // Keys name kind, field and value; composites nest under cmp.x.
 func TestCompactKeys(t *testing.T) {
 	x := search.Index{
-		Tok:          []search.TokValue{{P: "code", S: "http://loinc.org", C: "8867-4", T: "heart rate"}},
-		Ref:          []search.RefValue{{P: "subject", R: "Patient/1", T: "Patient", I: "1"}},
-		Date:         []search.DateValue{{P: "date"}},
-		Comp:         []search.CompValue{{P: "code-value-quantity", X: search.Index{Tok: []search.TokValue{{P: "code", C: "8867-4"}}}}},
+		Tok:          []search.TokValue{{Param: "code", System: "http://loinc.org", Code: "8867-4", Text: "heart rate"}},
+		Ref:          []search.RefValue{{Param: "subject", Ref: "Patient/1", Type: "Patient", ID: "1"}},
+		Date:         []search.DateValue{{Param: "date"}},
+		Comp:         []search.CompValue{{Param: "code-value-quantity", Parts: search.Index{Tok: []search.TokValue{{Param: "code", Code: "8867-4"}}}}},
 		Compartments: []string{"Patient/1"},
 	}
 	cf, err := Compact(&x)
@@ -120,7 +120,7 @@ func TestCompactKeys(t *testing.T) {
 		t.Errorf("keys %q", cf.K)
 	}
 	// A newline inside a value cannot split its key.
-	y := search.Index{Tok: []search.TokValue{{P: "identifier", C: "a\nb"}}}
+	y := search.Index{Tok: []search.TokValue{{Param: "identifier", Code: "a\nb"}}}
 	cy, _ := Compact(&y)
 	if !slices.Contains(cy.Keys(), "tok.c=a b") {
 		t.Errorf("keys %q", cy.K)
@@ -181,16 +181,16 @@ func keysIn(v any) []string {
 // up), for every element field of every value kind, composites included.
 func TestCompactKeysAreKeyed(t *testing.T) {
 	all := search.Index{
-		Str:  []search.StrValue{{P: "p", V: "v", X: "x"}},
-		Tok:  []search.TokValue{{P: "p", S: "s", C: "c", TS: "ts", TC: "tc"}},
-		Ref:  []search.RefValue{{P: "p", R: "r", T: "t", I: "i", V: "v", IS: "is", IC: "ic"}},
-		URI:  []search.URIValue{{P: "p", V: "v"}},
-		Date: []search.DateValue{{P: "p"}},
-		Num:  []search.NumValue{{P: "p"}},
-		Qty:  []search.QtyValue{{P: "p", S: "s", C: "c", U: "u"}},
+		Str:  []search.StrValue{{Param: "p", Value: "v", Exact: "x"}},
+		Tok:  []search.TokValue{{Param: "p", System: "s", Code: "c", TypeSystem: "ts", TypeCode: "tc"}},
+		Ref:  []search.RefValue{{Param: "p", Ref: "r", Type: "t", ID: "i", Version: "v", IDSystem: "is", IDValue: "ic"}},
+		URI:  []search.URIValue{{Param: "p", Value: "v"}},
+		Date: []search.DateValue{{Param: "p"}},
+		Num:  []search.NumValue{{Param: "p"}},
+		Qty:  []search.QtyValue{{Param: "p", System: "s", Code: "c", Unit: "u"}},
 	}
 	x := all
-	x.Comp = []search.CompValue{{P: "c", X: all}}
+	x.Comp = []search.CompValue{{Param: "c", Parts: all}}
 	cf, err := Compact(&x)
 	if err != nil {
 		t.Fatal(err)

@@ -47,60 +47,60 @@ func edgeRecords() []store.Record {
 		return store.Record{Type: typ, ID: id, VersionID: 1, LastUpdated: lu, Index: x}
 	}
 	a := rec("Observation", "edge-a", at, search.Index{
-		Str: []search.StrValue{{P: "name", V: ""}, {P: "name", V: "o'neil smith", X: "O'Neil Smith"}, {P: "_text", V: "a b.c*d"}},
+		Str: []search.StrValue{{Param: "name", Value: ""}, {Param: "name", Value: "o'neil smith", Exact: "O'Neil Smith"}, {Param: "_text", Value: "a b.c*d"}},
 		Tok: []search.TokValue{
-			{P: "code", C: "abc"},              // no system
-			{P: "code", S: "http://loinc.org"}, // no code
-			{P: "code", S: "urn:x", C: "ABC", T: "heart rate panel"},
-			{P: "identifier", S: "urn:mrn", C: "1", TS: "http://terminology.hl7.org/CodeSystem/v2-0203", TC: "MR"},
-			{P: "identifier", C: "2", TC: "MR"}, // type code without system
-			{P: "status", T: "final"},           // text only
+			{Param: "code", Code: "abc"},                // no system
+			{Param: "code", System: "http://loinc.org"}, // no code
+			{Param: "code", System: "urn:x", Code: "ABC", Text: "heart rate panel"},
+			{Param: "identifier", System: "urn:mrn", Code: "1", TypeSystem: "http://terminology.hl7.org/CodeSystem/v2-0203", TypeCode: "MR"},
+			{Param: "identifier", Code: "2", TypeCode: "MR"}, // type code without system
+			{Param: "status", Text: "final"},                 // text only
 		},
 		Ref: []search.RefValue{
-			{P: "subject", R: "Patient/p1", T: "Patient", I: "p1"},
-			{P: "subject", R: "Group/p1", T: "Group", I: "p1"},
-			{P: "performer", IC: "999"}, // identifier without system
-			{P: "performer", IS: "urn:npi", IC: "999"},
-			{P: "performer", IS: "urn:npi"}, // system only
-			{P: "based-on", R: "http://other.org/fhir/ServiceRequest/7"},
-			{P: "instantiates", R: "http://hl7.org/fhir/ig/core/StructureDefinition/x", V: "4.0.1"},
-			{P: "instantiates", R: "http://hl7.org/fhir/ig/core/StructureDefinition/x"},
+			{Param: "subject", Ref: "Patient/p1", Type: "Patient", ID: "p1"},
+			{Param: "subject", Ref: "Group/p1", Type: "Group", ID: "p1"},
+			{Param: "performer", IDValue: "999"}, // identifier without system
+			{Param: "performer", IDSystem: "urn:npi", IDValue: "999"},
+			{Param: "performer", IDSystem: "urn:npi"}, // system only
+			{Param: "based-on", Ref: "http://other.org/fhir/ServiceRequest/7"},
+			{Param: "instantiates", Ref: "http://hl7.org/fhir/ig/core/StructureDefinition/x", Version: "4.0.1"},
+			{Param: "instantiates", Ref: "http://hl7.org/fhir/ig/core/StructureDefinition/x"},
 		},
 		Date: []search.DateValue{
-			{P: "date", Lo: at, Hi: at.Add(time.Millisecond / 2)},
-			{P: "date", Lo: day("2020-01-01"), Hi: day("2020-02-01")},
-			{P: "issued", Lo: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), Hi: day("2000-01-01")},            // open start
-			{P: "effective", Lo: day("2019-12-31"), Hi: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, // open end
+			{Param: "date", Lo: at, Hi: at.Add(time.Millisecond / 2)},
+			{Param: "date", Lo: day("2020-01-01"), Hi: day("2020-02-01")},
+			{Param: "issued", Lo: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), Hi: day("2000-01-01")},            // open start
+			{Param: "effective", Lo: day("2019-12-31"), Hi: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, // open end
 		},
-		Num: []search.NumValue{{P: "probability", V: 0.5, Lo: 0.45, Hi: 0.55}, {P: "probability", V: -3, Lo: -3.5, Hi: -2.5}, {P: "probability", V: 0, Lo: -0.5, Hi: 0.5}},
+		Num: []search.NumValue{{Param: "probability", Value: 0.5, Lo: 0.45, Hi: 0.55}, {Param: "probability", Value: -3, Lo: -3.5, Hi: -2.5}, {Param: "probability", Value: 0, Lo: -0.5, Hi: 0.5}},
 		Qty: []search.QtyValue{
-			{P: "value-quantity", V: 5.4, Lo: 5.35, Hi: 5.45, S: "http://unitsofmeasure.org", C: "mmol/L", U: "mmol/l"},
-			{P: "value-quantity", V: 100, Lo: 99.5, Hi: 100.5, U: "mg"},         // unit text only
-			{P: "value-quantity", V: 7, Lo: -math.MaxFloat64, Hi: 7.5, C: "kg"}, // code only, "<7"
-			{P: "value-quantity", V: 1e-3, Lo: 0.00095, Hi: 0.00105, S: "urn:iso:std:iso:4217", C: "EUR"},
+			{Param: "value-quantity", Value: 5.4, Lo: 5.35, Hi: 5.45, System: "http://unitsofmeasure.org", Code: "mmol/L", Unit: "mmol/l"},
+			{Param: "value-quantity", Value: 100, Lo: 99.5, Hi: 100.5, Unit: "mg"},         // unit text only
+			{Param: "value-quantity", Value: 7, Lo: -math.MaxFloat64, Hi: 7.5, Code: "kg"}, // code only, "<7"
+			{Param: "value-quantity", Value: 1e-3, Lo: 0.00095, Hi: 0.00105, System: "urn:iso:std:iso:4217", Code: "EUR"},
 		},
 		URI: []search.URIValue{
-			{P: "url", V: "http://acme.org/fhir/ValueSet/123"},
-			{P: "url", V: "http://acme.org/fhir/"},
-			{P: "url", V: "urn:oid:1.2.3"},
-			{P: "url", V: ""},
+			{Param: "url", Value: "http://acme.org/fhir/ValueSet/123"},
+			{Param: "url", Value: "http://acme.org/fhir/"},
+			{Param: "url", Value: "urn:oid:1.2.3"},
+			{Param: "url", Value: ""},
 		},
 		Comp: []search.CompValue{
-			{P: "code-value-quantity", X: search.Index{
-				Tok: []search.TokValue{{P: "0", S: "http://loinc.org", C: "8480-6"}, {P: "0", S: "http://snomed.info/sct", C: "271649006"}},
-				Qty: []search.QtyValue{{P: "1", V: 120, Lo: 119.5, Hi: 120.5, S: "http://unitsofmeasure.org", C: "mm[Hg]"}},
+			{Param: "code-value-quantity", Parts: search.Index{
+				Tok: []search.TokValue{{Param: "0", System: "http://loinc.org", Code: "8480-6"}, {Param: "0", System: "http://snomed.info/sct", Code: "271649006"}},
+				Qty: []search.QtyValue{{Param: "1", Value: 120, Lo: 119.5, Hi: 120.5, System: "http://unitsofmeasure.org", Code: "mm[Hg]"}},
 			}},
-			{P: "code-value-quantity", X: search.Index{
-				Tok: []search.TokValue{{P: "0", S: "http://loinc.org", C: "8462-4"}},
-				Qty: []search.QtyValue{{P: "1", V: 80, Lo: 79.5, Hi: 80.5, S: "http://unitsofmeasure.org", C: "mm[Hg]"}},
+			{Param: "code-value-quantity", Parts: search.Index{
+				Tok: []search.TokValue{{Param: "0", System: "http://loinc.org", Code: "8462-4"}},
+				Qty: []search.QtyValue{{Param: "1", Value: 80, Lo: 79.5, Hi: 80.5, System: "http://unitsofmeasure.org", Code: "mm[Hg]"}},
 			}},
-			{P: "code-value-date", X: search.Index{
-				Tok:  []search.TokValue{{P: "0", C: "x"}},
-				Date: []search.DateValue{{P: "1", Lo: day("2020-01-01"), Hi: day("2020-01-02")}},
-				Str:  []search.StrValue{{P: "2", V: "abc"}},
-				Ref:  []search.RefValue{{P: "3", R: "Patient/p1", T: "Patient", I: "p1"}},
-				URI:  []search.URIValue{{P: "4", V: "http://a.org/b"}},
-				Num:  []search.NumValue{{P: "5", V: 2, Lo: 1.5, Hi: 2.5}},
+			{Param: "code-value-date", Parts: search.Index{
+				Tok:  []search.TokValue{{Param: "0", Code: "x"}},
+				Date: []search.DateValue{{Param: "1", Lo: day("2020-01-01"), Hi: day("2020-01-02")}},
+				Str:  []search.StrValue{{Param: "2", Value: "abc"}},
+				Ref:  []search.RefValue{{Param: "3", Ref: "Patient/p1", Type: "Patient", ID: "p1"}},
+				URI:  []search.URIValue{{Param: "4", Value: "http://a.org/b"}},
+				Num:  []search.NumValue{{Param: "5", Value: 2, Lo: 1.5, Hi: 2.5}},
 			}},
 		},
 		Has:          []string{"name", "code", "identifier", "status", "subject", "performer", "based-on", "instantiates", "date", "issued", "effective", "probability", "value-quantity", "url", "code-value-quantity", "code-value-date"},
@@ -186,39 +186,39 @@ func strp(s string) *string { return &s }
 
 func (g *gen) fromIndex(ix *search.Index, param func(string) string) {
 	for _, v := range ix.Str {
-		p := param(v.P)
-		for _, n := range []int{0, 1, len(v.V) / 2, len(v.V)} {
-			if n <= len(v.V) && utf8Prefix(v.V, n) {
-				g.add("string", search.StringCond{Param: p, Value: v.V[:n]})
+		p := param(v.Param)
+		for _, n := range []int{0, 1, len(v.Value) / 2, len(v.Value)} {
+			if n <= len(v.Value) && utf8Prefix(v.Value, n) {
+				g.add("string", search.StringCond{Param: p, Value: v.Value[:n]})
 			}
 		}
-		g.add("string", search.StringCond{Param: p, Value: v.V + "x"})
-		if len(v.V) > 2 {
-			mid := v.V[1 : len(v.V)-1]
+		g.add("string", search.StringCond{Param: p, Value: v.Value + "x"})
+		if len(v.Value) > 2 {
+			mid := v.Value[1 : len(v.Value)-1]
 			if strings.ToValidUTF8(mid, "") == mid {
 				g.add("string", search.StringCond{Param: p, Value: mid, Mode: search.StringContains})
 				g.add("string", search.StringCond{Param: p, Value: mid})
 			}
 		}
-		g.add("string", search.StringCond{Param: p, Value: v.V, Mode: search.StringExact})
-		g.add("string", search.StringCond{Param: p, Value: v.X, Mode: search.StringExact})
-		g.add("string", search.StringCond{Param: p, Value: strings.ToUpper(v.V), Mode: search.StringExact})
+		g.add("string", search.StringCond{Param: p, Value: v.Value, Mode: search.StringExact})
+		g.add("string", search.StringCond{Param: p, Value: v.Exact, Mode: search.StringExact})
+		g.add("string", search.StringCond{Param: p, Value: strings.ToUpper(v.Value), Mode: search.StringExact})
 		g.add("string", search.StringCond{Param: p, Value: "", Mode: search.StringContains})
 	}
 	for _, v := range ix.Tok {
-		p := param(v.P)
-		g.add("token", search.TokenCond{Param: p, Code: strp(v.C)})
-		g.add("token", search.TokenCond{Param: p, System: strp(v.S), Code: strp(v.C)})
-		g.add("token", search.TokenCond{Param: p, System: strp(""), Code: strp(v.C)})
-		g.add("token", search.TokenCond{Param: p, System: strp(v.S)})
-		g.add("token", search.TokenCond{Param: p, System: strp(v.S + "x"), Code: strp(v.C)})
-		g.add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.C)), CodeFold: true})
-		g.add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.C))})
-		g.add("token", search.TokenCond{Param: p, System: strp(v.S), Code: strp(strings.ToLower(v.C)), CodeFold: true})
-		g.add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TS, TypeCode: v.TC, Code: strp(v.C)})
-		g.add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TS, TypeCode: v.TC})
+		p := param(v.Param)
+		g.add("token", search.TokenCond{Param: p, Code: strp(v.Code)})
+		g.add("token", search.TokenCond{Param: p, System: strp(v.System), Code: strp(v.Code)})
+		g.add("token", search.TokenCond{Param: p, System: strp(""), Code: strp(v.Code)})
+		g.add("token", search.TokenCond{Param: p, System: strp(v.System)})
+		g.add("token", search.TokenCond{Param: p, System: strp(v.System + "x"), Code: strp(v.Code)})
+		g.add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.Code)), CodeFold: true})
+		g.add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.Code))})
+		g.add("token", search.TokenCond{Param: p, System: strp(v.System), Code: strp(strings.ToLower(v.Code)), CodeFold: true})
+		g.add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TypeSystem, TypeCode: v.TypeCode, Code: strp(v.Code)})
+		g.add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TypeSystem, TypeCode: v.TypeCode})
 		g.add("token", search.TokenCond{Param: p})
-		for _, w := range strings.Fields(v.T) {
+		for _, w := range strings.Fields(v.Text) {
 			for _, n := range []int{1, len(w)} {
 				if utf8Prefix(w, n) {
 					g.add("token", search.TokenCond{Param: p, Text: w[:n]})
@@ -230,35 +230,35 @@ func (g *gen) fromIndex(ix *search.Index, param func(string) string) {
 				}
 			}
 		}
-		if v.T != "" {
-			g.add("token", search.TokenCond{Param: p, Text: v.T})
+		if v.Text != "" {
+			g.add("token", search.TokenCond{Param: p, Text: v.Text})
 		}
 	}
 	for _, v := range ix.Ref {
-		p := param(v.P)
-		g.add("reference", search.RefCond{Param: p, Targets: []string{v.R}})
-		g.add("reference", search.RefCond{Param: p, Targets: []string{v.R, "Patient/zz"}, Types: []string{v.T}})
-		g.add("reference", search.RefCond{Param: p, Targets: []string{v.R}, Types: []string{"Group"}})
-		g.add("reference", search.RefCond{Param: p, IDs: []string{v.I}})
-		g.add("reference", search.RefCond{Param: p, IDs: []string{v.I, "zz"}, Types: []string{v.T, "Group"}})
-		g.add("reference", search.RefCond{Param: p, URLs: []string{v.R}})
-		g.add("reference", search.RefCond{Param: p, URLs: []string{v.R}, Version: v.V})
-		g.add("reference", search.RefCond{Param: p, URLs: []string{v.R}, Version: v.V + "1"})
-		if i := strings.LastIndex(v.R, "/"); i > 0 {
-			g.add("reference", search.RefCond{Param: p, URLs: []string{v.R[:i]}, Below: true})
-			g.add("reference", search.RefCond{Param: p, URLs: []string{"urn:nothing", v.R[:i+1]}, Below: true, Version: "x"})
+		p := param(v.Param)
+		g.add("reference", search.RefCond{Param: p, Targets: []string{v.Ref}})
+		g.add("reference", search.RefCond{Param: p, Targets: []string{v.Ref, "Patient/zz"}, Types: []string{v.Type}})
+		g.add("reference", search.RefCond{Param: p, Targets: []string{v.Ref}, Types: []string{"Group"}})
+		g.add("reference", search.RefCond{Param: p, IDs: []string{v.ID}})
+		g.add("reference", search.RefCond{Param: p, IDs: []string{v.ID, "zz"}, Types: []string{v.Type, "Group"}})
+		g.add("reference", search.RefCond{Param: p, URLs: []string{v.Ref}})
+		g.add("reference", search.RefCond{Param: p, URLs: []string{v.Ref}, Version: v.Version})
+		g.add("reference", search.RefCond{Param: p, URLs: []string{v.Ref}, Version: v.Version + "1"})
+		if i := strings.LastIndex(v.Ref, "/"); i > 0 {
+			g.add("reference", search.RefCond{Param: p, URLs: []string{v.Ref[:i]}, Below: true})
+			g.add("reference", search.RefCond{Param: p, URLs: []string{"urn:nothing", v.Ref[:i+1]}, Below: true, Version: "x"})
 		}
 		g.add("reference", search.RefCond{Param: p, URLs: []string{""}, Below: true})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IS), Code: strp(v.IC)}})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(""), Code: strp(v.IC)}})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IS)}})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IC)}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IDSystem), Code: strp(v.IDValue)}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(""), Code: strp(v.IDValue)}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IDSystem)}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IDValue)}})
 		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{}})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IC)}, Targets: []string{v.R}, IDs: []string{v.I}})
+		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IDValue)}, Targets: []string{v.Ref}, IDs: []string{v.ID}})
 		g.add("reference", search.RefCond{Param: p})
 	}
 	for _, v := range ix.Date {
-		p := param(v.P)
+		p := param(v.Param)
 		ranges := [][2]time.Time{
 			{v.Lo, v.Hi},
 			{v.Lo.AddDate(0, 0, -1), v.Lo},
@@ -285,17 +285,17 @@ func (g *gen) fromIndex(ix *search.Index, param func(string) string) {
 		}
 	}
 	for _, v := range ix.Num {
-		p := param(v.P)
-		for _, r := range numRanges(v.V, v.Lo, v.Hi) {
+		p := param(v.Param)
+		for _, r := range numRanges(v.Value, v.Lo, v.Hi) {
 			for _, pre := range allPrefixes {
 				g.add("number", search.NumberCond{Param: p, Prefix: pre, Value: r[0], Lo: r[1], Hi: r[2]})
 			}
 		}
 	}
 	for _, v := range ix.Qty {
-		p := param(v.P)
-		units := [][2]string{{"", ""}, {v.S, v.C}, {v.S, ""}, {"", v.C}, {"", v.U}, {v.S, v.U}, {"urn:other", v.C}}
-		for ri, r := range numRanges(v.V, v.Lo, v.Hi) {
+		p := param(v.Param)
+		units := [][2]string{{"", ""}, {v.System, v.Code}, {v.System, ""}, {"", v.Code}, {"", v.Unit}, {v.System, v.Unit}, {"urn:other", v.Code}}
+		for ri, r := range numRanges(v.Value, v.Lo, v.Hi) {
 			for _, pre := range allPrefixes {
 				for ui, u := range units {
 					if ri > 1 && ui > 1 && g.rnd.IntN(3) > 0 {
@@ -307,14 +307,14 @@ func (g *gen) fromIndex(ix *search.Index, param func(string) string) {
 		}
 	}
 	for _, v := range ix.URI {
-		p := param(v.P)
+		p := param(v.Param)
 		for _, mode := range []search.URIMode{search.URIExact, search.URIBelow, search.URIAbove} {
-			g.add("uri", search.URICond{Param: p, Value: v.V, Mode: mode})
-			g.add("uri", search.URICond{Param: p, Value: v.V + "/x/y", Mode: mode})
-			g.add("uri", search.URICond{Param: p, Value: v.V + "9", Mode: mode})
-			if i := strings.LastIndex(v.V, "/"); i > 0 {
-				g.add("uri", search.URICond{Param: p, Value: v.V[:i], Mode: mode})
-				g.add("uri", search.URICond{Param: p, Value: v.V[:i+1], Mode: mode})
+			g.add("uri", search.URICond{Param: p, Value: v.Value, Mode: mode})
+			g.add("uri", search.URICond{Param: p, Value: v.Value + "/x/y", Mode: mode})
+			g.add("uri", search.URICond{Param: p, Value: v.Value + "9", Mode: mode})
+			if i := strings.LastIndex(v.Value, "/"); i > 0 {
+				g.add("uri", search.URICond{Param: p, Value: v.Value[:i], Mode: mode})
+				g.add("uri", search.URICond{Param: p, Value: v.Value[:i+1], Mode: mode})
 			}
 		}
 	}
@@ -332,7 +332,7 @@ func (g *gen) composites(ix *search.Index) {
 	var tuples []*gen
 	for _, c := range ix.Comp {
 		sub := &gen{rnd: g.rnd, conds: map[string][]search.Expr{}, seen: map[string]bool{}}
-		sub.fromIndex(&c.X, func(p string) string { return p })
+		sub.fromIndex(&c.Parts, func(p string) string { return p })
 		tuples = append(tuples, sub)
 		var parts [][]search.Expr
 		for _, kind := range []string{"token", "string", "reference", "uri", "date", "number", "quantity"} {
@@ -351,7 +351,7 @@ func (g *gen) composites(ix *search.Index) {
 		if len(parts) == 0 {
 			continue
 		}
-		g.add("composite", search.CompositeCond{Param: c.P})
+		g.add("composite", search.CompositeCond{Param: c.Param})
 		for range 40 {
 			var ps []search.Expr
 			for _, opts := range parts {
@@ -360,18 +360,18 @@ func (g *gen) composites(ix *search.Index) {
 				}
 				ps = append(ps, opts[g.rnd.IntN(len(opts))])
 			}
-			g.add("composite", search.CompositeCond{Param: c.P, Parts: ps})
+			g.add("composite", search.CompositeCond{Param: c.Param, Parts: ps})
 		}
 	}
 	// Parts drawn from different tuples of the same parameter.
 	for i := range tuples {
 		for j := range tuples {
-			if i == j || ix.Comp[i].P != ix.Comp[j].P {
+			if i == j || ix.Comp[i].Param != ix.Comp[j].Param {
 				continue
 			}
 			a, b := tuples[i].conds["token"], tuples[j].conds["quantity"]
 			if len(a) > 0 && len(b) > 0 {
-				g.add("composite", search.CompositeCond{Param: ix.Comp[i].P, Parts: []search.Expr{a[g.rnd.IntN(len(a))], b[g.rnd.IntN(len(b))]}})
+				g.add("composite", search.CompositeCond{Param: ix.Comp[i].Param, Parts: []search.Expr{a[g.rnd.IntN(len(a))], b[g.rnd.IntN(len(b))]}})
 			}
 		}
 	}

@@ -135,54 +135,54 @@ func elementsOf(x *search.Index, kind string) []element {
 	switch kind {
 	case "str":
 		for _, v := range x.Str {
-			m := map[string]any{"p": v.P, "v": v.V}
-			put(m, "x", v.X)
+			m := map[string]any{"p": v.Param, "v": v.Value}
+			put(m, "x", v.Exact)
 			out = append(out, element{f: m})
 		}
 	case "tok":
 		for _, v := range x.Tok {
-			m := map[string]any{"p": v.P}
-			put(m, "s", v.S)
-			put(m, "c", v.C)
-			put(m, "t", v.T)
-			put(m, "ts", v.TS)
-			put(m, "tc", v.TC)
+			m := map[string]any{"p": v.Param}
+			put(m, "s", v.System)
+			put(m, "c", v.Code)
+			put(m, "t", v.Text)
+			put(m, "ts", v.TypeSystem)
+			put(m, "tc", v.TypeCode)
 			out = append(out, element{f: m})
 		}
 	case "ref":
 		for _, v := range x.Ref {
-			m := map[string]any{"p": v.P}
-			put(m, "r", v.R)
-			put(m, "t", v.T)
-			put(m, "i", v.I)
-			put(m, "v", v.V)
-			put(m, "is", v.IS)
-			put(m, "ic", v.IC)
+			m := map[string]any{"p": v.Param}
+			put(m, "r", v.Ref)
+			put(m, "t", v.Type)
+			put(m, "i", v.ID)
+			put(m, "v", v.Version)
+			put(m, "is", v.IDSystem)
+			put(m, "ic", v.IDValue)
 			out = append(out, element{f: m})
 		}
 	case "dt":
 		for _, v := range x.Date {
-			out = append(out, element{f: map[string]any{"p": v.P, "lo": ms(v.Lo), "hi": ms(v.Hi)}})
+			out = append(out, element{f: map[string]any{"p": v.Param, "lo": ms(v.Lo), "hi": ms(v.Hi)}})
 		}
 	case "num":
 		for _, v := range x.Num {
-			out = append(out, element{f: map[string]any{"p": v.P, "v": v.V, "lo": v.Lo, "hi": v.Hi}})
+			out = append(out, element{f: map[string]any{"p": v.Param, "v": v.Value, "lo": v.Lo, "hi": v.Hi}})
 		}
 	case "qty":
 		for _, v := range x.Qty {
-			m := map[string]any{"p": v.P, "v": v.V, "lo": v.Lo, "hi": v.Hi}
-			put(m, "s", v.S)
-			put(m, "c", v.C)
-			put(m, "u", v.U)
+			m := map[string]any{"p": v.Param, "v": v.Value, "lo": v.Lo, "hi": v.Hi}
+			put(m, "s", v.System)
+			put(m, "c", v.Code)
+			put(m, "u", v.Unit)
 			out = append(out, element{f: m})
 		}
 	case "uri":
 		for _, v := range x.URI {
-			out = append(out, element{f: map[string]any{"p": v.P, "v": v.V}})
+			out = append(out, element{f: map[string]any{"p": v.Param, "v": v.Value}})
 		}
 	case "cmp":
 		for i := range x.Comp {
-			out = append(out, element{f: map[string]any{"p": x.Comp[i].P}, sub: &x.Comp[i].X})
+			out = append(out, element{f: map[string]any{"p": x.Comp[i].Param}, sub: &x.Comp[i].Parts})
 		}
 	}
 	return out

@@ -26,21 +26,20 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
-	"github.com/fhirgate/fhirgate/store"
 )
 
 // exactDoc is a record in store/mongo's exact layout (its doc's fields
 // and bson tags).
 type exactDoc struct {
-	ID  string        `bson:"_id"`
-	T   string        `bson:"t"`
-	I   string        `bson:"i"`
-	V   int64         `bson:"v"`
-	LU  time.Time     `bson:"lu"`
-	LUN int64         `bson:"lun,omitempty"`
-	Del bool          `bson:"del"`
-	Idx search.Index  `bson:"idx"`
-	Rel store.Release `bson:"rel"`
+	ID  string      `bson:"_id"`
+	T   string      `bson:"t"`
+	I   string      `bson:"i"`
+	V   int64       `bson:"v"`
+	LU  time.Time   `bson:"lu"`
+	LUN int64       `bson:"lun,omitempty"`
+	Del bool        `bson:"del"`
+	Idx BSONIndex   `bson:"idx"`
+	Rel BSONRelease `bson:"rel"`
 }
 
 func toV1(t *testing.T, v any) *bson1.D {
@@ -96,7 +95,7 @@ func TestFiltersAgreeWithLungo(t *testing.T) {
 		lu := r.LastUpdated.UTC()
 		ms := lu.Truncate(time.Millisecond)
 		docs[i] = toV1(t, exactDoc{ID: r.Key(), T: r.Type, I: r.ID, V: r.VersionID, LU: ms, LUN: int64(lu.Sub(ms)),
-			Del: r.Deleted, Idx: r.Index, Rel: r.Release})
+			Del: r.Deleted, Idx: ToBSON(r.Index), Rel: BSONRelease(r.Release)})
 	}
 	limit := 400
 	if testing.Short() {

@@ -66,24 +66,24 @@ func fixtures() []store.Record {
 	}
 	o1 := rec("Observation", "o1", day("2021-01-01"), search.Index{
 		Tok: []search.TokValue{
-			{P: "code", S: loinc, C: "8480-6", T: "systolic blood pressure"},
-			{P: "status", S: "http://hl7.org/fhir/observation-status", C: "final"},
+			{Param: "code", System: loinc, Code: "8480-6", Text: "systolic blood pressure"},
+			{Param: "status", System: "http://hl7.org/fhir/observation-status", Code: "final"},
 		},
-		Ref:  []search.RefValue{{P: "subject", R: "Patient/p1", T: "Patient", I: "p1"}},
-		Date: []search.DateValue{{P: "date", Lo: day("2020-01-15"), Hi: day("2020-01-16")}},
+		Ref:  []search.RefValue{{Param: "subject", Ref: "Patient/p1", Type: "Patient", ID: "p1"}},
+		Date: []search.DateValue{{Param: "date", Lo: day("2020-01-15"), Hi: day("2020-01-16")}},
 		Qty: []search.QtyValue{
-			{P: "value-quantity", V: 120, Lo: 119.5, Hi: 120.5, S: ucum, C: "mm[Hg]", U: "mmHg"},
-			{P: "component-value-quantity", V: 80, Lo: 79.5, Hi: 80.5, S: ucum, C: "mm[Hg]", U: "mmHg"},
+			{Param: "value-quantity", Value: 120, Lo: 119.5, Hi: 120.5, System: ucum, Code: "mm[Hg]", Unit: "mmHg"},
+			{Param: "component-value-quantity", Value: 80, Lo: 79.5, Hi: 80.5, System: ucum, Code: "mm[Hg]", Unit: "mmHg"},
 		},
 		// A blood pressure panel: two tuples (search.html#composite).
 		Comp: []search.CompValue{
-			{P: "code-value-quantity", X: search.Index{
-				Tok: []search.TokValue{{P: "0", S: loinc, C: "8480-6"}},
-				Qty: []search.QtyValue{{P: "1", V: 120, S: ucum, C: "mm[Hg]"}},
+			{Param: "code-value-quantity", Parts: search.Index{
+				Tok: []search.TokValue{{Param: "0", System: loinc, Code: "8480-6"}},
+				Qty: []search.QtyValue{{Param: "1", Value: 120, System: ucum, Code: "mm[Hg]"}},
 			}},
-			{P: "code-value-quantity", X: search.Index{
-				Tok: []search.TokValue{{P: "0", S: loinc, C: "8462-4"}},
-				Qty: []search.QtyValue{{P: "1", V: 80, S: ucum, C: "mm[Hg]"}},
+			{Param: "code-value-quantity", Parts: search.Index{
+				Tok: []search.TokValue{{Param: "0", System: loinc, Code: "8462-4"}},
+				Qty: []search.QtyValue{{Param: "1", Value: 80, System: ucum, Code: "mm[Hg]"}},
 			}},
 		},
 		Has:          []string{"code", "status", "subject", "date", "value-quantity", "code-value-quantity"},
@@ -93,12 +93,12 @@ func fixtures() []store.Record {
 	o1.Release = store.Release{Patient: day("2021-01-08"), State: "delay"}
 	o2 := rec("Observation", "o2", day("2021-02-01"), search.Index{
 		Tok: []search.TokValue{
-			{P: "code", S: loinc, C: "8462-4", T: "diastolic blood pressure"},
-			{P: "status", S: "http://hl7.org/fhir/observation-status", C: "preliminary"},
+			{Param: "code", System: loinc, Code: "8462-4", Text: "diastolic blood pressure"},
+			{Param: "status", System: "http://hl7.org/fhir/observation-status", Code: "preliminary"},
 		},
-		Ref:          []search.RefValue{{P: "subject", R: "Patient/p2", T: "Patient", I: "p2"}},
-		Date:         []search.DateValue{{P: "date", Lo: day("2020-02-01"), Hi: day("2020-02-02")}},
-		Qty:          []search.QtyValue{{P: "value-quantity", V: 80, Lo: 79.5, Hi: 80.5, S: ucum, C: "mm[Hg]", U: "mmHg"}},
+		Ref:          []search.RefValue{{Param: "subject", Ref: "Patient/p2", Type: "Patient", ID: "p2"}},
+		Date:         []search.DateValue{{Param: "date", Lo: day("2020-02-01"), Hi: day("2020-02-02")}},
+		Qty:          []search.QtyValue{{Param: "value-quantity", Value: 80, Lo: 79.5, Hi: 80.5, System: ucum, Code: "mm[Hg]", Unit: "mmHg"}},
 		Has:          []string{"code", "status", "subject", "date", "value-quantity"},
 		Compartments: []string{"Patient/p2"},
 		Security:     []string{"http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R"},
@@ -106,47 +106,47 @@ func fixtures() []store.Record {
 	})
 	o2.Release = store.Release{Proxy: store.Never, State: "exclude"}
 	p1 := rec("Patient", "p1", day("2021-03-01"), search.Index{
-		Str: []search.StrValue{{P: "name", V: "smith", X: "Smith"}, {P: "name", V: "john"}},
+		Str: []search.StrValue{{Param: "name", Value: "smith", Exact: "Smith"}, {Param: "name", Value: "john"}},
 		Tok: []search.TokValue{
-			{P: "gender", S: "http://hl7.org/fhir/administrative-gender", C: "male"},
-			{P: "identifier", S: "urn:mrn", C: "123", TS: "http://terminology.hl7.org/CodeSystem/v2-0203", TC: "MR"},
+			{Param: "gender", System: "http://hl7.org/fhir/administrative-gender", Code: "male"},
+			{Param: "identifier", System: "urn:mrn", Code: "123", TypeSystem: "http://terminology.hl7.org/CodeSystem/v2-0203", TypeCode: "MR"},
 		},
-		Date:         []search.DateValue{{P: "birthdate", Lo: day("1970-01-01"), Hi: day("1970-01-02")}},
+		Date:         []search.DateValue{{Param: "birthdate", Lo: day("1970-01-01"), Hi: day("1970-01-02")}},
 		Has:          []string{"name", "gender", "identifier", "birthdate"},
 		Compartments: []string{"Patient/p1"},
 		Sort:         map[string]any{"family": "smith"},
 	})
 	p2 := rec("Patient", "p2", day("2021-03-02"), search.Index{
-		Str: []search.StrValue{{P: "name", V: "muller", X: "Müller"}},
+		Str: []search.StrValue{{Param: "name", Value: "muller", Exact: "Müller"}},
 		Tok: []search.TokValue{
-			{P: "gender", S: "http://hl7.org/fhir/administrative-gender", C: "female"},
-			{P: "identifier", C: "456"},
+			{Param: "gender", System: "http://hl7.org/fhir/administrative-gender", Code: "female"},
+			{Param: "identifier", Code: "456"},
 		},
-		Ref:          []search.RefValue{{P: "general-practitioner", R: "Practitioner/pr1", T: "Practitioner", I: "pr1"}},
-		Date:         []search.DateValue{{P: "birthdate", Lo: day("1980-05-01"), Hi: day("1980-06-01")}},
+		Ref:          []search.RefValue{{Param: "general-practitioner", Ref: "Practitioner/pr1", Type: "Practitioner", ID: "pr1"}},
+		Date:         []search.DateValue{{Param: "birthdate", Lo: day("1980-05-01"), Hi: day("1980-06-01")}},
 		Has:          []string{"name", "gender", "identifier", "birthdate", "general-practitioner"},
 		Compartments: []string{"Patient/p2"},
 		Sort:         map[string]any{"family": "muller"},
 	})
 	vs := rec("ValueSet", "vs1", day("2021-04-01"), search.Index{
-		URI: []search.URIValue{{P: "url", V: "http://acme.org/fhir/ValueSet/123"}},
+		URI: []search.URIValue{{Param: "url", Value: "http://acme.org/fhir/ValueSet/123"}},
 		Has: []string{"url"},
 	})
 	ra := rec("RiskAssessment", "r1", day("2021-04-02"), search.Index{
-		Num: []search.NumValue{{P: "probability", V: 0.8, Lo: 0.75, Hi: 0.85}},
+		Num: []search.NumValue{{Param: "probability", Value: 0.8, Lo: 0.75, Hi: 0.85}},
 		Has: []string{"probability"},
 	})
 	e1 := rec("Encounter", "e1", day("2021-04-03"), search.Index{
 		Ref: []search.RefValue{
-			{P: "subject", R: "Patient/p1", T: "Patient", I: "p1"},
-			{P: "participant", IS: "urn:npi", IC: "999"},
+			{Param: "subject", Ref: "Patient/p1", Type: "Patient", ID: "p1"},
+			{Param: "participant", IDSystem: "urn:npi", IDValue: "999"},
 		},
-		Date:         []search.DateValue{{P: "date", Lo: day("2020-01-01"), Hi: day("2020-01-10")}},
+		Date:         []search.DateValue{{Param: "date", Lo: day("2020-01-01"), Hi: day("2020-01-10")}},
 		Has:          []string{"subject", "participant", "date"},
 		Compartments: []string{"Patient/p1"},
 	})
 	ig := rec("ImplementationGuide", "ig1", day("2021-04-04"), search.Index{
-		Ref: []search.RefValue{{P: "depends-on", R: "http://hl7.org/fhir/ig/core", V: "4.0.1"}},
+		Ref: []search.RefValue{{Param: "depends-on", Ref: "http://hl7.org/fhir/ig/core", Version: "4.0.1"}},
 		Has: []string{"depends-on"},
 	})
 	return []store.Record{o1, o2, p1, p2, vs, ra, e1, ig}
@@ -154,14 +154,14 @@ func fixtures() []store.Record {
 
 // testDoc is a stored document in the layout of the package doc.
 type testDoc struct {
-	ID  string        `bson:"_id"`
-	T   string        `bson:"t"`
-	I   string        `bson:"i"`
-	V   int64         `bson:"v"`
-	LU  time.Time     `bson:"lu"`
-	Del bool          `bson:"del"`
-	Idx search.Index  `bson:"idx"`
-	Rel store.Release `bson:"rel"`
+	ID  string      `bson:"_id"`
+	T   string      `bson:"t"`
+	I   string      `bson:"i"`
+	V   int64       `bson:"v"`
+	LU  time.Time   `bson:"lu"`
+	Del bool        `bson:"del"`
+	Idx BSONIndex   `bson:"idx"`
+	Rel BSONRelease `bson:"rel"`
 }
 
 func toDoc(r store.Record, history bool) testDoc {
@@ -169,7 +169,7 @@ func toDoc(r store.Record, history bool) testDoc {
 	if history {
 		id = fmt.Sprintf("%s/%d", id, r.VersionID)
 	}
-	return testDoc{ID: id, T: r.Type, I: r.ID, V: r.VersionID, LU: r.LastUpdated, Idx: r.Index, Rel: r.Release}
+	return testDoc{ID: id, T: r.Type, I: r.ID, V: r.VersionID, LU: r.LastUpdated, Idx: ToBSON(r.Index), Rel: BSONRelease(r.Release)}
 }
 
 var (
@@ -228,7 +228,7 @@ func run(t *testing.T, c *mongo.Collection, e search.Expr, history bool) (coarse
 	}
 	var all, kept []store.Record
 	for _, d := range docs {
-		r := store.Record{Type: d.T, ID: d.I, VersionID: d.V, LastUpdated: d.LU, Index: d.Idx, Release: d.Rel}
+		r := store.Record{Type: d.T, ID: d.I, VersionID: d.V, LastUpdated: d.LU, Index: FromBSON(d.Idx), Release: store.Release(d.Rel)}
 		all = append(all, r)
 		if m.Match(r) {
 			kept = append(kept, r)
