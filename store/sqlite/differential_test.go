@@ -25,6 +25,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/gen"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/store"
+	dc "github.com/fhirgate/fhirgate/store/storetest/conds"
 )
 
 func day(s string) time.Time {
@@ -121,30 +122,30 @@ func (s *Store) matchKeys(ctx context.Context, q store.Query) ([]string, error) 
 
 // diffConds builds the conditions of the suite by kind.
 func diffConds(t testing.TB, recs []store.Record, limit int) (map[string][]search.Expr, []string) {
-	g := &condGen{rnd: rand.New(rand.NewPCG(3, 4)), conds: map[string][]search.Expr{}, seen: map[string]bool{}}
+	g := dc.NewGen(3, 4)
 	for _, r := range recs {
-		g.fromRecord(r)
+		g.FromRecord(r)
 	}
 	var pool []search.Expr
-	for _, es := range g.conds {
+	for _, es := range g.Conds {
 		pool = append(pool, es...)
 	}
 	slices.SortFunc(pool, func(a, b search.Expr) int { return strings.Compare(fmt.Sprintf("%#v", a), fmt.Sprintf("%#v", b)) })
-	pick := func() search.Expr { return pool[g.rnd.IntN(len(pool))] }
+	pick := func() search.Expr { return pool[g.Rnd.IntN(len(pool))] }
 	for range 300 {
-		g.add("combined", search.And{Args: []search.Expr{pick(), pick()}})
-		g.add("combined", search.Or{Args: []search.Expr{pick(), pick(), pick()}})
-		g.add("combined", search.Not{Arg: search.Or{Args: []search.Expr{pick(), search.Not{Arg: pick()}}}})
+		g.Add("combined", search.And{Args: []search.Expr{pick(), pick()}})
+		g.Add("combined", search.Or{Args: []search.Expr{pick(), pick(), pick()}})
+		g.Add("combined", search.Not{Arg: search.Or{Args: []search.Expr{pick(), search.Not{Arg: pick()}}}})
 		a := search.And{Args: []search.Expr{pick(), pick()}}
-		g.add("combined", &a)
+		g.Add("combined", &a)
 		// A driver plus conditions checked per resource, the shape of most searches.
-		g.add("combined", search.And{Args: []search.Expr{pick(), pick(), search.Not{Arg: pick()}}})
+		g.Add("combined", search.And{Args: []search.Expr{pick(), pick(), search.Not{Arg: pick()}}})
 	}
-	fixed := fixedConds()
+	fixed := dc.FixedConds()
 	out := map[string][]search.Expr{}
-	for kind, conds := range g.conds {
+	for kind, conds := range g.Conds {
 		if len(conds) > limit {
-			g.rnd.Shuffle(len(conds), func(i, j int) { conds[i], conds[j] = conds[j], conds[i] })
+			g.Rnd.Shuffle(len(conds), func(i, j int) { conds[i], conds[j] = conds[j], conds[i] })
 			conds = conds[:limit]
 		}
 		out[kind] = append(slices.Clone(fixed[kind]), conds...)
@@ -164,7 +165,7 @@ func diffConds(t testing.TB, recs []store.Record, limit int) (map[string][]searc
 
 func diffStore(t *testing.T) (*Store, []store.Record) {
 	s := openTest(t, ":memory:", Options{})
-	recs := append(append(edgeRecords(), exampleRecords(t)...), genRecords(t, 8)...)
+	recs := append(append(dc.EdgeRecords(), dc.ExampleRecords(t)...), genRecords(t, 8)...)
 	return s, loadRecords(t, s, recs)
 }
 
@@ -229,7 +230,7 @@ func TestSearchEqualsMatcher(t *testing.T) {
 		}
 	}
 	t.Logf("%d searches on %d records", total, len(recs))
-	for _, e := range badConds() {
+	for _, e := range dc.BadConds() {
 		if _, err := s.Search(ctx, store.Query{Filter: e, Count: 1}); err == nil {
 			t.Errorf("%#v: Search accepted a condition search.Matcher rejects", e)
 		}

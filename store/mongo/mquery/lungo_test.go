@@ -15,7 +15,6 @@ package mquery
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +25,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
+	dc "github.com/fhirgate/fhirgate/store/storetest/conds"
 )
 
 // exactDoc is a record in store/mongo's exact layout (its doc's fields
@@ -82,13 +82,13 @@ func hasRegex(v any) bool {
 }
 
 func TestFiltersAgreeWithLungo(t *testing.T) {
-	recs := append(append(fixtures(), edgeRecords()...), exampleRecords(t)...)
-	g := &gen{rnd: rand.New(rand.NewPCG(5, 6)), conds: map[string][]search.Expr{}, seen: map[string]bool{}}
+	recs := append(append(fixtures(), dc.EdgeRecords()...), dc.ExampleRecords(t)...)
+	g := dc.NewGen(5, 6)
 	for _, r := range recs {
-		g.fromRecord(r)
+		g.FromRecord(r)
 	}
-	for kind, es := range fixedConds() {
-		g.conds[kind] = append(g.conds[kind], es...)
+	for kind, es := range dc.FixedConds() {
+		g.Conds[kind] = append(g.Conds[kind], es...)
 	}
 	docs := make([]*bson1.D, len(recs))
 	for i, r := range recs {
@@ -101,16 +101,16 @@ func TestFiltersAgreeWithLungo(t *testing.T) {
 	if testing.Short() {
 		limit = 100
 	}
-	kinds := make([]string, 0, len(g.conds))
-	for k := range g.conds {
+	kinds := make([]string, 0, len(g.Conds))
+	for k := range g.Conds {
 		kinds = append(kinds, k)
 	}
 	slices.Sort(kinds)
 	checked, skipped, unsupported := 0, 0, 0
 	for _, kind := range kinds {
-		conds := g.conds[kind]
+		conds := g.Conds[kind]
 		if len(conds) > limit {
-			g.rnd.Shuffle(len(conds), func(i, j int) { conds[i], conds[j] = conds[j], conds[i] })
+			g.Rnd.Shuffle(len(conds), func(i, j int) { conds[i], conds[j] = conds[j], conds[i] })
 			conds = conds[:limit]
 		}
 		n := 0

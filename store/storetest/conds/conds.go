@@ -1,11 +1,12 @@
-package sqlite
-
-// Records and conditions of the differential test, adapted from
-// store/mongo/mquery's differential test: hand-built records with the edge
-// values where the rules differ, the search values extracted from every
-// vendored official example, and conditions built from those values (hits)
-// and variations of them (misses near the boundaries), of every kind and
-// every prefix.
+// Package conds holds the records and search conditions of the
+// differential tests that check every query compiler against the one
+// in-memory matcher (search.Match): store/sqlite's SQL, store/mongo's
+// MongoDB filters (and lungo's second opinion on them). Hand-built records
+// carry the edge values where the rules differ, ExampleRecords the search
+// values of every vendored official example, and Gen builds conditions of
+// every kind and prefix (search.html#ptypes, #prefix) from records' values
+// (hits) and variations of them (misses near the boundaries).
+package conds
 
 import (
 	"bytes"
@@ -15,6 +16,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -24,13 +26,24 @@ import (
 	"github.com/fhirgate/fhirgate/store"
 )
 
-var allPrefixes = []search.Prefix{"", search.Eq, search.Ne, search.Gt, search.Lt, search.Ge, search.Le, search.Sa, search.Eb, search.Ap}
+// root is the repository root (the vendored examples live under it).
+var root = func() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}()
 
-// edgeRecords are hand-built versions with the values where the rules
+// NewGen is a Gen with a deterministic random source.
+func NewGen(seed1, seed2 uint64) *Gen {
+	return &Gen{Rnd: rand.New(rand.NewPCG(seed1, seed2)), Conds: map[string][]search.Expr{}, seen: map[string]bool{}}
+}
+
+var Prefixes = []search.Prefix{"", search.Eq, search.Ne, search.Gt, search.Lt, search.Ge, search.Le, search.Sa, search.Eb, search.Ap}
+
+// EdgeRecords are hand-built versions with the values where the rules
 // differ: absent ("") fields, exact strings with and without X, words of
 // token text, sub-millisecond instants, open ranges, unit text, canonical
 // versions, identifiers without a system, nested paths.
-func edgeRecords() []store.Record {
+func EdgeRecords() []store.Record {
 	at := time.Date(2020, 1, 15, 10, 30, 0, 500_400_000, time.UTC) // .5004 s
 	rec := func(typ, id string, lu time.Time, x search.Index) store.Record {
 		return store.Record{Type: typ, ID: id, VersionID: 1, LastUpdated: lu, Index: x}
@@ -103,11 +116,11 @@ func edgeRecords() []store.Record {
 	return []store.Record{a, b, c}
 }
 
-// exampleRecords extracts the search values of every vendored example.
-func exampleRecords(t *testing.T) []store.Record {
+// ExampleRecords extracts the search values of every vendored example.
+func ExampleRecords(t testing.TB) []store.Record {
 	t.Helper()
 	var files []string
-	for _, dir := range []string{"../../testdata/examples", "../../fhir/search/testdata/examples"} {
+	for _, dir := range []string{filepath.Join(root, "testdata/examples"), filepath.Join(root, "fhir/search/testdata/examples")} {
 		fs, err := filepath.Glob(filepath.Join(dir, "*.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -156,95 +169,96 @@ func exampleRecords(t *testing.T) []store.Record {
 
 // gen builds conditions from the values of records (so they hit) and
 // from variations of them (so they miss near the boundary).
-type condGen struct {
-	rnd   *rand.Rand
-	conds map[string][]search.Expr // by kind
+type Gen struct {
+	Rnd   *rand.Rand
+	Conds map[string][]search.Expr // by kind
 	seen  map[string]bool
 }
 
-func (g *condGen) add(kind string, e search.Expr) {
+// Add records e under kind once.
+func (g *Gen) Add(kind string, e search.Expr) {
 	k := kind + fmt.Sprintf("%#v", e)
 	if g.seen[k] {
 		return
 	}
 	g.seen[k] = true
-	g.conds[kind] = append(g.conds[kind], e)
+	g.Conds[kind] = append(g.Conds[kind], e)
 }
 
 func strp(s string) *string { return &s }
 
-func (g *condGen) fromIndex(ix *search.Index, param func(string) string) {
+func (g *Gen) fromIndex(ix *search.Index, param func(string) string) {
 	for _, v := range ix.Str {
 		p := param(v.Param)
 		for _, n := range []int{0, 1, len(v.Value) / 2, len(v.Value)} {
 			if n <= len(v.Value) && utf8Prefix(v.Value, n) {
-				g.add("string", search.StringCond{Param: p, Value: v.Value[:n]})
+				g.Add("string", search.StringCond{Param: p, Value: v.Value[:n]})
 			}
 		}
-		g.add("string", search.StringCond{Param: p, Value: v.Value + "x"})
+		g.Add("string", search.StringCond{Param: p, Value: v.Value + "x"})
 		if len(v.Value) > 2 {
 			mid := v.Value[1 : len(v.Value)-1]
 			if strings.ToValidUTF8(mid, "") == mid {
-				g.add("string", search.StringCond{Param: p, Value: mid, Mode: search.StringContains})
-				g.add("string", search.StringCond{Param: p, Value: mid})
+				g.Add("string", search.StringCond{Param: p, Value: mid, Mode: search.StringContains})
+				g.Add("string", search.StringCond{Param: p, Value: mid})
 			}
 		}
-		g.add("string", search.StringCond{Param: p, Value: v.Value, Mode: search.StringExact})
-		g.add("string", search.StringCond{Param: p, Value: v.Exact, Mode: search.StringExact})
-		g.add("string", search.StringCond{Param: p, Value: strings.ToUpper(v.Value), Mode: search.StringExact})
-		g.add("string", search.StringCond{Param: p, Value: "", Mode: search.StringContains})
+		g.Add("string", search.StringCond{Param: p, Value: v.Value, Mode: search.StringExact})
+		g.Add("string", search.StringCond{Param: p, Value: v.Exact, Mode: search.StringExact})
+		g.Add("string", search.StringCond{Param: p, Value: strings.ToUpper(v.Value), Mode: search.StringExact})
+		g.Add("string", search.StringCond{Param: p, Value: "", Mode: search.StringContains})
 	}
 	for _, v := range ix.Tok {
 		p := param(v.Param)
-		g.add("token", search.TokenCond{Param: p, Code: strp(v.Code)})
-		g.add("token", search.TokenCond{Param: p, System: strp(v.System), Code: strp(v.Code)})
-		g.add("token", search.TokenCond{Param: p, System: strp(""), Code: strp(v.Code)})
-		g.add("token", search.TokenCond{Param: p, System: strp(v.System)})
-		g.add("token", search.TokenCond{Param: p, System: strp(v.System + "x"), Code: strp(v.Code)})
-		g.add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.Code)), CodeFold: true})
-		g.add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.Code))})
-		g.add("token", search.TokenCond{Param: p, System: strp(v.System), Code: strp(strings.ToLower(v.Code)), CodeFold: true})
-		g.add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TypeSystem, TypeCode: v.TypeCode, Code: strp(v.Code)})
-		g.add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TypeSystem, TypeCode: v.TypeCode})
-		g.add("token", search.TokenCond{Param: p})
+		g.Add("token", search.TokenCond{Param: p, Code: strp(v.Code)})
+		g.Add("token", search.TokenCond{Param: p, System: strp(v.System), Code: strp(v.Code)})
+		g.Add("token", search.TokenCond{Param: p, System: strp(""), Code: strp(v.Code)})
+		g.Add("token", search.TokenCond{Param: p, System: strp(v.System)})
+		g.Add("token", search.TokenCond{Param: p, System: strp(v.System + "x"), Code: strp(v.Code)})
+		g.Add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.Code)), CodeFold: true})
+		g.Add("token", search.TokenCond{Param: p, Code: strp(strings.ToUpper(v.Code))})
+		g.Add("token", search.TokenCond{Param: p, System: strp(v.System), Code: strp(strings.ToLower(v.Code)), CodeFold: true})
+		g.Add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TypeSystem, TypeCode: v.TypeCode, Code: strp(v.Code)})
+		g.Add("token", search.TokenCond{Param: p, OfType: true, TypeSystem: v.TypeSystem, TypeCode: v.TypeCode})
+		g.Add("token", search.TokenCond{Param: p})
 		for _, w := range strings.Fields(v.Text) {
 			for _, n := range []int{1, len(w)} {
 				if utf8Prefix(w, n) {
-					g.add("token", search.TokenCond{Param: p, Text: w[:n]})
+					g.Add("token", search.TokenCond{Param: p, Text: w[:n]})
 				}
 			}
 			if len(w) > 2 && utf8Prefix(w, 1) {
 				if rest := w[1:]; strings.ToValidUTF8(rest, "") == rest {
-					g.add("token", search.TokenCond{Param: p, Text: rest}) // mid-word: no match
+					g.Add("token", search.TokenCond{Param: p, Text: rest}) // mid-word: no match
 				}
 			}
 		}
 		if v.Text != "" {
-			g.add("token", search.TokenCond{Param: p, Text: v.Text})
+			g.Add("token", search.TokenCond{Param: p, Text: v.Text})
 		}
 	}
 	for _, v := range ix.Ref {
 		p := param(v.Param)
-		g.add("reference", search.RefCond{Param: p, Targets: []string{v.Ref}})
-		g.add("reference", search.RefCond{Param: p, Targets: []string{v.Ref, "Patient/zz"}, Types: []string{v.Type}})
-		g.add("reference", search.RefCond{Param: p, Targets: []string{v.Ref}, Types: []string{"Group"}})
-		g.add("reference", search.RefCond{Param: p, IDs: []string{v.ID}})
-		g.add("reference", search.RefCond{Param: p, IDs: []string{v.ID, "zz"}, Types: []string{v.Type, "Group"}})
-		g.add("reference", search.RefCond{Param: p, URLs: []string{v.Ref}})
-		g.add("reference", search.RefCond{Param: p, URLs: []string{v.Ref}, Version: v.Version})
-		g.add("reference", search.RefCond{Param: p, URLs: []string{v.Ref}, Version: v.Version + "1"})
+		g.Add("reference", search.RefCond{Param: p, Targets: []string{v.Ref}})
+		g.Add("reference", search.RefCond{Param: p, Targets: []string{v.Ref, "Patient/zz"}, Types: []string{v.Type}})
+		g.Add("reference", search.RefCond{Param: p, Targets: []string{v.Ref}, Types: []string{"Group"}})
+		g.Add("reference", search.RefCond{Param: p, IDs: []string{v.ID}})
+		g.Add("reference", search.RefCond{Param: p, IDs: []string{v.ID, "zz"}, Types: []string{v.Type, "Group"}})
+		g.Add("reference", search.RefCond{Param: p, URLs: []string{v.Ref}})
+		g.Add("reference", search.RefCond{Param: p, URLs: []string{v.Ref}, Version: v.Version})
+		g.Add("reference", search.RefCond{Param: p, URLs: []string{v.Ref}, Version: v.Version + "1"})
 		if i := strings.LastIndex(v.Ref, "/"); i > 0 {
-			g.add("reference", search.RefCond{Param: p, URLs: []string{v.Ref[:i]}, Below: true})
-			g.add("reference", search.RefCond{Param: p, URLs: []string{"urn:nothing", v.Ref[:i+1]}, Below: true, Version: "x"})
+			g.Add("reference", search.RefCond{Param: p, URLs: []string{v.Ref[:i]}, Below: true})
+			g.Add("reference", search.RefCond{Param: p, URLs: []string{"urn:nothing", v.Ref[:i+1]}, Below: true, Version: "x"})
 		}
-		g.add("reference", search.RefCond{Param: p, URLs: []string{""}, Below: true})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IDSystem), Code: strp(v.IDValue)}})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(""), Code: strp(v.IDValue)}})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IDSystem)}})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IDValue)}})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{}})
-		g.add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IDValue)}, Targets: []string{v.Ref}, IDs: []string{v.ID}})
-		g.add("reference", search.RefCond{Param: p})
+		g.Add("reference", search.RefCond{Param: p, URLs: []string{""}, Below: true})
+		g.Add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IDSystem), Code: strp(v.IDValue)}})
+		g.Add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(""), Code: strp(v.IDValue)}})
+		g.Add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{System: strp(v.IDSystem)}})
+		g.Add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IDValue)}})
+		g.Add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{}})
+		g.Add("reference", search.RefCond{Param: p, Identifier: &search.TokenCond{Code: strp(v.IDValue)}, Targets: []string{v.Ref}, IDs: []string{v.ID}})
+		g.Add("reference", search.RefCond{Param: p})
 	}
 	for _, v := range ix.Date {
 		p := param(v.Param)
@@ -254,11 +268,11 @@ func (g *condGen) fromIndex(ix *search.Index, param func(string) string) {
 			{v.Hi, v.Hi.AddDate(0, 0, 1)},
 			{v.Lo.Add(time.Millisecond / 2), v.Hi.Add(-time.Millisecond / 2)},
 			{v.Lo.Add(-time.Millisecond), v.Hi.Add(time.Millisecond)},
-			{v.Lo.Add(time.Duration(g.rnd.Int64N(int64(time.Hour)))), v.Lo.Add(time.Duration(g.rnd.Int64N(int64(48 * time.Hour))))},
+			{v.Lo.Add(time.Duration(g.Rnd.Int64N(int64(time.Hour)))), v.Lo.Add(time.Duration(g.Rnd.Int64N(int64(48 * time.Hour))))},
 		}
 		for _, rg := range ranges {
-			for _, pre := range allPrefixes {
-				g.add("date", search.DateCond{Param: p, Prefix: pre, Lo: rg[0], Hi: rg[1]})
+			for _, pre := range Prefixes {
+				g.Add("date", search.DateCond{Param: p, Prefix: pre, Lo: rg[0], Hi: rg[1]})
 			}
 		}
 	}
@@ -276,8 +290,8 @@ func (g *condGen) fromIndex(ix *search.Index, param func(string) string) {
 	for _, v := range ix.Num {
 		p := param(v.Param)
 		for _, r := range numRanges(v.Value, v.Lo, v.Hi) {
-			for _, pre := range allPrefixes {
-				g.add("number", search.NumberCond{Param: p, Prefix: pre, Value: r[0], Lo: r[1], Hi: r[2]})
+			for _, pre := range Prefixes {
+				g.Add("number", search.NumberCond{Param: p, Prefix: pre, Value: r[0], Lo: r[1], Hi: r[2]})
 			}
 		}
 	}
@@ -285,12 +299,12 @@ func (g *condGen) fromIndex(ix *search.Index, param func(string) string) {
 		p := param(v.Param)
 		units := [][2]string{{"", ""}, {v.System, v.Code}, {v.System, ""}, {"", v.Code}, {"", v.Unit}, {v.System, v.Unit}, {"urn:other", v.Code}}
 		for ri, r := range numRanges(v.Value, v.Lo, v.Hi) {
-			for _, pre := range allPrefixes {
+			for _, pre := range Prefixes {
 				for ui, u := range units {
-					if ri > 1 && ui > 1 && g.rnd.IntN(3) > 0 {
+					if ri > 1 && ui > 1 && g.Rnd.IntN(3) > 0 {
 						continue // every unit rule on the value itself; a sample beyond
 					}
-					g.add("quantity", search.QuantityCond{Param: p, Prefix: pre, Value: r[0], Lo: r[1], Hi: r[2], System: u[0], Code: u[1]})
+					g.Add("quantity", search.QuantityCond{Param: p, Prefix: pre, Value: r[0], Lo: r[1], Hi: r[2], System: u[0], Code: u[1]})
 				}
 			}
 		}
@@ -298,12 +312,12 @@ func (g *condGen) fromIndex(ix *search.Index, param func(string) string) {
 	for _, v := range ix.URI {
 		p := param(v.Param)
 		for _, mode := range []search.URIMode{search.URIExact, search.URIBelow, search.URIAbove} {
-			g.add("uri", search.URICond{Param: p, Value: v.Value, Mode: mode})
-			g.add("uri", search.URICond{Param: p, Value: v.Value + "/x/y", Mode: mode})
-			g.add("uri", search.URICond{Param: p, Value: v.Value + "9", Mode: mode})
+			g.Add("uri", search.URICond{Param: p, Value: v.Value, Mode: mode})
+			g.Add("uri", search.URICond{Param: p, Value: v.Value + "/x/y", Mode: mode})
+			g.Add("uri", search.URICond{Param: p, Value: v.Value + "9", Mode: mode})
 			if i := strings.LastIndex(v.Value, "/"); i > 0 {
-				g.add("uri", search.URICond{Param: p, Value: v.Value[:i], Mode: mode})
-				g.add("uri", search.URICond{Param: p, Value: v.Value[:i+1], Mode: mode})
+				g.Add("uri", search.URICond{Param: p, Value: v.Value[:i], Mode: mode})
+				g.Add("uri", search.URICond{Param: p, Value: v.Value[:i+1], Mode: mode})
 			}
 		}
 	}
@@ -317,17 +331,17 @@ func utf8Prefix(s string, n int) bool {
 // composites builds composite conditions from the tuples of ix: the parts
 // of one tuple (a hit), parts mixed across tuples (a miss), every prefix
 // on the ordered part.
-func (g *condGen) composites(ix *search.Index) {
-	var tuples []*condGen
+func (g *Gen) composites(ix *search.Index) {
+	var tuples []*Gen
 	for _, c := range ix.Comp {
-		sub := &condGen{rnd: g.rnd, conds: map[string][]search.Expr{}, seen: map[string]bool{}}
+		sub := &Gen{Rnd: g.Rnd, Conds: map[string][]search.Expr{}, seen: map[string]bool{}}
 		sub.fromIndex(&c.Parts, func(p string) string { return p })
 		tuples = append(tuples, sub)
 		var parts [][]search.Expr
 		for _, kind := range []string{"token", "string", "reference", "uri", "date", "number", "quantity"} {
 			for pos := 0; pos < 6; pos++ {
 				var ofPos []search.Expr
-				for _, e := range sub.conds[kind] {
+				for _, e := range sub.Conds[kind] {
 					if paramOf(e) == fmt.Sprint(pos) {
 						ofPos = append(ofPos, e)
 					}
@@ -340,16 +354,16 @@ func (g *condGen) composites(ix *search.Index) {
 		if len(parts) == 0 {
 			continue
 		}
-		g.add("composite", search.CompositeCond{Param: c.Param})
+		g.Add("composite", search.CompositeCond{Param: c.Param})
 		for range 40 {
 			var ps []search.Expr
 			for _, opts := range parts {
-				if g.rnd.IntN(4) == 0 && len(ps) > 0 {
+				if g.Rnd.IntN(4) == 0 && len(ps) > 0 {
 					continue
 				}
-				ps = append(ps, opts[g.rnd.IntN(len(opts))])
+				ps = append(ps, opts[g.Rnd.IntN(len(opts))])
 			}
-			g.add("composite", search.CompositeCond{Param: c.Param, Parts: ps})
+			g.Add("composite", search.CompositeCond{Param: c.Param, Parts: ps})
 		}
 	}
 	// Parts drawn from different tuples of the same parameter.
@@ -358,9 +372,9 @@ func (g *condGen) composites(ix *search.Index) {
 			if i == j || ix.Comp[i].Param != ix.Comp[j].Param {
 				continue
 			}
-			a, b := tuples[i].conds["token"], tuples[j].conds["quantity"]
+			a, b := tuples[i].Conds["token"], tuples[j].Conds["quantity"]
 			if len(a) > 0 && len(b) > 0 {
-				g.add("composite", search.CompositeCond{Param: ix.Comp[i].Param, Parts: []search.Expr{a[g.rnd.IntN(len(a))], b[g.rnd.IntN(len(b))]}})
+				g.Add("composite", search.CompositeCond{Param: ix.Comp[i].Param, Parts: []search.Expr{a[g.Rnd.IntN(len(a))], b[g.Rnd.IntN(len(b))]}})
 			}
 		}
 	}
@@ -386,27 +400,27 @@ func paramOf(e search.Expr) string {
 	return ""
 }
 
-func (g *condGen) fromRecord(r store.Record) {
+func (g *Gen) FromRecord(r store.Record) {
 	g.fromIndex(&r.Index, func(p string) string { return p })
 	g.composites(&r.Index)
 	for _, h := range r.Index.Has {
-		g.add("missing", search.MissingCond{Param: h, Missing: true})
-		g.add("missing", search.MissingCond{Param: h})
+		g.Add("missing", search.MissingCond{Param: h, Missing: true})
+		g.Add("missing", search.MissingCond{Param: h})
 	}
-	g.add("id", search.IDCond{IDs: []string{r.ID}})
-	g.add("id", search.KeyCond{Keys: []string{r.Key(), "Patient/zz"}})
-	g.add("id", search.TypeCond{Types: []string{r.Type}})
+	g.Add("id", search.IDCond{IDs: []string{r.ID}})
+	g.Add("id", search.KeyCond{Keys: []string{r.Key(), "Patient/zz"}})
+	g.Add("id", search.TypeCond{Types: []string{r.Type}})
 	if len(r.Index.Compartments) > 0 {
-		g.add("access", search.CompartmentCond{Compartments: r.Index.Compartments[:1]})
+		g.Add("access", search.CompartmentCond{Compartments: r.Index.Compartments[:1]})
 	}
 	if len(r.Index.Security) > 0 {
-		g.add("access", search.SecurityCond{Labels: r.Index.Security[:1]})
-		g.add("access", search.Not{Arg: search.SecurityCond{Labels: r.Index.Security}})
+		g.Add("access", search.SecurityCond{Labels: r.Index.Security[:1]})
+		g.Add("access", search.Not{Arg: search.SecurityCond{Labels: r.Index.Security}})
 	}
 	for _, at := range []time.Time{r.Release.Patient, r.Release.Proxy, r.LastUpdated} {
 		for _, d := range []time.Duration{-time.Millisecond, -time.Millisecond / 2, 0, time.Millisecond / 2, time.Millisecond} {
-			g.add("access", search.ReleaseCond{Audience: "patient", Now: at.Add(d)})
-			g.add("access", search.ReleaseCond{Audience: "proxy", Now: at.Add(d)})
+			g.Add("access", search.ReleaseCond{Audience: "patient", Now: at.Add(d)})
+			g.Add("access", search.ReleaseCond{Audience: "proxy", Now: at.Add(d)})
 		}
 	}
 	lu := r.LastUpdated
@@ -417,15 +431,15 @@ func (g *condGen) fromRecord(r store.Record) {
 		{lu.Add(-time.Minute), lu.Add(-time.Second)},
 		{lu.Add(time.Millisecond / 2), lu.Add(time.Minute)},
 	} {
-		for _, pre := range allPrefixes {
-			g.add("lastUpdated", search.LastUpdatedCond{Prefix: pre, Lo: rg[0], Hi: rg[1]})
+		for _, pre := range Prefixes {
+			g.Add("lastUpdated", search.LastUpdatedCond{Prefix: pre, Lo: rg[0], Hi: rg[1]})
 		}
 	}
 }
 
 // fixed are conditions not derived from a record: empty lists, constants,
 // nil, odd values.
-func fixedConds() map[string][]search.Expr {
+func FixedConds() map[string][]search.Expr {
 	return map[string][]search.Expr{
 		"id": {
 			search.IDCond{}, search.KeyCond{}, search.TypeCond{}, search.IDCond{IDs: []string{""}},
@@ -468,8 +482,8 @@ func fixedConds() map[string][]search.Expr {
 	}
 }
 
-// badConds are rejected by both (an unknown node, prefix or audience).
-func badConds() []search.Expr {
+// BadConds are rejected by both (an unknown node, prefix or audience).
+func BadConds() []search.Expr {
 	type bogus struct{ search.Expr }
 	return []search.Expr{
 		bogus{}, search.And{Args: []search.Expr{search.Const{}, bogus{}}}, search.Not{Arg: bogus{}},
@@ -480,4 +494,13 @@ func badConds() []search.Expr {
 		search.CompositeCond{Param: "c", Parts: []search.Expr{search.DateCond{Param: "0", Prefix: "xx"}}},
 		search.Or{Args: []search.Expr{search.Const{Value: true}, search.ReleaseCond{}}},
 	}
+}
+
+// day is the midnight UTC of a YYYY-MM-DD date.
+func day(s string) time.Time {
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		panic(err)
+	}
+	return t
 }
