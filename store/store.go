@@ -104,10 +104,17 @@ type Op struct {
 type Query struct {
 	Types  []string // empty: every type
 	Filter search.Expr
-	Sort   []search.SortKey // ties are always broken by Type then ID ascending
-	Count  int              // page size; 0 returns no records (only Total)
-	Cursor string           // from a previous Page.Next
-	Total  bool             // compute Page.Total (exact count of matches)
+	// Sort orders the matches; ties are broken by Type ascending, then by
+	// an order of the store's that is stable while the resource exists
+	// (store/sqlite: insertion; store/mongo: ID ascending).
+	Sort   []search.SortKey
+	Count  int    // page size; 0 returns no records (only Total)
+	Cursor string // from a previous Page.Next
+	Total  bool   // compute Page.Total (exact count of matches)
+	// TotalLimit, with Total, lets the store stop counting past it:
+	// Page.Total is then -1 when more than TotalLimit resources match
+	// (0: always exact). A store may still count exactly.
+	TotalLimit int64
 }
 
 // Page is one page of results.

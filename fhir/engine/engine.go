@@ -53,7 +53,18 @@ type Engine struct {
 	MaxInnerTotal int
 	// MaxInclude bounds included resources per page (0: DefaultMaxInclude).
 	MaxInclude int
+	// TotalLimit bounds the count behind Bundle.total when the request
+	// does not ask for _total=accurate (0: DefaultTotalLimit; -1: always
+	// count exactly).
+	TotalLimit int64
 }
+
+// DefaultTotalLimit: by default (and with _total=estimate) a first page
+// states the total only up to this many matches, so that counting stays
+// a bounded read of the index however much data matches; above it
+// Bundle.total (0..1 in R4, bundle.html) is left out and the next link
+// leads on. _total=accurate and _summary=count always count exactly.
+const DefaultTotalLimit = 1000
 
 // Request is one search.
 type Request struct {
@@ -236,8 +247,9 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	count := min(p.Count, e.maxCount())
-	// search.html#total: _total=accurate/estimate always counts, none never;
-	// by default the first page carries the total.
+	// search.html#total: _total=accurate always counts, none never;
+	// estimate and the default give the first page a total bounded by
+	// TotalLimit.
 	wantTotal := p.Total == "accurate" || p.Total == "estimate" || p.Total == "" && p.Cursor == ""
 	q := store.Query{
 		Types:  p.Types,
@@ -248,6 +260,15 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		// The store counts with the page (one scan on FerretDB; on
 		// MongoDB no count when the first page holds every match).
 		Total: p.Total != "none" && (count == 0 || wantTotal),
+	}
+	if q.Total && count > 0 && p.Total != "accurate" {
+		q.TotalLimit = e.TotalLimit
+		switch {
+		case q.TotalLimit == 0:
+			q.TotalLimit = DefaultTotalLimit
+		case q.TotalLimit < 0:
+			q.TotalLimit = 0
+		}
 	}
 	page, err := e.Store.Search(ctx, q)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/fhirgate/fhirgate/store"
 	"github.com/fhirgate/fhirgate/store/embedded"
 	"github.com/fhirgate/fhirgate/store/mongo"
+	"github.com/fhirgate/fhirgate/store/sqlite"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -808,5 +809,47 @@ func TestSubset(t *testing.T) {
 	same, err := subset(raw, "Patient", "false", nil)
 	if err != nil || !bytes.Equal(same, raw) {
 		t.Fatalf("no subset changed the resource: %s %v", same, err)
+	}
+}
+
+// TestTotalLimit: by default and with _total=estimate the first page's
+// total is counted up to TotalLimit matches and left out above it (R4
+// Bundle.total is 0..1); _total=accurate and _summary=count count
+// exactly (search.html#total). On store/sqlite, which honours the limit.
+func TestTotalLimit(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), ":memory:", sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	load(t, st, fixtures(t))
+	e := &Engine{Store: st, Registry: search.Default().WithBase(testBase), Base: testBase, Now: func() time.Time { return fixedNow }}
+	total := func(q string) *int64 {
+		t.Helper()
+		return bundleOf(t, e, "Observation", q).Total
+	}
+	for _, tc := range []struct {
+		limit int64
+		q     string
+		want  int64 // -1: no total
+	}{
+		{0, "subject=Patient/pg&_count=2", 25},   // under DefaultTotalLimit
+		{10, "subject=Patient/pg&_count=2", -1},  // over the limit: left out
+		{10, "subject=Patient/pg&_count=30", 25}, // the page holds every match
+		{10, "subject=Patient/pg&_count=2&_total=estimate", -1},
+		{10, "subject=Patient/pg&_count=2&_total=accurate", 25},
+		{10, "subject=Patient/pg&_summary=count", 25},
+		{25, "subject=Patient/pg&_count=2", 25}, // exactly the limit
+		{24, "subject=Patient/pg&_count=2", -1},
+		{-1, "subject=Patient/pg&_count=2", 25}, // -1: always exact
+	} {
+		e.TotalLimit = tc.limit
+		got := total(tc.q)
+		switch {
+		case tc.want < 0 && got != nil:
+			t.Errorf("limit %d, %s: total %d, want none", tc.limit, tc.q, *got)
+		case tc.want >= 0 && (got == nil || *got != tc.want):
+			t.Errorf("limit %d, %s: total %v, want %d", tc.limit, tc.q, got, tc.want)
+		}
 	}
 }

@@ -387,6 +387,10 @@ type leaf struct {
 	param string
 	alts  []func(b *sqlb, a string)
 	rank  int // selectivity class for the choice of the driver (lower: fewer rows)
+	// ordered: one alternative fixing every column of the table's primary
+	// key before rid by equality, so that within one type the index
+	// delivers the matching rows in rid order (see driver.ordered).
+	ordered bool
 }
 
 // value ranks (see driverRank).
@@ -418,17 +422,30 @@ type driver struct {
 	rank int
 	emit func(b *sqlb) // writes a SELECT of rids (or, in history, vks)
 	key  string        // identity, to merge identical Or arms
+	// ordered, when set, is the driver as a join over its table (alias a):
+	// table names it, cond writes its conditions over a. Its primary key
+	// delivers the rows in rid order, so a search in the default order
+	// (type, rid) of one type reads the set in order and stops at the page
+	// (GROUP BY a.rid drops a resource's repeated rows in that order).
+	ordered *orderedSet
+}
+
+// orderedSet is a driver readable in rid order (driver.ordered).
+type orderedSet struct {
+	table string
+	cond  func(b *sqlb, a string)
 }
 
 // where is a compiled filter: a boolean over the row and, optionally, the
 // driving set.
 type where struct {
 	cond    sqlb
-	full    sqlb  // every conjunct, the driver's too (plans without the driver)
-	drive   *sqlb // nil: none
-	rows    int   // rows the probe counted in the driver's set (at most probeCap; -1: not probed)
-	inexact bool  // history: re-check with search.Matcher
-	never   bool  // a conjunct is constant false: nothing matches
+	full    sqlb        // every conjunct, the driver's too (plans without the driver)
+	drive   *sqlb       // nil: none
+	ordered *orderedSet // the driver readable in rid order, if it is
+	rows    int         // rows the probe counted in the driver's set (at most probeCap; -1: not probed)
+	inexact bool        // history: re-check with search.Matcher
+	never   bool        // a conjunct is constant false: nothing matches
 }
 
 // probeCap bounds the rows a probe counts (see compileWhere).

@@ -79,12 +79,22 @@ func (c *compiler) driverOf(e search.Expr) (*driver, error) {
 				b.in("c", x.Compartments)
 			}}, nil
 		}
-		return &driver{rank: rankEq, key: key, emit: func(b *sqlb) {
+		d := &driver{rank: rankEq, key: key, emit: func(b *sqlb) {
 			b.w("SELECT rid FROM cpt WHERE ")
 			b.in("c", x.Compartments)
 			b.w(" AND ")
 			c.typesIn(b, "t")
-		}}, nil
+		}}
+		if len(x.Compartments) == 1 && len(c.types) == 1 {
+			// Primary key (c, t, rid).
+			d.ordered = &orderedSet{table: "cpt", cond: func(b *sqlb, a string) {
+				b.w(a, ".c = ")
+				b.a(x.Compartments[0])
+				b.w(" AND ", a, ".t = ")
+				b.a(c.types[0])
+			}}
+		}
+		return d, nil
 	}
 	if c.hist {
 		return nil, nil
@@ -110,12 +120,22 @@ func (c *compiler) driverOf(e search.Expr) (*driver, error) {
 		if len(x.Labels) == 0 {
 			return nil, nil
 		}
-		return &driver{rank: rankRange, key: fmt.Sprintf("sec%q", x.Labels), emit: func(b *sqlb) {
+		d := &driver{rank: rankRange, key: fmt.Sprintf("sec%q", x.Labels), emit: func(b *sqlb) {
 			b.w("SELECT rid FROM sec WHERE ")
 			b.in("l", x.Labels)
 			b.w(" AND ")
 			c.typesIn(b, "t")
-		}}, nil
+		}}
+		if len(x.Labels) == 1 && len(c.types) == 1 {
+			// Primary key (l, t, rid).
+			d.ordered = &orderedSet{table: "sec", cond: func(b *sqlb, a string) {
+				b.w(a, ".l = ")
+				b.a(x.Labels[0])
+				b.w(" AND ", a, ".t = ")
+				b.a(c.types[0])
+			}}
+		}
+		return d, nil
 	case search.StringCond, search.TokenCond, search.RefCond, search.DateCond, search.NumberCond,
 		search.QuantityCond, search.URICond:
 		l, err := lowerLeaf(e)
@@ -125,7 +145,19 @@ func (c *compiler) driverOf(e search.Expr) (*driver, error) {
 		if l.rank > maxDriverRank {
 			return nil, nil
 		}
-		return &driver{rank: l.rank, key: fmt.Sprintf("%#v", e), emit: func(b *sqlb) { c.leafSet(b, l, nil) }}, nil
+		d := &driver{rank: l.rank, key: fmt.Sprintf("%#v", e), emit: func(b *sqlb) { c.leafSet(b, l, nil) }}
+		if l.ordered && len(l.alts) == 1 && len(c.types) == 1 {
+			alt := l.alts[0]
+			d.ordered = &orderedSet{table: l.table, cond: func(b *sqlb, a string) {
+				b.w(a, ".t = ")
+				b.a(c.types[0])
+				b.w(" AND ", a, ".p = ")
+				b.a(l.param)
+				b.w(" AND ")
+				alt(b, a)
+			}}
+		}
+		return d, nil
 	case search.CompositeCond:
 		return c.compositeDriver(x)
 	}
@@ -271,6 +303,7 @@ func compileWhere(e search.Expr, types []string, hist bool, probe func(*sqlb) (i
 	if best != nil && best.rank > rankKey {
 		w.drive = &sqlb{}
 		best.emit(w.drive)
+		w.ordered = best.ordered
 	}
 	exact := true
 	n := 0

@@ -119,6 +119,8 @@ func lowerLeaf(e search.Expr) (*leaf, error) {
 		if never {
 			return &leaf{table: "tok", param: x.Param, rank: rankKey}, nil
 		}
+		// Primary key (t, p, cf, c, s, rid, ...): code and system fix it.
+		l.ordered = x.Code != nil && !x.CodeFold && x.System != nil && !x.OfType && x.Text == ""
 		l.alts = []func(b *sqlb, a string){allOf(conds)}
 		return l, nil
 	case search.RefCond:
@@ -185,6 +187,7 @@ func lowerLeaf(e search.Expr) (*leaf, error) {
 			l.alts = append(l.alts, func(b *sqlb, a string) { b.in(col(a, "v"), anc) })
 		default:
 			l.rank = rankEq
+			l.ordered = true // primary key (t, p, v, rid, ...)
 			l.alts = append(l.alts, func(b *sqlb, a string) { b.w(col(a, "v"), " = "); b.a(v) })
 		}
 		return l, nil
@@ -289,6 +292,8 @@ func refLeaf(x search.RefCond) *leaf {
 	}
 	if exact = nonEmpty(exact); len(exact) > 0 {
 		l.alts = append([]func(b *sqlb, a string){func(b *sqlb, a string) { b.in(col(a, "r"), exact) }}, l.alts...)
+		// Primary key (t, p, r, rid, ...): one target fixes it.
+		l.ordered = len(exact) == 1 && len(l.alts) == 1 && x.Identifier == nil
 	}
 	if id := x.Identifier; id != nil {
 		var conds []func(b *sqlb, a string)

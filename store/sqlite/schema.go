@@ -33,8 +33,13 @@ var schema = []string{
 	)`,
 	// Read, conditional writes, KeyCond, IDCond, the default order and its keyset cursor.
 	`CREATE UNIQUE INDEX IF NOT EXISTS res_type_id ON res(type, id)`,
-	// _lastUpdated conditions and _sort=_lastUpdated (ties by id).
-	`CREATE INDEX IF NOT EXISTS res_type_lu ON res(type, lu, id)`,
+	// The default order within a type: insertion (rid), for searches that
+	// no value condition drives (res_type_id would need a sort).
+	`CREATE INDEX IF NOT EXISTS res_type_rid ON res(type, rid)`,
+	// _lastUpdated conditions and _sort=_lastUpdated (ties by rid, the
+	// rowid suffix).
+	`DROP INDEX IF EXISTS res_type_lu`, // (type, lu, id): ties were by id before schema 3
+	`CREATE INDEX IF NOT EXISTS res_type_lu_rid ON res(type, lu)`,
 	// _sort=date / -date over a whole type (the sort scalar of "date", the
 	// most sorted parameter: clinical results, encounters, documents)
 	// without reading and sorting every resource of the type.

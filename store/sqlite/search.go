@@ -25,7 +25,10 @@ type searchPlan struct {
 	bind  string
 	inner string // the select list of the inner query
 	never bool   // the filter is constant false
-	from  string // "res r", with an index hint for system searches without a driver
+	from  string // "res r", with an index hint for searches without a driver
+	// orderIndex: "res r INDEXED BY" the index delivering the order within
+	// each type, "" when none does.
+	orderIndex string
 
 	// window: the order is an index's (a scan in order stops at the
 	// page), and the driver's set is large (the probe reached probeCap):
@@ -33,6 +36,11 @@ type searchPlan struct {
 	window bool
 	types  sqlb // the type restriction and tombstone exclusion
 	full   sqlb // every condition, without the driver
+	// join: the driver read in rid order (one type, default order), cond
+	// the other conditions.
+	join    *orderedSet
+	counted *orderedSet // the same, for a bounded count in any order
+	cond    sqlb
 }
 
 // windowRows is how many resources, in the query's order, a window
@@ -54,11 +62,25 @@ func (s *Store) planSearch(ctx context.Context, q store.Query) (*searchPlan, err
 		return nil, fmt.Errorf("sqlite: search: %w", err)
 	}
 	p := &searchPlan{never: w.never, from: "res r"}
-	if len(q.Types) == 0 && w.drive == nil {
-		// Every type, no driving set: read type by type through
-		// (type, id), in the default order (the planner would otherwise
-		// weigh one scan of the whole table).
-		p.from = "res r INDEXED BY res_type_id"
+	// The index of the order, when one delivers it within each type:
+	// read in order, a page stops at its last row, so a query without a
+	// driving set (and a window) reads it whatever the planner would
+	// guess (a scan of the whole table, or another index and a sort).
+	switch {
+	case len(q.Sort) == 0:
+		p.orderIndex = "res r INDEXED BY res_type_rid"
+	case len(q.Types) == 1 && len(q.Sort) == 1 && q.Sort[0].Param == "_lastUpdated":
+		p.orderIndex = "res r INDEXED BY res_type_lu_rid"
+	case len(q.Types) == 1 && len(q.Sort) == 1 && q.Sort[0].Param == "date":
+		p.orderIndex = "res r INDEXED BY res_sort_date"
+	}
+	if w.drive == nil {
+		switch {
+		case p.orderIndex != "":
+			p.from = p.orderIndex
+		case len(q.Types) == 0:
+			p.from = "res r INDEXED BY res_type_rid" // type by type, not one scan
+		}
 	}
 	var sel []string
 	var bind strings.Builder
@@ -87,7 +109,15 @@ func (s *Store) planSearch(ctx context.Context, q store.Query) (*searchPlan, err
 		bind.WriteString(k.Param + ",")
 		p.terms = append(p.terms, t)
 	}
-	p.terms = append(p.terms, sortTerm{expr: "r.type", out: "q.type"}, sortTerm{expr: "r.id", out: "q.id"})
+	// Ties: type (when several), then rid, the insertion order, which
+	// every index delivers within one type (its rowid suffix): the default
+	// order of one type is an index's, whichever condition drives.
+	// rid runs in the direction of the last sort key, so that an index
+	// on (type, key) read backwards orders the ties too (its rowid suffix).
+	if len(q.Types) != 1 {
+		p.terms = append(p.terms, sortTerm{expr: "r.type", out: "q.type"})
+	}
+	p.terms = append(p.terms, sortTerm{expr: "r.rid", out: "q.rid", desc: len(q.Sort) > 0 && q.Sort[len(q.Sort)-1].Desc})
 	p.bind = bind.String()
 	p.inner = strings.Join(append([]string{"r.rid AS rid", "r.vid AS vid", "r.type AS type", "r.id AS id", "r.lu AS lu"}, sel...), ", ")
 
@@ -100,10 +130,18 @@ func (s *Store) planSearch(ctx context.Context, q store.Query) (*searchPlan, err
 	p.types.w(" AND r.deleted = 0")
 	p.base.add(&p.types)
 	p.full.add(&w.full)
-	// The orders an index delivers: the default (type, id), and within one
+	// The orders an index delivers: the default (type, rid), and within one
 	// type _lastUpdated (res_type_lu) and date (res_sort_date).
 	ordered := len(q.Sort) == 0 || len(q.Types) == 1 && len(q.Sort) == 1 && (q.Sort[0].Param == "_lastUpdated" || q.Sort[0].Param == "date")
-	p.window = w.drive != nil && w.rows >= probeCap && ordered
+	if len(q.Types) == 1 && w.ordered != nil && !s.noJoin {
+		// The driver's index is in rid order: a bounded count reads it
+		// in order and stops; in the default order so does a page.
+		p.counted = w.ordered
+		if len(q.Sort) == 0 {
+			p.join = w.ordered
+		}
+	}
+	p.window = w.drive != nil && w.rows >= probeCap && ordered && p.join == nil && p.orderIndex != ""
 	if w.drive != nil {
 		p.base.w(" AND r.rid IN (")
 		p.base.add(w.drive)
@@ -111,39 +149,40 @@ func (s *Store) planSearch(ctx context.Context, q store.Query) (*searchPlan, err
 	}
 	p.base.w(" AND ")
 	p.base.add(&w.cond)
+	p.cond.add(&w.cond)
 	return p, nil
 }
 
 // after writes the keyset condition "strictly after vals" over terms
 // (search.html#paging): lexicographic, each term in its direction, NULL
-// (a missing sort value) lowest, as SQLite orders.
+// (a missing sort value) lowest, as SQLite orders. The ties (type when
+// several, rid) are ascending and compared as one row value, a range on
+// the index that orders them.
 func after(b *sqlb, terms []sortTerm, vals []any) {
-	n := len(terms)
-	if n >= 2 && terms[n-2].expr == "r.type" && terms[n-1].expr == "r.id" && len(terms) == 2 {
-		// The default order: a row-value range on the (type, id) index.
-		b.w("(r.type, r.id) > (")
-		b.a(vals[0])
-		b.w(", ")
-		b.a(vals[1])
-		b.w(")")
-		return
+	tie := len(terms) - 1
+	if tie > 0 && terms[tie-1].expr == "r.type" {
+		tie--
 	}
 	var rec func(i int)
 	rec = func(i int) {
-		if i == len(terms) {
-			b.w("0")
-			return
-		}
-		t, v := terms[i], vals[i]
-		if i == len(terms)-2 {
-			// type, id ascending
-			b.w("(", t.expr, ", ", terms[i+1].expr, ") > (")
-			b.a(v)
+		if i == len(terms)-1 || i == tie && terms[i].desc == terms[i+1].desc {
+			op := " > "
+			if terms[i].desc {
+				op = " < "
+			}
+			if i == len(terms)-1 {
+				b.w(terms[i].expr, op)
+				b.a(vals[i])
+				return
+			}
+			b.w("(", terms[i].expr, ", ", terms[i+1].expr, ")", op, "(")
+			b.a(vals[i])
 			b.w(", ")
 			b.a(vals[i+1])
 			b.w(")")
 			return
 		}
+		t, v := terms[i], vals[i]
 		b.w("(")
 		switch {
 		case v == nil && !t.desc:
@@ -191,6 +230,9 @@ func orderBy(terms []sortTerm, outer bool) string {
 
 // searchSQL is the page query of p (cursor values or nil, limit).
 func (p *searchPlan) pageSQL(vals []any, limit int) *sqlb {
+	if p.join != nil {
+		return p.joinSQL(vals, limit)
+	}
 	var b sqlb
 	b.w("SELECT ", verCols)
 	for _, t := range p.terms {
@@ -217,7 +259,7 @@ func (p *searchPlan) windowSQL(vals []any, limit int) *sqlb {
 	for _, t := range p.terms {
 		b.w(", ", t.out)
 	}
-	b.w(" FROM (SELECT ", p.inner, " FROM (SELECT * FROM ", p.from)
+	b.w(" FROM (SELECT ", p.inner, " FROM (SELECT * FROM ", p.orderIndex)
 	b.add(&p.types)
 	if vals != nil {
 		b.w(" AND ")
@@ -231,15 +273,58 @@ func (p *searchPlan) windowSQL(vals []any, limit int) *sqlb {
 	return &b
 }
 
-func (p *searchPlan) countSQL() *sqlb {
+// joinSQL reads the driver's rows in rid order (p.join), joins each
+// resource and checks the other conditions, stopping at the page.
+func (p *searchPlan) joinSQL(vals []any, limit int) *sqlb {
 	var b sqlb
+	b.w("SELECT ", verCols, ", q.rid FROM (SELECT ", p.inner, " FROM ")
+	p.joined(&b, p.join, vals)
+	b.w(" LIMIT ")
+	b.a(limit)
+	b.w(") q JOIN ver v ON v.rid = q.rid AND v.vid = q.vid ORDER BY q.rid")
+	return &b
+}
+
+// joined writes the FROM and WHERE of the resources of an ordered driver
+// after the cursor vals (or nil), in rid order, each once.
+func (p *searchPlan) joined(b *sqlb, o *orderedSet, vals []any) {
+	b.w(o.table, " d JOIN res r ON r.rid = d.rid WHERE ")
+	o.cond(b, "d")
+	if vals != nil {
+		b.w(" AND d.rid > ")
+		b.a(vals[0])
+	}
+	b.w(" AND r.deleted = 0 AND ")
+	b.add(&p.cond)
+	b.w(" GROUP BY d.rid ORDER BY d.rid")
+}
+
+// countSQL counts the matches, at most limit+1 of them when limit > 0.
+func (p *searchPlan) countSQL(limit int64) *sqlb {
+	var b sqlb
+	if limit > 0 && p.counted != nil {
+		b.w("SELECT count(*) FROM (SELECT 1 FROM ")
+		p.joined(&b, p.counted, nil)
+		b.w(" LIMIT ")
+		b.a(limit + 1)
+		b.w(") q")
+		return &b
+	}
+	if limit > 0 {
+		b.w("SELECT count(*) FROM (SELECT 1 FROM ", p.from)
+		b.add(&p.base)
+		b.w(" LIMIT ")
+		b.a(limit + 1)
+		b.w(") q")
+		return &b
+	}
 	b.w("SELECT count(*) FROM ", p.from)
 	b.add(&p.base)
 	return &b
 }
 
 // Search answers q (search.html): the matches of q.Filter among the current
-// versions of q.Types, in q.Sort order then type and id, a page of q.Count
+// versions of q.Types, in q.Sort order then type and rid (insertion), a page of q.Count
 // after q.Cursor.
 func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 	page := store.Page{Total: -1}
@@ -259,27 +344,42 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 		}
 		return page, nil
 	}
+	if q.Count > 0 {
+		if err := s.searchPage(ctx, p, vals, q.Count, &page); err != nil {
+			return page, err
+		}
+	}
 	if q.Total {
-		c := p.countSQL()
+		if q.Cursor == "" && q.Count > 0 && page.Next == "" {
+			// The first page holds every match.
+			page.Total = int64(len(page.Records))
+			return page, nil
+		}
+		c := p.countSQL(q.TotalLimit)
 		if err := s.rdb.QueryRowContext(ctx, c.String(), c.args...).Scan(&page.Total); err != nil {
 			return page, fmt.Errorf("sqlite: search count: %w", err)
 		}
+		if q.TotalLimit > 0 && page.Total > q.TotalLimit {
+			page.Total = -1
+		}
 	}
-	if q.Count <= 0 {
-		return page, nil
-	}
+	return page, nil
+}
+
+// searchPage reads the page of p after vals into page.
+func (s *Store) searchPage(ctx context.Context, p *searchPlan, vals []any, count int, page *store.Page) (err error) {
 	if p.window && !s.noWindow {
-		recs, next, err := s.page(ctx, p, p.windowSQL(vals, q.Count+1), q.Count)
+		recs, next, err := s.page(ctx, p, p.windowSQL(vals, count+1), count)
 		if err != nil {
-			return page, err
+			return err
 		}
 		if next != "" {
 			page.Records, page.Next = recs, next
-			return page, nil
+			return nil
 		}
 	}
-	page.Records, page.Next, err = s.page(ctx, p, p.pageSQL(vals, q.Count+1), q.Count)
-	return page, err
+	page.Records, page.Next, err = s.page(ctx, p, p.pageSQL(vals, count+1), count)
+	return err
 }
 
 // page runs a page query: at most count records, and the cursor after

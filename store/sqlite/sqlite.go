@@ -48,6 +48,7 @@ type Store struct {
 
 	readStmt, vreadStmt *sql.Stmt // prepared on the readers
 	noWindow            bool      // tests: never try the window plan
+	noJoin              bool      // tests: never read an ordered driver as a join
 
 	// types: the types with rows in "types" (committed), to skip the insert.
 	typesMu sync.RWMutex
@@ -146,6 +147,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		conn.Close()
 		s.wdb.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	// Planner statistics for the tables that need them, from a sample of
+	// each index (sqlite.org/lang_analyze.html#pragopt: long-lived
+	// connections run it at open); Close runs it again.
+	if _, err := conn.ExecContext(ctx, `PRAGMA analysis_limit=1000`); err == nil {
+		_, _ = conn.ExecContext(ctx, `PRAGMA optimize=0x10002`)
 	}
 	rextra := []string{"query_only(1)"}
 	s.rdb, err = sql.Open(driverName, pragmas(rextra...))
@@ -280,6 +287,7 @@ func (s *Store) Close(ctx context.Context) error {
 		s.closed.Store(true)
 		s.w.stop()
 		if !s.mem {
+			_, _ = s.w.conn.ExecContext(ctx, `PRAGMA optimize`)
 			_, _ = s.w.conn.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 		}
 		s.readStmt.Close()
