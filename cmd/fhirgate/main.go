@@ -3,6 +3,7 @@
 //	fhirgate [serve] [flags]   start the server (default)
 //	fhirgate token [flags]     print a development-issuer access token
 //	fhirgate reindex [--release]  re-extract search values (and release state)
+//	fhirgate migrate [--dry-run]  move the embedded FerretDB data into the SQLite store
 //	fhirgate gen [flags]       write a generated data set as transaction Bundles
 //	fhirgate client|invite|account ...  administer the built-in authorization server
 package main
@@ -44,6 +45,8 @@ func run(ctx context.Context, args []string) error {
 		return token(ctx, args)
 	case "reindex":
 		return reindex(ctx, args)
+	case "migrate":
+		return migrateCmd(ctx, args)
 	case "gen":
 		return genCmd(ctx, args)
 	case "client":
@@ -53,10 +56,10 @@ func run(ctx context.Context, args []string) error {
 	case "account":
 		return accountCmd(ctx, args)
 	case "help", "-h", "--help":
-		fmt.Println("usage: fhirgate [serve|token|reindex|gen|client|invite|account] [flags]; fhirgate CMD -h for flags")
+		fmt.Println("usage: fhirgate [serve|token|reindex|migrate|gen|client|invite|account] [flags]; fhirgate CMD -h for flags")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (serve, token, reindex, gen, client, invite, account)", cmd)
+	return fmt.Errorf("unknown command %q (serve, token, reindex, migrate, gen, client, invite, account)", cmd)
 }
 
 func newLogger(c *config) *slog.Logger {
