@@ -296,11 +296,20 @@ func (a *App) openStore(ctx context.Context) (err error) {
 			return fmt.Errorf("unknown store %q (sqlite or ferretdb)", o.Store)
 		}
 		file := filepath.Join(o.DataDir, SQLiteFile)
-		if _, err := os.Stat(file); os.IsNotExist(err) {
-			if fi, err := os.Stat(filepath.Join(o.DataDir, "ferretdb")); err == nil && fi.IsDir() {
-				o.Logger.Warn("the data directory holds an embedded FerretDB store, which is no longer the default: "+
-					"this server starts on a new, empty SQLite store. Set FHIRGATE_STORE=ferretdb (--store ferretdb) to keep "+
-					"serving the FerretDB data", "ferretdb", filepath.Join(o.DataDir, "ferretdb"), "sqlite", file)
+		ferret := filepath.Join(o.DataDir, "ferretdb")
+		if fi, err := os.Stat(ferret); err == nil && fi.IsDir() {
+			// store/migrate writes the marker "ferretdb.migrated" ("migrated <date>").
+			var when string
+			if b, err := os.ReadFile(filepath.Join(o.DataDir, "ferretdb.migrated")); err == nil {
+				_, _ = fmt.Sscanf(string(b), "migrated %s", &when)
+			}
+			if when != "" {
+				o.Logger.Warn("the embedded FerretDB store of the data directory was migrated to SQLite on "+when+
+					"; remove "+ferret+" when satisfied", "ferretdb", ferret, "sqlite", file)
+			} else {
+				o.Logger.Warn("the data directory holds an embedded FerretDB store, which is no longer the default, "+
+					"and this server serves the SQLite store instead. Stop it and run `fhirgate migrate` to move the FerretDB "+
+					"data into SQLite (or set FHIRGATE_STORE=ferretdb, --store ferretdb, to keep serving it)", "ferretdb", ferret, "sqlite", file)
 			}
 		}
 		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
@@ -323,8 +332,7 @@ func (a *App) openStore(ctx context.Context) (err error) {
 		uri = a.embedded.URI
 		o.Logger.Info("embedded store started", "dir", filepath.Join(o.DataDir, "ferretdb"), "uri", a.embedded.URI)
 	}
-	mopts := mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == "",
-		PatientIndex: o.MongoURI == ""}
+	mopts := mongo.Options{Now: o.Now, Logger: o.Logger, RecoverAll: o.MongoURI == "", IndexedIDs: o.MongoURI == ""}
 	if a.embedded != nil {
 		// Each resource type's new tables get the _id index (IndexIDs).
 		srv := a.embedded

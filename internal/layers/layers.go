@@ -5,7 +5,8 @@
 //	1 search   fhir/search: query AST, Index, registry, extraction, parsing
 //	2 store    store and its backends
 //	3 rules    policy (release rules), smart (access decisions), audit, conformance
-//	4 server   the search engine, bundles, the pipeline, the REST adapter, the authorization server (authz)
+//	4 server   the search engine, bundles, the pipeline, the REST adapter, the authorization server (authz),
+//	           notifications (notify)
 //	5 wiring   internal/app and the commands
 package layers
 
@@ -35,6 +36,7 @@ var prefixes = map[string]int{
 	"fhir/server":     4,
 	"fhir/rest":       4,
 	"authz":           4,
+	"notify":          4,
 	"internal":        5,
 	"internal/layers": 0,
 	"cmd":             5,

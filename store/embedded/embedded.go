@@ -1,7 +1,10 @@
 // Package embedded runs FerretDB v1.24 in-process on SQLite files: a real
 // MongoDB wire-protocol server that fhirgate reaches through the official
-// Mongo driver exactly as it reaches MongoDB. It is the zero-setup default
-// store and the test backend (see shared design notes on its limits).
+// Mongo driver exactly as it reaches MongoDB. It is store/mongo's test
+// server (no MongoDB server runs here), the store of `--store ferretdb`
+// data directories (the default before store/sqlite) and the source of
+// `fhirgate migrate`. What FerretDB does differently from MongoDB, and how
+// store/mongo copes, is store/mongo's Flavor (store/mongo/flavor.go).
 package embedded
 
 import (

@@ -16,10 +16,11 @@ import (
 //
 // On MongoDB a write whose filter carries the condition is atomic. On
 // FerretDB v1.24 it is not (a query, then a write by _id), and only a
-// filter that is exactly {_id: "string"} avoids a full scan; so there each
-// conditional write reads the document by _id, checks the condition in Go
-// and writes by _id, all under the per-database mutex of this process
-// (serialFor). Both paths give the same answers.
+// filter that is exactly {_id: "string"} avoids decoding the collection;
+// so there (Flavor.emulatedCAS) each conditional write reads the document
+// by _id, checks the condition in Go and writes by _id, all under the
+// per-database mutex of this process (Flavor.serialised). Both paths give
+// the same answers.
 
 // cond is one condition on a top-level field.
 type cond struct {
@@ -113,7 +114,7 @@ func (s *Store) writeEach(ctx context.Context, coll *mongo.Collection, ws []cond
 	if len(ws) == 0 {
 		return nil, 0, nil
 	}
-	if s.serial == nil || s.mongoPaths {
+	if !s.flavor.emulatedCAS() {
 		if s.serial != nil {
 			s.serial.Lock()
 			defer s.serial.Unlock()
@@ -180,7 +181,7 @@ func (s *Store) deleteIf(ctx context.Context, coll *mongo.Collection, ids []stri
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	if s.serial == nil || s.mongoPaths {
+	if !s.flavor.emulatedCAS() {
 		if s.serial != nil {
 			s.serial.Lock()
 			defer s.serial.Unlock()
@@ -217,19 +218,16 @@ func (s *Store) deleteIf(ctx context.Context, coll *mongo.Collection, ids []stri
 	return int(res.DeletedCount), nil
 }
 
-// ferretBatch caps the statements of one write command on FerretDB:
-// v1.24's update command keeps a SQLite connection per statement until
-// the command ends and deadlocks beyond its pool of 100.
-const ferretBatch = 50
-
-// bulkWrite is an unordered BulkWrite, split into batches on FerretDB.
+// bulkWrite is an unordered BulkWrite, split into batches of
+// Flavor.writeBatch.
 func (s *Store) bulkWrite(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) (*mongo.BulkWriteResult, error) {
-	if s.serial == nil {
+	batch := s.flavor.writeBatch()
+	if batch <= 0 {
 		return coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 	}
 	total := &mongo.BulkWriteResult{}
 	for len(models) > 0 {
-		n := min(len(models), ferretBatch)
+		n := min(len(models), batch)
 		res, err := coll.BulkWrite(ctx, models[:n], options.BulkWrite().SetOrdered(false))
 		if err != nil {
 			return nil, err
@@ -258,13 +256,9 @@ func (s *Store) docsByID(ctx context.Context, coll *mongo.Collection, ids []stri
 }
 
 // findIDs returns the documents with the given _ids (in no particular
-// order). FerretDB v1.24 scans the collection for any query, even by _id
-// (its _id index does not match the expression it queries); a query that
-// is exactly {_id: string} is a scan inside SQLite, any other filter one
-// that decodes every document, several times slower: so a few ids are
-// read one by one there.
+// order): one $in, or one exact _id at a time (Flavor.byExactID).
 func (s *Store) findIDs(ctx context.Context, coll *mongo.Collection, ids []string, projection bson.D) ([]bson.Raw, error) {
-	if s.serial == nil || s.mongoPaths || (len(ids) > 3 && !s.indexedIDs) {
+	if !s.flavor.byExactID(len(ids), s.indexedIDs) {
 		opts := options.Find()
 		if projection != nil {
 			opts.SetProjection(projection)

@@ -9,6 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // One collection pair per resource type (README.md, "Document layout"):
@@ -120,7 +121,7 @@ func (s *Store) storedTypes(ctx context.Context, prefix string) ([]string, error
 }
 
 // ensureStored ensures the collections (and indexes) of every type stored
-// already, then calls the hook once.
+// already, checks their layout (checkLayout), then calls the hook once.
 func (s *Store) ensureStored(ctx context.Context) error {
 	seen := map[string]bool{}
 	for _, p := range []string{resPrefix, histPrefix} {
@@ -129,6 +130,9 @@ func (s *Store) ensureStored(ctx context.Context) error {
 			return err
 		}
 		for _, t := range types {
+			if err := s.checkLayout(ctx, s.db.Collection(p+t)); err != nil {
+				return err
+			}
 			if seen[t] {
 				continue
 			}
@@ -142,6 +146,35 @@ func (s *Store) ensureStored(ctx context.Context) error {
 		if err := s.onNew(ctx); err != nil {
 			return fmt.Errorf("mongo: new collection hook: %w", err)
 		}
+	}
+	return nil
+}
+
+// ErrCompactLayout is returned by every operation on the resources of a
+// database written in the compact layout of the embedded FerretDB store
+// (fhirgate before issue 13: the search values in ixb, k and srt instead
+// of idx), which this version does not read: its searches would miss
+// every such resource. Open still succeeds, and recovers unfinished
+// transactions, so that `fhirgate migrate` can read the database.
+var ErrCompactLayout = errors.New("mongo: the database holds resources in the compact layout of the embedded FerretDB store (written by an earlier fhirgate), which this version does not read: run `fhirgate migrate` to move them to a current store")
+
+// checkLayout looks at the first document of coll (one read, no filter:
+// no scan on either flavor) and records ErrCompactLayout in s.legacy when
+// it is in the compact layout. A store wrote one layout into a
+// collection, so one document tells.
+func (s *Store) checkLayout(ctx context.Context, coll *mongo.Collection) error {
+	if s.legacy != nil {
+		return nil
+	}
+	raw, err := coll.FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "ixb", Value: 1}})).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mongo: check layout of %s: %w", coll.Name(), err)
+	}
+	if _, err := raw.LookupErr("ixb"); err == nil {
+		s.legacy = fmt.Errorf("%w (collection %s)", ErrCompactLayout, coll.Name())
 	}
 	return nil
 }

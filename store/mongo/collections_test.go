@@ -20,9 +20,9 @@ import (
 // (search.html#paging).
 func TestSearchAcrossTypeCollections(t *testing.T) {
 	ctx := context.Background()
-	for _, paths := range []bool{false, true} {
-		t.Run(fmt.Sprintf("mongoPaths=%v", paths), func(t *testing.T) {
-			s := openTest(t, embeddedURI, Options{mongoPaths: paths})
+	for _, f := range testFlavors {
+		t.Run(f.String(), func(t *testing.T) {
+			s := openTest(t, embeddedURI, Options{flavor: f})
 			type rec struct {
 				typ, id string
 				lu      int64

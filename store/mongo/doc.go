@@ -1,7 +1,6 @@
 package mongo
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
@@ -13,8 +12,10 @@ import (
 )
 
 // doc is one stored version: the current document in res_<Type> (_id
-// "Type/id") or a superseded version in hist_<Type> (_id "Type/id/vid"). The field names
-// are the layout mquery compiles queries against (see README.md).
+// "Type/id") or a superseded version in hist_<Type> (_id "Type/id/vid").
+// The field names are the layout mquery compiles queries against and the
+// indexes cover (README.md, "Document layout"); the store writes a doc
+// through the driver as it is, on both flavors.
 type doc struct {
 	ID  string    `bson:"_id"`
 	T   string    `bson:"t"`
@@ -41,98 +42,6 @@ type doc struct {
 	// (only creates of fresh ids, see fast.go): inert, it lets a
 	// transaction that collided delete exactly its own documents.
 	C string `bson:"c,omitempty"`
-	// IXB is Idx in the compact layout (FerretDB, mquery.Compact); a
-	// decoded compact document has it and no Idx.
-	IXB []byte `bson:"ixb,omitempty"`
-}
-
-// cdoc is a doc as the compact layout stores it (mquery.Compact).
-type cdoc struct {
-	ID                   string    `bson:"_id"`
-	T                    string    `bson:"t"`
-	I                    string    `bson:"i"`
-	V                    int64     `bson:"v"`
-	LU                   time.Time `bson:"lu"`
-	LUN                  int64     `bson:"lun,omitempty"`
-	Del                  bool      `bson:"del"`
-	Raw                  []byte    `bson:"raw,omitempty"`
-	mquery.CompactFields `bson:",inline"`
-	Rel                  mquery.BSONRelease `bson:"rel"`
-	Tx                   string             `bson:"tx,omitempty"`
-	Pending              bool               `bson:"pending,omitempty"`
-	DV                   int64              `bson:"dv,omitempty"`
-	C                    string             `bson:"c,omitempty"`
-}
-
-// index returns the search values of d, from either layout.
-func (d doc) index() (search.Index, error) {
-	if len(d.IXB) == 0 {
-		return mquery.FromBSON(d.Idx), nil
-	}
-	x, err := mquery.DecodeIndex(d.IXB)
-	if err != nil {
-		return search.Index{}, fmt.Errorf("mongo: decode search values of %s: %w", d.ID, err)
-	}
-	return x, nil
-}
-
-// wdoc is d in the layout this store writes: as it is on MongoDB, compact
-// on FerretDB (see mquery.Compact).
-func (s *Store) wdoc(d doc) (any, error) {
-	if !s.compact {
-		if len(d.IXB) > 0 {
-			x, err := d.index()
-			if err != nil {
-				return nil, err
-			}
-			d.Idx, d.IXB = mquery.ToBSON(x), nil
-		}
-		return d, nil
-	}
-	x, err := d.index()
-	if err != nil {
-		return nil, err
-	}
-	cf, err := mquery.Compact(&x)
-	if err != nil {
-		return nil, fmt.Errorf("mongo: encode search values of %s: %w", d.ID, err)
-	}
-	c := cdoc{ID: d.ID, T: d.T, I: d.I, V: d.V, LU: d.LU, LUN: d.LUN, Del: d.Del, Raw: d.Raw,
-		CompactFields: cf, Rel: d.Rel, Tx: d.Tx, Pending: d.Pending, DV: d.DV, C: d.C}
-	b, err := c.appendBSON(make([]byte, 0, 256+len(d.Raw)+len(cf.IXB)+len(cf.K)))
-	if err != nil {
-		return nil, err
-	}
-	return bson.Raw(b), nil
-}
-
-// wdocs is wdoc of each.
-func (s *Store) wdocs(ds []doc) ([]any, error) {
-	out := make([]any, len(ds))
-	for i, d := range ds {
-		w, err := s.wdoc(d)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = w
-	}
-	return out, nil
-}
-
-// indexSet is the $set of new search values in this store's layout.
-func (s *Store) indexSet(x *search.Index) (bson.D, error) {
-	if !s.compact {
-		return bson.D{{Key: "idx", Value: mquery.ToBSON(*x)}}, nil
-	}
-	cf, err := mquery.Compact(x)
-	if err != nil {
-		return nil, err
-	}
-	srt := cf.Srt
-	if srt == nil {
-		srt = map[string]any{}
-	}
-	return bson.D{{Key: "ixb", Value: cf.IXB}, {Key: "k", Value: cf.K}, {Key: "srt", Value: srt}}, nil
 }
 
 func currentID(typ, id string) string { return typ + "/" + id }
@@ -169,11 +78,6 @@ func (d doc) historyDoc() doc {
 }
 
 func (d doc) record() store.Record {
-	if len(d.IXB) > 0 {
-		if x, err := d.index(); err == nil {
-			d.Idx = mquery.ToBSON(x)
-		}
-	}
 	r := store.Record{
 		Type:        d.T,
 		ID:          d.I,

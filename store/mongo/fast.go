@@ -41,6 +41,9 @@ func (s *Store) Transact(ctx context.Context, ops []store.Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	if s.legacy != nil {
+		return s.legacy
+	}
 	if err := validateOps(ops); err != nil {
 		return err
 	}
@@ -80,12 +83,7 @@ func conflictAt(i int, key string) error {
 // it, as it also recovers a stale placeholder of a dead transaction.
 func (s *Store) createOne(ctx context.Context, t *tx) error {
 	d := t.docs[0]
-	w, err := s.wdoc(d)
-	if err != nil {
-		return err
-	}
-	s.pidx.addDocs(d)
-	err = s.insertCurrent(ctx, s.resColl(d.T), w)
+	err := s.insertCurrent(ctx, s.resColl(d.T), d)
 	if mongo.IsDuplicateKeyError(err) {
 		var cur doc
 		if err := s.resColl(d.T).FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&cur); err == nil && !cur.Pending && cur.Tx == "" {
@@ -128,10 +126,10 @@ func (s *Store) writeOne(ctx context.Context, t *tx) error {
 }
 
 // writeOneAttempt reads the current document, copies it to history and
-// replaces it by d if it is still the version read. On FerretDB the whole
-// attempt runs under the process mutex (its conditional writes are not
-// atomic, cas.go); on MongoDB the replacement's filter carries the
-// condition.
+// replaces it by d if it is still the version read. On MongoDB the
+// replacement's filter carries the condition; on FerretDB the whole
+// attempt runs under the process mutex (Flavor.serialised) and the
+// replacement is by _id (Flavor.emulatedCAS).
 func (s *Store) writeOneAttempt(ctx context.Context, d doc, ifv int64) (int, error) {
 	if s.serial != nil {
 		s.serial.Lock()
@@ -153,18 +151,13 @@ func (s *Store) writeOneAttempt(ctx context.Context, d doc, ifv int64) (int, err
 	if err := s.putHistory(ctx, []doc{old.historyDoc()}); err != nil {
 		return 0, err
 	}
-	w, err := s.wdoc(d)
-	if err != nil {
-		return 0, err
-	}
-	s.pidx.addDocs(d)
-	if s.serial != nil && !s.mongoPaths {
-		if _, err := res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, w); err != nil {
+	if s.flavor.emulatedCAS() {
+		if _, err := res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d); err != nil {
 			return 0, err
 		}
 		return oneDone, nil
 	}
-	r, err := res.ReplaceOne(ctx, condFilter(d.ID, []cond{eq("v", ifv), absent("tx"), absent("pending"), dvCond(old.DV)}), w)
+	r, err := res.ReplaceOne(ctx, condFilter(d.ID, []cond{eq("v", ifv), absent("tx"), absent("pending"), dvCond(old.DV)}), d)
 	if err != nil {
 		return 0, err
 	}
@@ -186,9 +179,10 @@ func dvCond(dv int64) cond {
 // putHistory writes history documents (superseded versions), replacing a
 // copy of the same version with fewer SetDerived changes (dv) and keeping
 // one with more: whichever writer copies a version last, history ends with
-// its newest derived state. On FerretDB the writers of a version are
-// serialised already (the mutex, or the transaction lock), and a filter
-// beyond _id would scan the collection: there it replaces by _id.
+// its newest derived state. On FerretDB (Flavor.emulatedCAS) the writers
+// of a version are serialised already (the mutex, or the transaction
+// lock), and a filter beyond _id would decode the collection: there it
+// replaces by _id.
 func (s *Store) putHistory(ctx context.Context, docs []doc) error {
 	types, groups := groupByType(len(docs), func(i int) string { return docs[i].ID })
 	for _, typ := range types {
@@ -196,17 +190,13 @@ func (s *Store) putHistory(ctx context.Context, docs []doc) error {
 		for _, i := range groups[typ] {
 			h := docs[i]
 			f := bson.D{{Key: "_id", Value: h.ID}}
-			if s.serial == nil || s.mongoPaths {
+			if !s.flavor.emulatedCAS() {
 				f = append(f, bson.E{Key: "$or", Value: bson.A{
 					bson.D{{Key: "dv", Value: bson.D{{Key: "$exists", Value: false}}}},
 					bson.D{{Key: "dv", Value: bson.D{{Key: "$lte", Value: h.DV}}}},
 				}})
 			}
-			w, err := s.wdoc(h)
-			if err != nil {
-				return err
-			}
-			models = append(models, mongo.NewReplaceOneModel().SetFilter(f).SetReplacement(w).SetUpsert(true))
+			models = append(models, mongo.NewReplaceOneModel().SetFilter(f).SetReplacement(h).SetUpsert(true))
 		}
 		// A duplicate key: a copy with more changes exists (its filter
 		// did not match, so the upsert's insert met it).
@@ -249,18 +239,13 @@ func (s *Store) insertAll(ctx context.Context, t *tx) error {
 // belongs to another resource it rolls the transaction back instead and
 // returns the index of that op (else -1).
 func (s *Store) insertApply(ctx context.Context, id string, docs []doc, chunks int) (int, error) {
-	s.pidx.addDocs(docs...)
 	types, groups := groupByType(len(docs), func(i int) string { return docs[i].ID })
 	var dups []int
 	for _, typ := range types {
 		g := groups[typ]
 		batch := make([]any, len(g))
 		for n, i := range g {
-			w, err := s.wdoc(docs[i])
-			if err != nil {
-				return -1, err
-			}
-			batch[n] = w
+			batch[n] = docs[i]
 		}
 		d, err := insertNew(ctx, s.resColl(typ), batch)
 		if err != nil {
@@ -307,8 +292,9 @@ func (s *Store) insertApply(ctx context.Context, id string, docs []doc, chunks i
 }
 
 // Journal documents carry their new documents as one binary of
-// concatenated BSON documents: FerretDB stores a binary as it is, where
-// nested documents cost it an encoding of every field.
+// concatenated BSON documents: one field however many documents, which
+// FerretDB stores as it is (nested documents cost it an encoding of every
+// field) and MongoDB copies without a look inside.
 
 func packDocs(raws [][]byte) []byte {
 	var b []byte
@@ -356,6 +342,9 @@ func (s *Store) Append(ctx context.Context, recs []store.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	if s.legacy != nil {
+		return s.legacy
+	}
 	ops := make([]store.Op, len(recs))
 	keys := make([]jkey, len(recs))
 	for i, r := range recs {
@@ -374,13 +363,7 @@ func (s *Store) Append(ctx context.Context, recs []store.Record) error {
 		g := groups[typ]
 		batch := make([]any, len(g))
 		for n, i := range g {
-			d := toDoc(recs[i])
-			w, err := s.wdoc(d)
-			if err != nil {
-				return err
-			}
-			s.pidx.addDocs(d)
-			batch[n] = w
+			batch[n] = toDoc(recs[i])
 		}
 		dups, err := insertNew(ctx, s.resColl(typ), batch)
 		if err != nil {

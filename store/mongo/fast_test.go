@@ -12,10 +12,12 @@ import (
 	"github.com/fhirgate/fhirgate/store"
 )
 
-// Both write paths of the store: FerretDB's and MongoDB's (serialised).
+// eachPath runs fn on the FerretDB flavor and on the MongoDB paths that
+// run on FerretDB (flavorMongoDBOnFerretDB).
 func eachPath(t *testing.T, fn func(t *testing.T, s *Store)) {
-	t.Run("ferretdb", func(t *testing.T) { fn(t, openTest(t, embeddedURI, Options{})) })
-	t.Run("mongopaths", func(t *testing.T) { fn(t, openTest(t, embeddedURI, Options{mongoPaths: true})) })
+	for _, f := range testFlavors {
+		t.Run(f.String(), func(t *testing.T) { fn(t, openTest(t, embeddedURI, Options{flavor: f})) })
+	}
 }
 
 // An insert-mode transaction (creates of fresh ids) that meets an

@@ -58,17 +58,20 @@ func openTest(t testing.TB, uri string, opts Options) *Store {
 	return s
 }
 
+// testFlavors are the flavors the embedded FerretDB runs: its own, and
+// the MongoDB paths wherever FerretDB can run them (conditions in write
+// filters, bulk writes, $in reads, every index, totals counted apart).
+var testFlavors = []Flavor{FlavorFerretDB, flavorMongoDBOnFerretDB}
+
 // TestConformance runs the store conformance suite on embedded FerretDB
-// and, with FHIRGATE_TEST_MONGO_URI set, on that MongoDB too.
+// in both test flavors and, with FHIRGATE_TEST_MONGO_URI set, on that
+// MongoDB too (FlavorMongoDB, detected).
 func TestConformance(t *testing.T) {
-	t.Run("ferretdb", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, embeddedURI, Options{}) })
-	})
-	// The MongoDB write paths (conditions in filters, bulk writes, indexes)
-	// run on FerretDB too when serialised.
-	t.Run("ferretdb-mongopaths", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, embeddedURI, Options{mongoPaths: true}) })
-	})
+	for _, f := range testFlavors {
+		t.Run(f.String(), func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, embeddedURI, Options{flavor: f}) })
+		})
+	}
 	if uri := os.Getenv("FHIRGATE_TEST_MONGO_URI"); uri != "" {
 		t.Run("mongodb", func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, uri, Options{}) })

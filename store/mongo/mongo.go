@@ -1,10 +1,10 @@
-// Package mongo is the MongoDB backend of store.Store. It talks to MongoDB
-// (standalone, replica set or sharded) and to FerretDB (the embedded default,
-// store/embedded) through the official driver, and uses only features both
-// have: inserts with a unique _id, single-document conditional writes (made
-// atomic on FerretDB by an in-process mutex, cas.go), ordinary indexes.
-// Writes are all-or-nothing (R4 http.html#transaction) through a journal in
-// the txlog collection, not multi-document transactions; see README.md.
+// Package mongo is the MongoDB backend of store.Store, the scale-out
+// engine: MongoDB standalone, replica set or sharded cluster, through the
+// official driver, with exact filters served by the declared indexes. It
+// also runs on FerretDB v1.24 (store/embedded: the tests' server), whose
+// differences are all in one place, Flavor (flavor.go). Writes are
+// all-or-nothing (R4 http.html#transaction) through a journal in the
+// txlog collection, not multi-document transactions; see README.md.
 package mongo
 
 import (
@@ -48,9 +48,10 @@ type Options struct {
 	// not only those older than Lease. Only set it when no other process
 	// writes the same database (the embedded single-process mode).
 	RecoverAll bool
-	// IndexedIDs tells the store that lookups by exact _id are index
-	// lookups on this FerretDB (store/embedded.IndexIDs), so reading many
-	// documents one by one beats one $in query that decodes the collection.
+	// IndexedIDs tells a FerretDB store that lookups by exact _id are
+	// index lookups (store/embedded.IndexIDs), so reading many documents
+	// one by one beats one $in query that decodes the collection
+	// (Flavor.byExactID); ignored on MongoDB.
 	IndexedIDs bool
 	// Lease is the age after which a journal of another (presumably dead)
 	// process is recovered; 0: DefaultLease. It must exceed the longest
@@ -63,18 +64,9 @@ type Options struct {
 	// tables get their _id index). An error fails the write.
 	OnNewCollection func(ctx context.Context) error
 
-	// PatientIndex keeps the in-memory patient index of patindex.go, for a
-	// FerretDB store that this process alone writes (the embedded mode);
-	// ignored on MongoDB.
-	PatientIndex bool
-
-	// scanOnly (tests only) answers every search by a scan (no candidates
-	// read by _id, see patindex.go).
-	scanOnly bool
-
-	// mongoPaths (tests only) uses the MongoDB write paths on FerretDB,
-	// still serialised by the mutex.
-	mongoPaths bool
+	// flavor (tests only) overrides the detected Flavor with
+	// flavorMongoDBOnFerretDB; Open checks that the server is FerretDB.
+	flavor Flavor
 }
 
 // Store is the MongoDB implementation of store.Store. It is safe for
@@ -92,27 +84,22 @@ type Store struct {
 	lease time.Duration
 	key   []byte // HMAC key of paging cursors, shared by every process
 
-	dialect mquery.Dialect
-	// serial, on FerretDB only, serialises this process's conditional
-	// writes (see cas.go).
+	// flavor is the server, detected once at Open: every difference
+	// between MongoDB and FerretDB is a method of it (flavor.go).
+	flavor Flavor
+	// serial serialises this process's conditional writes when
+	// flavor.serialised() (FerretDB), else nil.
 	serial     *sync.Mutex
-	mongoPaths bool // see Options.mongoPaths
 	indexedIDs bool // see Options.IndexedIDs
-	// compact: documents in the compact layout (FerretDB, mquery.Compact).
-	compact bool
-	// pidx: the patient index (Options.PatientIndex), nil without.
-	pidx      *patientIndex
-	scanOnly  bool
-	stopBuild context.CancelFunc
-	buildDone chan struct{}
+	// legacy, if not nil, is why this database cannot be served (a
+	// layout this version does not read, see checkLayout); every
+	// operation on resources returns it.
+	legacy error
 
 	onNew    func(ctx context.Context) error // see Options.OnNewCollection
 	ensured  *sync.Map                       // type -> true: collections ensured
 	ensureMu *sync.Mutex                     // serialises collection creation
 	groups   *sync.Map                       // collection name -> *insertGroup (group.go)
-	// readOpts of a read by id: in the compact layout without the query
-	// fields k and srt (ixb holds the whole index), a third of a document.
-	readOpts *options.FindOneOptionsBuilder
 }
 
 var _ store.Store = (*Store)(nil)
@@ -144,8 +131,6 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 		owner:  randomID(),
 		lease:  opts.Lease,
 
-		mongoPaths: opts.mongoPaths,
-		scanOnly:   opts.scanOnly,
 		indexedIDs: opts.IndexedIDs,
 		onNew:      opts.OnNewCollection,
 		ensured:    new(sync.Map),
@@ -167,18 +152,19 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 	if err := client.Ping(ctx, nil); err != nil {
 		return nil, fmt.Errorf("mongo: ping: %w", err)
 	}
-	d, err := mquery.Detect(ctx, s.db)
+	f, err := detectFlavor(ctx, s.db)
 	if err != nil {
 		return nil, err
 	}
-	s.dialect = d
-	if d == mquery.FerretDB {
-		s.serial = serialFor(uri, database)
-		s.compact = !s.mongoPaths
+	if opts.flavor != 0 {
+		if !f.onFerretDB() || !opts.flavor.onFerretDB() {
+			return nil, fmt.Errorf("mongo: flavor %s on a %s server", opts.flavor, f)
+		}
+		f = opts.flavor
 	}
-	s.readOpts = options.FindOne()
-	if s.compact {
-		s.readOpts.SetProjection(bson.D{{Key: "k", Value: 0}, {Key: "srt", Value: 0}})
+	s.flavor = f
+	if f.serialised() {
+		s.serial = serialFor(uri, database)
 	}
 	if err := s.ensureIndexes(ctx, s.controlIndexes()); err != nil {
 		return nil, err
@@ -190,22 +176,17 @@ func open(ctx context.Context, client *mongo.Client, uri, database string, opts 
 	if err := s.loadCursorKey(ctx); err != nil {
 		return nil, err
 	}
-	if opts.PatientIndex && s.compact {
-		s.pidx = newPatientIndex() // before recovery: its writes add to it
-	}
 	if err := s.recover(ctx, opts.RecoverAll); err != nil {
 		return nil, err
 	}
-	if s.pidx != nil {
-		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		s.stopBuild, s.buildDone = cancel, make(chan struct{})
-		go func() {
-			defer close(s.buildDone)
-			s.buildPatientIndex(bctx)
-		}()
+	if s.legacy != nil {
+		s.log.Warn("mongo: operations on the resources of this database fail until it is migrated", "database", database, "err", s.legacy)
 	}
 	return s, nil
 }
+
+// Flavor is the server this store talks to (detected at Open).
+func (s *Store) Flavor() Flavor { return s.flavor }
 
 // indexSpec is one index of one collection.
 type indexSpec struct {
@@ -254,13 +235,12 @@ func (s *Store) controlIndexes() []indexSpec {
 	}
 }
 
-// ensureIndexes creates the indexes one CreateOne at a time: FerretDB
-// v1.24 panics on a createIndexes listing several indexes when some exist.
+// ensureIndexes creates the indexes one CreateOne at a time (FerretDB
+// v1.24 panics on a createIndexes listing several indexes when some
+// exist; on MongoDB CreateOne of an existing index is a no-op), unless
+// the flavor uses none (Flavor.secondaryIndexes).
 func (s *Store) ensureIndexes(ctx context.Context, specs []indexSpec) error {
-	if s.dialect == mquery.FerretDB && !s.mongoPaths {
-		// FerretDB v1.24 on SQLite uses no secondary index for queries
-		// (only a filter that is exactly {_id: string} is pushed down)
-		// but maintains them on every write: create none.
+	if !s.flavor.secondaryIndexes() {
 		return nil
 	}
 	for _, sp := range specs {
@@ -305,37 +285,10 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close disconnects. Transactions in flight may be left to recovery.
 func (s *Store) Close(ctx context.Context) error {
-	if s.stopBuild != nil {
-		s.stopBuild()
-		<-s.buildDone
-	}
 	if err := s.client.Disconnect(ctx); err != nil {
 		return fmt.Errorf("mongo: disconnect: %w", err)
 	}
 	return nil
-}
-
-// FerretDB v1.24 runs an update, findAndModify or delete as a query
-// followed by a write by _id, not atomically: two concurrent conditional
-// updates of one document can both match. MongoDB's single-document
-// atomicity is what the transaction locks, the journal commit point and
-// Lock rely on, so on FerretDB every conditional write of this process to
-// one database goes through one mutex. That restores the guarantees for
-// the embedded (single-process) deployment; several processes writing to
-// one FerretDB are not supported (README.md).
-var (
-	serialMu sync.Mutex
-	serials  = map[string]*sync.Mutex{}
-)
-
-func serialFor(uri, database string) *sync.Mutex {
-	serialMu.Lock()
-	defer serialMu.Unlock()
-	k := uri + "\x00" + database
-	if serials[k] == nil {
-		serials[k] = new(sync.Mutex)
-	}
-	return serials[k]
 }
 
 func randomID() string {
@@ -355,6 +308,9 @@ func notFound(what string) error { return fmt.Errorf("mongo: %s: %w", what, stor
 // embedded store indexes their tables at start-up). The collections of a
 // type are otherwise created the first time it is written.
 func (s *Store) EnsureCollections(ctx context.Context) error {
+	if s.legacy != nil {
+		return s.legacy
+	}
 	names, err := s.db.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
 		return fmt.Errorf("mongo: list collections: %w", err)

@@ -23,8 +23,11 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Record, error) 
 	if !validType(typ) {
 		return store.Record{}, notFound(currentID(typ, id))
 	}
+	if s.legacy != nil {
+		return store.Record{}, s.legacy
+	}
 	var d doc
-	err := decodeOne(s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}, s.readOpts), &d)
+	err := decodeOne(s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}), &d)
 	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && d.Pending) {
 		return store.Record{}, notFound(currentID(typ, id))
 	}
@@ -50,8 +53,11 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Rec
 	if !validType(typ) {
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
+	if s.legacy != nil {
+		return store.Record{}, s.legacy
+	}
 	var d doc
-	err := decodeOne(s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}, s.readOpts), &d)
+	err := decodeOne(s.resColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: currentID(typ, id)}}), &d)
 	if err == nil && !d.Pending && d.V == vid {
 		return d.record(), nil
 	}
@@ -62,7 +68,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (store.Rec
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
 	d = doc{}
-	err = decodeOne(s.histColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}, s.readOpts), &d)
+	err = decodeOne(s.histColl(typ).FindOne(ctx, bson.D{{Key: "_id", Value: historyID(typ, id, vid)}}), &d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return store.Record{}, notFound(historyID(typ, id, vid))
 	}
@@ -78,9 +84,6 @@ func (s *Store) searchOrder(keys []search.SortKey) ([]sortField, error) {
 	var fields []sortField
 	seen := map[string]bool{}
 	for _, e := range mquery.SortFields(keys) {
-		if s.compact {
-			e.Key = mquery.CompactPath(e.Key)
-		}
 		dir, ok := direction(e.Value)
 		if !ok {
 			return nil, fmt.Errorf("mongo: unsupported sort direction %v for %s", e.Value, e.Key)
@@ -130,6 +133,9 @@ var historyOrder = []sortField{{"lu", -1}, {"t", 1}, {"i", 1}, {"v", -1}}
 // collection; a search of several types (or all: system search) runs the
 // same query on each and merges the pages (see page).
 func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
+	if s.legacy != nil {
+		return store.Page{}, s.legacy
+	}
 	f, m, err := s.compile(q.Filter, false)
 	if err != nil {
 		return store.Page{}, err
@@ -141,9 +147,6 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 	types := append([]string(nil), q.Types...)
 	sort.Strings(types)
 	sig := orderSig("s", types, fields)
-	if p, ok, err := s.searchCandidates(ctx, q, fields, sig); ok || err != nil {
-		return p, err
-	}
 	scan := types
 	if len(scan) == 0 {
 		if scan, err = s.storedTypes(ctx, resPrefix); err != nil {
@@ -160,14 +163,12 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 	return s.page(ctx, "s", sig, parts, m, fields, q.Count, q.Cursor, q.Total)
 }
 
-// compile compiles a search filter for this server. On FerretDB the
-// filter may select a superset; the returned Matcher (nil when the filter
-// is exact) then decides in Go.
+// compile compiles a search filter in the flavor's dialect: exact on
+// MongoDB (the Matcher is nil); on FerretDB (Flavor.dialect) the filter
+// may select a superset, and the returned Matcher (nil when the filter is
+// exact after all) decides in Go.
 func (s *Store) compile(e search.Expr, history bool) (bson.D, *mquery.Matcher, error) {
-	f, exact, err := mquery.Compile(e, mquery.Options{Dialect: s.dialect, History: history})
-	if s.compact {
-		f, exact, err = mquery.CompileCompact(e, history)
-	}
+	f, exact, err := mquery.Compile(e, mquery.Options{Dialect: s.flavor.dialect(), History: history})
 	if err != nil {
 		return nil, nil, fmt.Errorf("mongo: filter: %w", err)
 	}
@@ -236,10 +237,9 @@ func (s *Store) page(ctx context.Context, kind, sig string, parts []part, m *mqu
 		}
 		return p, nil
 	}
-	// On FerretDB every query scans its collection: a first page that
-	// needs the total counts the matches while it reads the page, in the
-	// same scan (a sorted query there reads every match anyway).
-	single := total && vals == nil && s.serial != nil
+	// Flavor.totalInScan: a first page that needs the total counts the
+	// matches while it reads the page, in the same scan.
+	single := total && vals == nil && s.flavor.totalInScan()
 	var hits []hit
 	var matched int64
 	for _, pt := range parts {
@@ -377,6 +377,9 @@ func (s *Store) count(ctx context.Context, coll *mongo.Collection, base bson.D, 
 // descending, then type, id ascending and version descending. Without a
 // type it merges the history collections of every type (see page).
 func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Page, error) {
+	if s.legacy != nil {
+		return store.Page{}, s.legacy
+	}
 	if q.ID != "" && q.Type == "" {
 		return store.Page{}, errors.New("mongo: history of an id needs a type")
 	}
@@ -492,6 +495,9 @@ func (s *Store) versionsAt(ctx context.Context, typ string, scope bson.D, at tim
 
 // ForEach calls fn with every current non-deleted version of typ ("" = all).
 func (s *Store) ForEach(ctx context.Context, typ string, fn func(store.Record) error) error {
+	if s.legacy != nil {
+		return s.legacy
+	}
 	types := []string{typ}
 	if typ == "" {
 		var err error
@@ -539,19 +545,15 @@ func (s *Store) forEach(ctx context.Context, typ string, fn func(store.Record) e
 // copy in history always ends with the newest derived state.
 func (s *Store) SetDerived(ctx context.Context, typ, id string, vid int64, idx *search.Index, rel *store.Release) error {
 	hid := historyID(typ, id, vid)
+	if s.legacy != nil {
+		return s.legacy
+	}
 	if !validType(typ) {
 		return notFound(hid)
 	}
 	set := bson.D{}
 	if idx != nil {
-		is, err := s.indexSet(idx)
-		if err != nil {
-			return fmt.Errorf("mongo: set derived %s: %w", hid, err)
-		}
-		set = append(set, is...)
-		if s.pidx != nil {
-			s.pidx.add(typ, id, idx)
-		}
+		set = append(set, bson.E{Key: "idx", Value: mquery.ToBSON(*idx)})
 	}
 	if rel != nil {
 		set = append(set, bson.E{Key: "rel", Value: mquery.BSONRelease(*rel)})

@@ -129,9 +129,9 @@ func (s *Store) deleteJournal(ctx context.Context, id string, chunks int) error 
 	for n := 0; n < chunks; n++ {
 		ids = append(ids, chunkID(id, n))
 	}
-	if s.serial != nil && !s.mongoPaths {
-		// FerretDB pushes only a filter that is exactly {_id: string} down
-		// to SQLite; anything else decodes every journal document.
+	if s.flavor.byExactID(len(ids), true) {
+		// Flavor.byExactID: a scan inside SQLite per id beats decoding
+		// every journal document.
 		for _, jid := range ids {
 			if _, err := s.txlog.DeleteOne(ctx, bson.D{{Key: "_id", Value: jid}}); err != nil {
 				return fmt.Errorf("mongo: delete journal: %w", err)

@@ -347,14 +347,14 @@ func TestCursorBinding(t *testing.T) {
 	}
 }
 
-// Open creates the indexes (MongoDB paths) idempotently, mquery's included.
+// Open creates the indexes (MongoDB flavor) idempotently, mquery's included.
 func TestIndexes(t *testing.T) {
 	ctx := context.Background()
-	s := openTest(t, embeddedURI, Options{mongoPaths: true})
+	s := openTest(t, embeddedURI, Options{flavor: flavorMongoDBOnFerretDB})
 	if err := s.Transact(ctx, []store.Op{{Kind: store.OpCreate, Record: basic("a", 1, "a1")}}); err != nil {
 		t.Fatal(err)
 	}
-	reopen(t, s, Options{mongoPaths: true})
+	reopen(t, s, Options{flavor: flavorMongoDBOnFerretDB})
 	cur, err := s.resColl("Basic").Indexes().List(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -279,11 +279,7 @@ func (s *Store) lockAll(ctx context.Context, t *tx) (int, error) {
 			// readers (del, pending) until apply clears the flags.
 			d := t.docs[i]
 			d.Del, d.Pending, d.Tx = true, true, t.id
-			w, err := s.wdoc(d)
-			if err != nil {
-				return -1, err
-			}
-			ins = append(ins, w)
+			ins = append(ins, d)
 			insIdx = append(insIdx, i)
 			continue
 		}
@@ -486,16 +482,7 @@ func (s *Store) apply(ctx context.Context, id string, keys []jkey, docs []doc, c
 		}
 		cur := d
 		cur.Tx, cur.Pending = "", false
-		w, err := s.wdoc(cur)
-		if err != nil {
-			return err
-		}
-		repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: w})
-	}
-	for _, d := range docs {
-		if d.ID != "" {
-			s.pidx.addDocs(d)
-		}
+		repl = append(repl, condWrite{ID: d.ID, If: []cond{eq("tx", id)}, Replace: cur})
 	}
 	// History first: no version is ever missing from both collections.
 	if err := s.putHistory(ctx, hist); err != nil {

@@ -10,9 +10,8 @@ import (
 )
 
 // The compiler lowers search.Expr into a small intermediate form (node)
-// that has three back ends: the exact MongoDB filter ($elemMatch), the
-// FerretDB filter (dot notation, a superset) and the compact filter (keys,
-// a superset). The Go re-check of the supersets (Match) is search.Matcher;
+// that has two back ends: the exact MongoDB filter ($elemMatch) and the
+// FerretDB filter (dot notation, a superset). The Go re-check of the supersets (Match) is search.Matcher;
 // the differential test evaluates this form field by field (irMatch) and
 // holds the matcher to it.
 

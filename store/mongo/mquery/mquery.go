@@ -13,25 +13,25 @@
 // Every search value lives in an array of small documents (idx.tok,
 // idx.dt, ...) whose "p" names the parameter, so a condition must hold on
 // one element: {"idx.tok": {$elemMatch: {p: "code", c: "1234-5"}}}. That is
-// what Filter emits and what the declared multikey indexes serve.
+// what Filter emits (the MongoDB dialect: exact, no Go re-check) and what
+// the declared multikey indexes serve (indexes.go; TestIndexCoverage holds
+// every query shape to one of them, TestFiltersAgreeWithLungo the filters
+// to Match on a second MongoDB implementation).
 //
-// FerretDB v1.24 (the embedded default) rejects $elemMatch with field
-// conditions ("unknown operator: p"), $and/$or/$nor inside $elemMatch, and
-// equality on whole sub-documents; it has no usable $expr. With the
-// FerretDB dialect, Compile therefore emits independent dot-notation
-// conditions ({"idx.tok.p": "code", "idx.tok.c": "1234-5"}), which select
-// a superset, and reports exact=false; the store must then keep only the
-// documents for which Match (the same semantics evaluated in Go) is true,
-// paging and counting after that filter. FerretDB scans every document
-// anyway, so the Go filter costs little beyond decoding.
+// FerretDB v1.24 (store/embedded, the tests' server) rejects $elemMatch
+// with field conditions ("unknown operator: p"), $and/$or/$nor inside
+// $elemMatch, and equality on whole sub-documents; it has no usable $expr.
+// With the FerretDB dialect (chosen by store/mongo's Flavor, nowhere
+// else), Compile therefore emits independent dot-notation conditions
+// ({"idx.tok.p": "code", "idx.tok.c": "1234-5"}), which select a superset,
+// and reports exact=false; the store must then keep only the documents for
+// which Match (the same semantics evaluated in Go) is true, paging and
+// counting after that filter. FerretDB scans every document anyway, so
+// the Go filter costs little beyond decoding.
 package mquery
 
 import (
-	"context"
-	"fmt"
-
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
 )
@@ -42,7 +42,8 @@ type Dialect int
 const (
 	// MongoDB: exact filters with $elemMatch.
 	MongoDB Dialect = iota
-	// FerretDB: superset filters plus Match in Go (see package doc).
+	// FerretDB: superset filters plus Match in Go (see package doc), for
+	// FerretDB v1.24 only.
 	FerretDB
 )
 
@@ -89,19 +90,6 @@ func Filter(e search.Expr) (bson.D, error) {
 func FilterHistory(e search.Expr) (bson.D, error) {
 	f, _, err := Compile(e, Options{History: true})
 	return f, err
-}
-
-// Detect asks the server which dialect it speaks: FerretDB answers
-// buildInfo with a "ferretdbVersion" field.
-func Detect(ctx context.Context, db *mongo.Database) (Dialect, error) {
-	var info bson.M
-	if err := db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
-		return MongoDB, fmt.Errorf("mquery: buildInfo: %w", err)
-	}
-	if _, ok := info["ferretdbVersion"]; ok {
-		return FerretDB, nil
-	}
-	return MongoDB, nil
 }
 
 // SortFields returns the document paths and directions (1 / -1) for keys

@@ -646,16 +646,6 @@ func TestSortFields(t *testing.T) {
 	}
 }
 
-func TestDetect(t *testing.T) {
-	d, err := Detect(context.Background(), testDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d != FerretDB {
-		t.Fatalf("dialect %v, want ferretdb", d)
-	}
-}
-
 func TestURIAncestors(t *testing.T) {
 	got := uriAncestors("http://a.org/b/c")
 	want := []string{"http://a.org", "http://a.org/", "http://a.org/b", "http://a.org/b/", "http://a.org/b/c"}
