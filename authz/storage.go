@@ -228,7 +228,8 @@ type Approval struct {
 }
 
 // Storage persists the authorization server's state. Every Use* method is
-// atomic: of two concurrent uses of one value exactly one succeeds.
+// atomic: of two concurrent uses of one value exactly one succeeds, also
+// when they come from two processes on one database.
 // authz/storagetest is the conformance suite every implementation passes.
 type Storage interface {
 	CreateClient(ctx context.Context, c *Client) error // ErrExists
@@ -246,8 +247,9 @@ type Storage interface {
 
 	CreateInvitation(ctx context.Context, inv *Invitation) error
 	// Register redeems the invitation and creates the account (with the
-	// invitation's FHIRUser) in one transaction: ErrNotFound, ErrExpired,
-	// ErrUsed for the invitation, ErrExists for a taken username.
+	// invitation's FHIRUser) atomically, across processes too: ErrNotFound,
+	// ErrExpired, ErrUsed for the invitation, ErrExists for a taken username
+	// (the invitation then stays usable).
 	Register(ctx context.Context, invitationHash string, a *Account, now time.Time) (*Invitation, error)
 
 	CreateSession(ctx context.Context, s *Session) error
@@ -300,4 +302,53 @@ type Storage interface {
 	// Prune deletes what expired before now.
 	Prune(ctx context.Context, now time.Time) error
 	Close() error
+}
+
+// Assertion is a client assertion's jti remembered until it expires
+// (Storage.UseAssertion).
+type Assertion struct {
+	ClientID  string    `json:"client_id"`
+	JTI       string    `json:"jti"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Snapshot is the whole state of a Storage, to move it to another backend
+// (fhirgate imports a legacy <data dir>/authz.db into the store's database
+// this way). The single-use state travels in the records: UsedAt of codes,
+// refresh tokens, launches and invitations, RevokedAt of families and
+// refresh tokens.
+type Snapshot struct {
+	Clients       []*Client
+	Accounts      []*Account
+	Invitations   []*Invitation
+	Sessions      []*Session
+	AuthRequests  []*AuthRequest
+	Families      []*Family
+	Codes         []*Code
+	RefreshTokens []*RefreshToken
+	AccessTokens  []*AccessToken
+	Revocations   []Revocation
+	Approvals     []*Approval
+	Launches      []*LaunchContext
+	Assertions    []Assertion
+	Secrets       map[string][]byte
+}
+
+// Len is the number of records of the snapshot.
+func (s *Snapshot) Len() int {
+	return len(s.Clients) + len(s.Accounts) + len(s.Invitations) + len(s.Sessions) + len(s.AuthRequests) +
+		len(s.Families) + len(s.Codes) + len(s.RefreshTokens) + len(s.AccessTokens) + len(s.Revocations) +
+		len(s.Approvals) + len(s.Launches) + len(s.Assertions) + len(s.Secrets)
+}
+
+// Exporter is a Storage that can read its whole state.
+type Exporter interface {
+	Export(ctx context.Context) (*Snapshot, error)
+}
+
+// Importer is a Storage that can add a Snapshot's records. A record whose
+// key exists already is kept as it is (so an interrupted import can run
+// again); Import returns the number of records added.
+type Importer interface {
+	Import(ctx context.Context, s *Snapshot) (int, error)
 }

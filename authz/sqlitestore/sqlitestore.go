@@ -1,13 +1,15 @@
 // Package sqlitestore is the authorization server's storage (authz.Storage)
-// in one SQLite file under the data directory, through the pure-Go driver
-// modernc.org/sqlite (no cgo). ":memory:" gives a private in-memory
-// database for tests.
+// on SQLite, through the pure-Go driver modernc.org/sqlite (no cgo). By
+// default its tables (authz_*) live in the SQLite store's file,
+// <data dir>/fhirgate.db, beside store/sqlite's tables, so a site has one
+// file to back up; ":memory:" gives a private in-memory database for tests.
 //
 // Each record is a JSON document in a data column, with the columns the
 // queries and the atomic single-use updates need beside it (times are Unix
-// nanoseconds, 0 for none). The server and the admin commands may open the
-// same file at once: WAL journal, a busy timeout, and IMMEDIATE
-// transactions so that a read-then-write never deadlocks between processes.
+// nanoseconds, 0 for none). The FHIR store, the authorization server and
+// the admin commands may open the same file at once: WAL journal, a busy
+// timeout (10 s, as store/sqlite's), and IMMEDIATE transactions so that a
+// read-then-write never deadlocks between connection pools or processes.
 // Within a process one connection serialises every statement; the
 // authorization server's traffic (logins, token requests) is small, and
 // the resource server's per-request revocation check reads a memory copy.
@@ -19,90 +21,68 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // driver "sqlite"
-
 	"github.com/fhirgate/fhirgate/authz"
+	"github.com/fhirgate/fhirgate/store/sqlite"
 )
 
-// FileName is the database file inside the data directory.
-const FileName = "authz.db"
+// tablePrefix starts the name of every table of the store: the file is
+// shared with store/sqlite.
+const tablePrefix = "authz_"
 
 // Store is authz.Storage on SQLite.
 type Store struct {
 	db *sql.DB
 }
 
-var _ authz.Storage = (*Store)(nil)
+var (
+	_ authz.Storage  = (*Store)(nil)
+	_ authz.Exporter = (*Store)(nil)
+	_ authz.Importer = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the database at path, or a private
 // in-memory database for ":memory:".
 func Open(ctx context.Context, path string) (*Store, error) {
-	var dsn string
-	if path == ":memory:" {
-		dsn = "file::memory:?_pragma=foreign_keys(1)&_txlock=immediate"
-	} else {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("sqlitestore: %w", err)
-		}
-		q := url.Values{}
-		q.Add("_pragma", "busy_timeout(10000)")
-		q.Add("_pragma", "journal_mode(WAL)")
-		q.Add("_pragma", "synchronous(NORMAL)")
-		q.Add("_pragma", "foreign_keys(1)")
-		q.Set("_txlock", "immediate")
-		dsn = "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
-	}
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sqlite.OpenShared(ctx, path, "")
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	// One connection: ":memory:" is per connection, and it serialises the
-	// process's writes (no SQLITE_BUSY between our own connections).
-	db.SetMaxOpenConns(1)
-	db.SetConnMaxIdleTime(0)
-	db.SetConnMaxLifetime(0)
 	s := &Store{db: db}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if path != ":memory:" {
-		_ = os.Chmod(path, 0o600) // accounts and secrets: owner only
-	}
 	return s, nil
 }
 
 const schema = `
-CREATE TABLE IF NOT EXISTS clients (id TEXT PRIMARY KEY, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS accounts (
+CREATE TABLE IF NOT EXISTS authz_clients (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authz_accounts (
 	id TEXT PRIMARY KEY, username TEXT UNIQUE, issuer TEXT, subject TEXT, data TEXT NOT NULL,
 	UNIQUE (issuer, subject));
-CREATE TABLE IF NOT EXISTS invitations (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS auth_requests (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS families (
+CREATE TABLE IF NOT EXISTS authz_invitations (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authz_sessions (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authz_auth_requests (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authz_families (
 	id TEXT PRIMARY KEY, account_id TEXT NOT NULL, client_id TEXT NOT NULL,
 	expires_at INTEGER NOT NULL, revoked_at INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS families_account_client ON families (account_id, client_id);
-CREATE TABLE IF NOT EXISTS codes (hash TEXT PRIMARY KEY, family_id TEXT NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS refresh_tokens (
+CREATE INDEX IF NOT EXISTS authz_families_account_client ON authz_families (account_id, client_id);
+CREATE TABLE IF NOT EXISTS authz_codes (hash TEXT PRIMARY KEY, family_id TEXT NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authz_refresh_tokens (
 	hash TEXT PRIMARY KEY, family_id TEXT NOT NULL, expires_at INTEGER NOT NULL,
 	used_at INTEGER NOT NULL DEFAULT 0, revoked_at INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS refresh_family ON refresh_tokens (family_id);
-CREATE TABLE IF NOT EXISTS access_tokens (jti TEXT PRIMARY KEY, family_id TEXT NOT NULL, expires_at INTEGER NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS access_family ON access_tokens (family_id);
-CREATE TABLE IF NOT EXISTS revocations (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, revoked_at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS revocations_time ON revocations (revoked_at);
-CREATE TABLE IF NOT EXISTS approvals (account_id TEXT NOT NULL, client_id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (account_id, client_id));
-CREATE TABLE IF NOT EXISTS launches (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS assertions (client_id TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (client_id, jti));
-CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS authz_refresh_family ON authz_refresh_tokens (family_id);
+CREATE TABLE IF NOT EXISTS authz_access_tokens (jti TEXT PRIMARY KEY, family_id TEXT NOT NULL, expires_at INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS authz_access_family ON authz_access_tokens (family_id);
+CREATE TABLE IF NOT EXISTS authz_revocations (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, revoked_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS authz_revocations_time ON authz_revocations (revoked_at);
+CREATE TABLE IF NOT EXISTS authz_approvals (account_id TEXT NOT NULL, client_id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (account_id, client_id));
+CREATE TABLE IF NOT EXISTS authz_launches (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authz_assertions (client_id TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (client_id, jti));
+CREATE TABLE IF NOT EXISTS authz_secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 `
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -218,24 +198,24 @@ func list[T any](ctx context.Context, s *Store, query string, args ...any) ([]*T
 // Clients.
 
 func (s *Store) CreateClient(ctx context.Context, c *authz.Client) error {
-	return s.insert(ctx, `INSERT INTO clients (id, data) VALUES (?, ?)`, c, c.ID)
+	return s.insert(ctx, `INSERT INTO authz_clients (id, data) VALUES (?, ?)`, c, c.ID)
 }
 
 func (s *Store) GetClient(ctx context.Context, id string) (*authz.Client, error) {
 	c := &authz.Client{}
-	return c, s.get(ctx, c, `SELECT data FROM clients WHERE id = ?`, id)
+	return c, s.get(ctx, c, `SELECT data FROM authz_clients WHERE id = ?`, id)
 }
 
 func (s *Store) ListClients(ctx context.Context) ([]*authz.Client, error) {
-	return list[authz.Client](ctx, s, `SELECT data FROM clients ORDER BY id`)
+	return list[authz.Client](ctx, s, `SELECT data FROM authz_clients ORDER BY id`)
 }
 
 func (s *Store) UpdateClient(ctx context.Context, c *authz.Client) error {
-	return s.update(ctx, `UPDATE clients SET data = ? WHERE id = ?`, c, c.ID)
+	return s.update(ctx, `UPDATE authz_clients SET data = ? WHERE id = ?`, c, c.ID)
 }
 
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	n, err := s.exec(ctx, `DELETE FROM clients WHERE id = ?`, id)
+	n, err := s.exec(ctx, `DELETE FROM authz_clients WHERE id = ?`, id)
 	if err == nil && n == 0 {
 		return authz.ErrNotFound
 	}
@@ -245,23 +225,23 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 // Accounts.
 
 func (s *Store) CreateAccount(ctx context.Context, a *authz.Account) error {
-	return s.insert(ctx, `INSERT INTO accounts (id, username, issuer, subject, data) VALUES (?, ?, ?, ?, ?)`,
+	return s.insert(ctx, `INSERT INTO authz_accounts (id, username, issuer, subject, data) VALUES (?, ?, ?, ?, ?)`,
 		a, a.ID, nullable(a.Username), nullable(a.Issuer), nullable(a.Subject))
 }
 
 func (s *Store) GetAccount(ctx context.Context, id string) (*authz.Account, error) {
 	a := &authz.Account{}
-	return a, s.get(ctx, a, `SELECT data FROM accounts WHERE id = ?`, id)
+	return a, s.get(ctx, a, `SELECT data FROM authz_accounts WHERE id = ?`, id)
 }
 
 func (s *Store) AccountByUsername(ctx context.Context, username string) (*authz.Account, error) {
 	a := &authz.Account{}
-	return a, s.get(ctx, a, `SELECT data FROM accounts WHERE username = ?`, username)
+	return a, s.get(ctx, a, `SELECT data FROM authz_accounts WHERE username = ?`, username)
 }
 
 func (s *Store) AccountByIdentity(ctx context.Context, issuer, subject string) (*authz.Account, error) {
 	a := &authz.Account{}
-	return a, s.get(ctx, a, `SELECT data FROM accounts WHERE issuer = ? AND subject = ?`, issuer, subject)
+	return a, s.get(ctx, a, `SELECT data FROM authz_accounts WHERE issuer = ? AND subject = ?`, issuer, subject)
 }
 
 func (s *Store) UpdateAccount(ctx context.Context, a *authz.Account) error {
@@ -269,7 +249,7 @@ func (s *Store) UpdateAccount(ctx context.Context, a *authz.Account) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.exec(ctx, `UPDATE accounts SET username = ?, issuer = ?, subject = ?, data = ? WHERE id = ?`,
+	n, err := s.exec(ctx, `UPDATE authz_accounts SET username = ?, issuer = ?, subject = ?, data = ? WHERE id = ?`,
 		nullable(a.Username), nullable(a.Issuer), nullable(a.Subject), data, a.ID)
 	if err == nil && n == 0 {
 		return authz.ErrNotFound
@@ -278,13 +258,13 @@ func (s *Store) UpdateAccount(ctx context.Context, a *authz.Account) error {
 }
 
 func (s *Store) ListAccounts(ctx context.Context) ([]*authz.Account, error) {
-	return list[authz.Account](ctx, s, `SELECT data FROM accounts ORDER BY username, id`)
+	return list[authz.Account](ctx, s, `SELECT data FROM authz_accounts ORDER BY username, id`)
 }
 
 // Invitations.
 
 func (s *Store) CreateInvitation(ctx context.Context, inv *authz.Invitation) error {
-	return s.insert(ctx, `INSERT INTO invitations (hash, expires_at, data) VALUES (?, ?, ?)`, inv, inv.Hash, ns(inv.ExpiresAt))
+	return s.insert(ctx, `INSERT INTO authz_invitations (hash, expires_at, data) VALUES (?, ?, ?)`, inv, inv.Hash, ns(inv.ExpiresAt))
 }
 
 func (s *Store) Register(ctx context.Context, hash string, a *authz.Account, now time.Time) (*authz.Invitation, error) {
@@ -295,7 +275,7 @@ func (s *Store) Register(ctx context.Context, hash string, a *authz.Account, now
 	defer tx.Rollback()
 	var data string
 	var used int64
-	err = tx.QueryRowContext(ctx, `SELECT data, used_at FROM invitations WHERE hash = ?`, hash).Scan(&data, &used)
+	err = tx.QueryRowContext(ctx, `SELECT data, used_at FROM authz_invitations WHERE hash = ?`, hash).Scan(&data, &used)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, authz.ErrNotFound
 	}
@@ -317,7 +297,7 @@ func (s *Store) Register(ctx context.Context, hash string, a *authz.Account, now
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (id, username, issuer, subject, data) VALUES (?, ?, ?, ?, ?)`,
+	if _, err := tx.ExecContext(ctx, `INSERT INTO authz_accounts (id, username, issuer, subject, data) VALUES (?, ?, ?, ?, ?)`,
 		a.ID, nullable(a.Username), nullable(a.Issuer), nullable(a.Subject), adata); err != nil {
 		if isUnique(err) {
 			return nil, authz.ErrExists
@@ -329,7 +309,7 @@ func (s *Store) Register(ctx context.Context, hash string, a *authz.Account, now
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE invitations SET used_at = ?, data = ? WHERE hash = ?`, ns(now), idata, hash); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE authz_invitations SET used_at = ?, data = ? WHERE hash = ?`, ns(now), idata, hash); err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -341,12 +321,12 @@ func (s *Store) Register(ctx context.Context, hash string, a *authz.Account, now
 // Sessions.
 
 func (s *Store) CreateSession(ctx context.Context, se *authz.Session) error {
-	return s.insert(ctx, `INSERT INTO sessions (hash, expires_at, data) VALUES (?, ?, ?)`, se, se.Hash, ns(se.ExpiresAt))
+	return s.insert(ctx, `INSERT INTO authz_sessions (hash, expires_at, data) VALUES (?, ?, ?)`, se, se.Hash, ns(se.ExpiresAt))
 }
 
 func (s *Store) GetSession(ctx context.Context, hash string) (*authz.Session, error) {
 	se := &authz.Session{}
-	return se, s.get(ctx, se, `SELECT data FROM sessions WHERE hash = ?`, hash)
+	return se, s.get(ctx, se, `SELECT data FROM authz_sessions WHERE hash = ?`, hash)
 }
 
 func (s *Store) UpdateSession(ctx context.Context, se *authz.Session) error {
@@ -354,7 +334,7 @@ func (s *Store) UpdateSession(ctx context.Context, se *authz.Session) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.exec(ctx, `UPDATE sessions SET expires_at = ?, data = ? WHERE hash = ?`, ns(se.ExpiresAt), data, se.Hash)
+	n, err := s.exec(ctx, `UPDATE authz_sessions SET expires_at = ?, data = ? WHERE hash = ?`, ns(se.ExpiresAt), data, se.Hash)
 	if err == nil && n == 0 {
 		return authz.ErrNotFound
 	}
@@ -362,41 +342,41 @@ func (s *Store) UpdateSession(ctx context.Context, se *authz.Session) error {
 }
 
 func (s *Store) DeleteSession(ctx context.Context, hash string) error {
-	_, err := s.exec(ctx, `DELETE FROM sessions WHERE hash = ?`, hash)
+	_, err := s.exec(ctx, `DELETE FROM authz_sessions WHERE hash = ?`, hash)
 	return err
 }
 
 // Authorization requests.
 
 func (s *Store) CreateAuthRequest(ctx context.Context, r *authz.AuthRequest) error {
-	return s.insert(ctx, `INSERT INTO auth_requests (id, expires_at, data) VALUES (?, ?, ?)`, r, r.ID, ns(r.ExpiresAt))
+	return s.insert(ctx, `INSERT INTO authz_auth_requests (id, expires_at, data) VALUES (?, ?, ?)`, r, r.ID, ns(r.ExpiresAt))
 }
 
 func (s *Store) GetAuthRequest(ctx context.Context, id string) (*authz.AuthRequest, error) {
 	r := &authz.AuthRequest{}
-	return r, s.get(ctx, r, `SELECT data FROM auth_requests WHERE id = ?`, id)
+	return r, s.get(ctx, r, `SELECT data FROM authz_auth_requests WHERE id = ?`, id)
 }
 
 func (s *Store) UpdateAuthRequest(ctx context.Context, r *authz.AuthRequest) error {
-	return s.update(ctx, `UPDATE auth_requests SET data = ? WHERE id = ?`, r, r.ID)
+	return s.update(ctx, `UPDATE authz_auth_requests SET data = ? WHERE id = ?`, r, r.ID)
 }
 
 func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
-	_, err := s.exec(ctx, `DELETE FROM auth_requests WHERE id = ?`, id)
+	_, err := s.exec(ctx, `DELETE FROM authz_auth_requests WHERE id = ?`, id)
 	return err
 }
 
 // Families, codes and tokens.
 
 func (s *Store) CreateFamily(ctx context.Context, f *authz.Family) error {
-	return s.insert(ctx, `INSERT INTO families (id, account_id, client_id, expires_at, data) VALUES (?, ?, ?, ?, ?)`,
+	return s.insert(ctx, `INSERT INTO authz_families (id, account_id, client_id, expires_at, data) VALUES (?, ?, ?, ?, ?)`,
 		f, f.ID, f.AccountID, f.ClientID, ns(f.ExpiresAt))
 }
 
 func (s *Store) GetFamily(ctx context.Context, id string) (*authz.Family, error) {
 	var data string
 	var revoked int64
-	err := s.db.QueryRowContext(ctx, `SELECT data, revoked_at FROM families WHERE id = ?`, id).Scan(&data, &revoked)
+	err := s.db.QueryRowContext(ctx, `SELECT data, revoked_at FROM authz_families WHERE id = ?`, id).Scan(&data, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, authz.ErrNotFound
 	}
@@ -414,7 +394,7 @@ func (s *Store) GetFamily(ctx context.Context, id string) (*authz.Family, error)
 }
 
 func (s *Store) CreateCode(ctx context.Context, c *authz.Code) error {
-	return s.insert(ctx, `INSERT INTO codes (hash, family_id, expires_at, data) VALUES (?, ?, ?, ?)`,
+	return s.insert(ctx, `INSERT INTO authz_codes (hash, family_id, expires_at, data) VALUES (?, ?, ?, ?)`,
 		c, c.Hash, c.FamilyID, ns(c.ExpiresAt))
 }
 
@@ -447,7 +427,7 @@ func (s *Store) useRow(ctx context.Context, table, key, value string, now time.T
 }
 
 func (s *Store) UseCode(ctx context.Context, hash string, now time.Time) (*authz.Code, error) {
-	data, used, err := s.useRow(ctx, "codes", "hash", hash, now)
+	data, used, err := s.useRow(ctx, "authz_codes", "hash", hash, now)
 	if err != nil {
 		return nil, err
 	}
@@ -464,7 +444,7 @@ func (s *Store) UseCode(ctx context.Context, hash string, now time.Time) (*authz
 }
 
 func (s *Store) CreateRefreshToken(ctx context.Context, t *authz.RefreshToken) error {
-	return s.insert(ctx, `INSERT INTO refresh_tokens (hash, family_id, expires_at, data) VALUES (?, ?, ?, ?)`,
+	return s.insert(ctx, `INSERT INTO authz_refresh_tokens (hash, family_id, expires_at, data) VALUES (?, ?, ?, ?)`,
 		t, t.Hash, t.FamilyID, ns(t.ExpiresAt))
 }
 
@@ -485,7 +465,7 @@ func (s *Store) refreshFrom(data string, used, revoked int64) (*authz.RefreshTok
 func (s *Store) GetRefreshToken(ctx context.Context, hash string) (*authz.RefreshToken, error) {
 	var data string
 	var used, revoked int64
-	err := s.db.QueryRowContext(ctx, `SELECT data, used_at, revoked_at FROM refresh_tokens WHERE hash = ?`, hash).Scan(&data, &used, &revoked)
+	err := s.db.QueryRowContext(ctx, `SELECT data, used_at, revoked_at FROM authz_refresh_tokens WHERE hash = ?`, hash).Scan(&data, &used, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, authz.ErrNotFound
 	}
@@ -503,7 +483,7 @@ func (s *Store) UseRefreshToken(ctx context.Context, hash string, now time.Time)
 	defer tx.Rollback()
 	var data string
 	var used, revoked int64
-	err = tx.QueryRowContext(ctx, `SELECT data, used_at, revoked_at FROM refresh_tokens WHERE hash = ?`, hash).Scan(&data, &used, &revoked)
+	err = tx.QueryRowContext(ctx, `SELECT data, used_at, revoked_at FROM authz_refresh_tokens WHERE hash = ?`, hash).Scan(&data, &used, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, authz.ErrNotFound
 	}
@@ -511,7 +491,7 @@ func (s *Store) UseRefreshToken(ctx context.Context, hash string, now time.Time)
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
 	if used == 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ?`, ns(now), hash); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE authz_refresh_tokens SET used_at = ? WHERE hash = ?`, ns(now), hash); err != nil {
 			return nil, fmt.Errorf("sqlitestore: %w", err)
 		}
 	}
@@ -530,13 +510,13 @@ func (s *Store) UseRefreshToken(ctx context.Context, hash string, now time.Time)
 }
 
 func (s *Store) RecordAccessToken(ctx context.Context, t *authz.AccessToken) error {
-	return s.insert(ctx, `INSERT INTO access_tokens (jti, family_id, expires_at, data) VALUES (?, ?, ?, ?)`,
+	return s.insert(ctx, `INSERT INTO authz_access_tokens (jti, family_id, expires_at, data) VALUES (?, ?, ?, ?)`,
 		t, t.JTI, t.FamilyID, ns(t.ExpiresAt))
 }
 
 func (s *Store) GetAccessToken(ctx context.Context, jti string) (*authz.AccessToken, error) {
 	t := &authz.AccessToken{}
-	return t, s.get(ctx, t, `SELECT data FROM access_tokens WHERE jti = ?`, jti)
+	return t, s.get(ctx, t, `SELECT data FROM authz_access_tokens WHERE jti = ?`, jti)
 }
 
 // revokeFamilies revokes the families matched by where (in one transaction).
@@ -546,7 +526,7 @@ func (s *Store) revokeFamilies(ctx context.Context, now time.Time, where string,
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM families WHERE `+where, args...)
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM authz_families WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
@@ -566,14 +546,14 @@ func (s *Store) revokeFamilies(ctx context.Context, now time.Time, where string,
 	var out []authz.Revocation
 	t := ns(now)
 	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, `UPDATE families SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, t, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE authz_families SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, t, id); err != nil {
 			return nil, fmt.Errorf("sqlitestore: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, t, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE authz_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, t, id); err != nil {
 			return nil, fmt.Errorf("sqlitestore: %w", err)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT a.jti, a.expires_at FROM access_tokens a
-			WHERE a.family_id = ? AND a.expires_at > ? AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.jti = a.jti)`, id, t)
+		rows, err := tx.QueryContext(ctx, `SELECT a.jti, a.expires_at FROM authz_access_tokens a
+			WHERE a.family_id = ? AND a.expires_at > ? AND NOT EXISTS (SELECT 1 FROM authz_revocations r WHERE r.jti = a.jti)`, id, t)
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: %w", err)
 		}
@@ -589,7 +569,7 @@ func (s *Store) revokeFamilies(ctx context.Context, now time.Time, where string,
 		}
 		rows.Close()
 		for _, r := range revs {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO revocations (jti, expires_at, revoked_at) VALUES (?, ?, ?)`,
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO authz_revocations (jti, expires_at, revoked_at) VALUES (?, ?, ?)`,
 				r.JTI, ns(r.ExpiresAt), t); err != nil {
 				return nil, fmt.Errorf("sqlitestore: %w", err)
 			}
@@ -611,13 +591,13 @@ func (s *Store) RevokeGrants(ctx context.Context, accountID, clientID string, no
 }
 
 func (s *Store) RevokeAccessToken(ctx context.Context, r authz.Revocation) error {
-	_, err := s.exec(ctx, `INSERT OR IGNORE INTO revocations (jti, expires_at, revoked_at) VALUES (?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT OR IGNORE INTO authz_revocations (jti, expires_at, revoked_at) VALUES (?, ?, ?)`,
 		r.JTI, ns(r.ExpiresAt), ns(r.RevokedAt))
 	return err
 }
 
 func (s *Store) Revocations(ctx context.Context, since, now time.Time) ([]authz.Revocation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT jti, expires_at, revoked_at FROM revocations WHERE revoked_at >= ? AND expires_at > ?`,
+	rows, err := s.db.QueryContext(ctx, `SELECT jti, expires_at, revoked_at FROM authz_revocations WHERE revoked_at >= ? AND expires_at > ?`,
 		ns(since), ns(now))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
@@ -643,22 +623,22 @@ func (s *Store) PutApproval(ctx context.Context, a *authz.Approval) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.exec(ctx, `INSERT INTO approvals (account_id, client_id, data) VALUES (?, ?, ?)
+	_, err = s.exec(ctx, `INSERT INTO authz_approvals (account_id, client_id, data) VALUES (?, ?, ?)
 		ON CONFLICT (account_id, client_id) DO UPDATE SET data = excluded.data`, a.AccountID, a.ClientID, data)
 	return err
 }
 
 func (s *Store) GetApproval(ctx context.Context, accountID, clientID string) (*authz.Approval, error) {
 	a := &authz.Approval{}
-	return a, s.get(ctx, a, `SELECT data FROM approvals WHERE account_id = ? AND client_id = ?`, accountID, clientID)
+	return a, s.get(ctx, a, `SELECT data FROM authz_approvals WHERE account_id = ? AND client_id = ?`, accountID, clientID)
 }
 
 func (s *Store) ListApprovals(ctx context.Context, accountID string) ([]*authz.Approval, error) {
-	return list[authz.Approval](ctx, s, `SELECT data FROM approvals WHERE account_id = ? ORDER BY client_id`, accountID)
+	return list[authz.Approval](ctx, s, `SELECT data FROM authz_approvals WHERE account_id = ? ORDER BY client_id`, accountID)
 }
 
 func (s *Store) DeleteApproval(ctx context.Context, accountID, clientID string) error {
-	n, err := s.exec(ctx, `DELETE FROM approvals WHERE account_id = ? AND client_id = ?`, accountID, clientID)
+	n, err := s.exec(ctx, `DELETE FROM authz_approvals WHERE account_id = ? AND client_id = ?`, accountID, clientID)
 	if err == nil && n == 0 {
 		return authz.ErrNotFound
 	}
@@ -668,11 +648,11 @@ func (s *Store) DeleteApproval(ctx context.Context, accountID, clientID string) 
 // Launch contexts.
 
 func (s *Store) CreateLaunch(ctx context.Context, l *authz.LaunchContext) error {
-	return s.insert(ctx, `INSERT INTO launches (hash, expires_at, data) VALUES (?, ?, ?)`, l, l.Hash, ns(l.ExpiresAt))
+	return s.insert(ctx, `INSERT INTO authz_launches (hash, expires_at, data) VALUES (?, ?, ?)`, l, l.Hash, ns(l.ExpiresAt))
 }
 
 func (s *Store) UseLaunch(ctx context.Context, hash string, now time.Time) (*authz.LaunchContext, error) {
-	data, used, err := s.useRow(ctx, "launches", "hash", hash, now)
+	data, used, err := s.useRow(ctx, "authz_launches", "hash", hash, now)
 	if err != nil {
 		return nil, err
 	}
@@ -694,7 +674,7 @@ func (s *Store) UseLaunch(ctx context.Context, hash string, now time.Time) (*aut
 // Client assertions.
 
 func (s *Store) UseAssertion(ctx context.Context, clientID, jti string, exp time.Time) error {
-	_, err := s.exec(ctx, `INSERT INTO assertions (client_id, jti, expires_at) VALUES (?, ?, ?)`, clientID, jti, ns(exp))
+	_, err := s.exec(ctx, `INSERT INTO authz_assertions (client_id, jti, expires_at) VALUES (?, ?, ?)`, clientID, jti, ns(exp))
 	if errors.Is(err, authz.ErrExists) {
 		return authz.ErrUsed
 	}
@@ -705,7 +685,7 @@ func (s *Store) UseAssertion(ctx context.Context, clientID, jti string, exp time
 
 func (s *Store) Secret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error) {
 	var v []byte
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM authz_secrets WHERE name = ?`, name).Scan(&v)
 	if err == nil {
 		return v, nil
 	}
@@ -716,11 +696,11 @@ func (s *Store) Secret(ctx context.Context, name string, gen func() ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)`, name, nv); err != nil {
+	if _, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO authz_secrets (name, value) VALUES (?, ?)`, name, nv); err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
 	// Another process may have won the race: everyone uses the stored value.
-	if err := s.db.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM authz_secrets WHERE name = ?`, name).Scan(&v); err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
 	return v, nil
@@ -732,16 +712,16 @@ func (s *Store) Secret(ctx context.Context, name string, gen func() ([]byte, err
 func (s *Store) Prune(ctx context.Context, now time.Time) error {
 	t := ns(now)
 	for _, q := range []string{
-		`DELETE FROM sessions WHERE expires_at <= ?`,
-		`DELETE FROM auth_requests WHERE expires_at <= ?`,
-		`DELETE FROM launches WHERE expires_at <= ?`,
-		`DELETE FROM assertions WHERE expires_at <= ?`,
-		`DELETE FROM revocations WHERE expires_at <= ?`,
-		`DELETE FROM access_tokens WHERE expires_at <= ?`,
-		`DELETE FROM invitations WHERE expires_at <= ? AND used_at = 0`,
-		`DELETE FROM codes WHERE family_id IN (SELECT id FROM families WHERE expires_at <= ?)`,
-		`DELETE FROM refresh_tokens WHERE family_id IN (SELECT id FROM families WHERE expires_at <= ?)`,
-		`DELETE FROM families WHERE expires_at <= ?`,
+		`DELETE FROM authz_sessions WHERE expires_at <= ?`,
+		`DELETE FROM authz_auth_requests WHERE expires_at <= ?`,
+		`DELETE FROM authz_launches WHERE expires_at <= ?`,
+		`DELETE FROM authz_assertions WHERE expires_at <= ?`,
+		`DELETE FROM authz_revocations WHERE expires_at <= ?`,
+		`DELETE FROM authz_access_tokens WHERE expires_at <= ?`,
+		`DELETE FROM authz_invitations WHERE expires_at <= ? AND used_at = 0`,
+		`DELETE FROM authz_codes WHERE family_id IN (SELECT id FROM authz_families WHERE expires_at <= ?)`,
+		`DELETE FROM authz_refresh_tokens WHERE family_id IN (SELECT id FROM authz_families WHERE expires_at <= ?)`,
+		`DELETE FROM authz_families WHERE expires_at <= ?`,
 	} {
 		if _, err := s.db.ExecContext(ctx, q, t); err != nil {
 			return fmt.Errorf("sqlitestore: prune: %w", err)

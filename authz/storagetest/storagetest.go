@@ -23,6 +23,10 @@ func Run(t *testing.T, newStorage func(t *testing.T) authz.Storage) {
 		{"RegisterIsSingleUse", testRegister},
 		{"CodeIsSingleUse", testCode},
 		{"ConcurrentUseOneWins", testConcurrentUse},
+		{"ConcurrentCodeLaunchAssertion", testConcurrentSingleUse},
+		{"ConcurrentRegister", testConcurrentRegister},
+		{"ConcurrentRevokeReportsEachTokenOnce", testConcurrentRevoke},
+		{"ConcurrentSecretOneValue", testConcurrentSecret},
 		{"RefreshRotationAndFamilyRevocation", testRefresh},
 		{"RevokeGrantsOfAccountAndClient", testRevokeGrants},
 		{"Approvals", testApprovals},
@@ -31,6 +35,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) authz.Storage) {
 		{"SessionsAndRequests", testSessions},
 		{"SecretIsStable", testSecret},
 		{"Prune", testPrune},
+		{"ExportImport", func(t *testing.T, s authz.Storage) { testExportImport(t, s, newStorage(t)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStorage(t)

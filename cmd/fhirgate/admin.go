@@ -5,19 +5,25 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/fhirgate/fhirgate/authz"
-	"github.com/fhirgate/fhirgate/authz/sqlitestore"
+	"github.com/fhirgate/fhirgate/internal/app"
 )
 
 // The administration commands of the built-in authorization server. They
-// open <data dir>/authz.db directly (SQLite: safe while the server runs);
-// nothing here goes through the FHIR API.
+// open the server's state where the server keeps it (app.OpenAuthzStorage),
+// chosen by the same settings: the authz_* tables of <data dir>/fhirgate.db
+// (SQLite: safe while the server runs), the authz_* collections of the
+// MongoDB database (FHIRGATE_MONGODB_URI, FHIRGATE_DATABASE), or, with the
+// embedded FerretDB (FHIRGATE_STORE=ferretdb), the running server's
+// embedded store at FHIRGATE_EMBEDDED_ADDR (which must be set; with the
+// server stopped the command opens the store there itself). Nothing here
+// goes through the FHIR API.
 //
 //	fhirgate client add --id ID --type public|symmetric|asymmetric|backend [--name N]
 //	        [--redirect-uri U]... [--scope S]... [--jwks FILE | --jwks-url URL] [--ehr-launch] [--invitations]
@@ -36,15 +42,41 @@ func (m *multi) Set(v string) error {
 	return nil
 }
 
-func openAuthz(ctx context.Context, dataDir string) (*sqlitestore.Store, error) {
+// storeFlags are the settings that say where the state is, read as
+// parseConfig reads them (flags, then FHIRGATE_* variables, then defaults).
+type storeFlags struct {
+	dataDir, mongoURI, store, database, embeddedAddr *string
+}
+
+func addStoreFlags(fs *flag.FlagSet) *storeFlags {
+	return &storeFlags{
+		dataDir:      fs.String("data-dir", env("FHIRGATE_DATA_DIR", "./data"), "data directory (FHIRGATE_DATA_DIR)"),
+		mongoURI:     fs.String("mongodb-uri", env("FHIRGATE_MONGODB_URI", ""), "MongoDB URI; empty = embedded store (FHIRGATE_MONGODB_URI)"),
+		store:        fs.String("store", env("FHIRGATE_STORE", ""), "embedded store without a MongoDB URI: sqlite (default) or ferretdb (FHIRGATE_STORE)"),
+		database:     fs.String("database", env("FHIRGATE_DATABASE", "fhirgate"), "database name (FHIRGATE_DATABASE)"),
+		embeddedAddr: fs.String("embedded-addr", env("FHIRGATE_EMBEDDED_ADDR", ""), "the server's embedded store address, needed with FHIRGATE_STORE=ferretdb (FHIRGATE_EMBEDDED_ADDR)"),
+	}
+}
+
+// open opens the authorization server's state; release closes it.
+func (f *storeFlags) open(ctx context.Context) (authz.Storage, func(), error) {
 	if env("FHIRGATE_OIDC_ISSUER", "") != "" {
 		fmt.Fprintln(os.Stderr, "fhirgate: note: FHIRGATE_OIDC_ISSUER is set, so the built-in authorization server is off")
 	}
-	return sqlitestore.Open(ctx, filepath.Join(dataDir, sqlitestore.FileName))
-}
-
-func dataDirFlag(fs *flag.FlagSet) *string {
-	return fs.String("data-dir", env("FHIRGATE_DATA_DIR", "./data"), "data directory holding authz.db (FHIRGATE_DATA_DIR)")
+	st := strings.ToLower(*f.store)
+	switch {
+	case *f.mongoURI != "" && !strings.HasPrefix(*f.mongoURI, "mongodb://") && !strings.HasPrefix(*f.mongoURI, "mongodb+srv://"):
+		return nil, nil, errors.New("FHIRGATE_MONGODB_URI: must start with mongodb:// or mongodb+srv://")
+	case st != "" && st != "sqlite" && st != "ferretdb":
+		return nil, nil, fmt.Errorf("FHIRGATE_STORE: %q is not sqlite or ferretdb", st)
+	case st != "" && *f.mongoURI != "":
+		return nil, nil, fmt.Errorf("FHIRGATE_STORE: %s is an embedded store; FHIRGATE_MONGODB_URI selects MongoDB instead", st)
+	case *f.dataDir == "":
+		return nil, nil, errors.New("FHIRGATE_DATA_DIR: must not be empty")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)) // the one-time import of a legacy authz.db says so
+	return app.OpenAuthzStorage(ctx, app.Options{DataDir: *f.dataDir, MongoURI: *f.mongoURI, Store: st, Database: *f.database,
+		EmbeddedAddr: *f.embeddedAddr, Logger: log})
 }
 
 func clientCmd(ctx context.Context, args []string) error {
@@ -53,7 +85,7 @@ func clientCmd(ctx context.Context, args []string) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("client "+sub, flag.ContinueOnError)
-	dataDir := dataDirFlag(fs)
+	where := addStoreFlags(fs)
 	var spec authz.ClientSpec
 	var redirects, scopes multi
 	var jwksFile string
@@ -71,11 +103,11 @@ func clientCmd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	st, err := openAuthz(ctx, *dataDir)
+	st, release, err := where.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer release()
 	now := time.Now()
 	switch sub {
 	case "add":
@@ -123,7 +155,7 @@ func clientCmd(ctx context.Context, args []string) error {
 
 func inviteCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("invite", flag.ContinueOnError)
-	dataDir := dataDirFlag(fs)
+	where := addStoreFlags(fs)
 	fhirUser := fs.String("fhir-user", "", "the person's resource: Patient/ID, RelatedPerson/ID, Person/ID or Practitioner/ID (required)")
 	ttl := fs.Duration("ttl", 7*24*time.Hour, "how long the code is valid")
 	by := fs.String("by", env("USER", ""), "who verified the person's identity")
@@ -131,11 +163,11 @@ func inviteCmd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	st, err := openAuthz(ctx, *dataDir)
+	st, release, err := where.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer release()
 	code, inv, err := authz.Invite(ctx, st, *fhirUser, *by, *note, *ttl, time.Now())
 	if err != nil {
 		return err
@@ -151,7 +183,7 @@ func accountCmd(ctx context.Context, args []string) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("account "+sub, flag.ContinueOnError)
-	dataDir := dataDirFlag(fs)
+	where := addStoreFlags(fs)
 	var username, password, fhirUser string
 	if sub == "add" {
 		fs.StringVar(&username, "username", "", "username")
@@ -167,11 +199,11 @@ func accountCmd(ctx context.Context, args []string) error {
 		}
 		username = fs.Arg(0)
 	}
-	st, err := openAuthz(ctx, *dataDir)
+	st, release, err := where.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer release()
 	now := time.Now()
 	switch sub {
 	case "list":
