@@ -32,6 +32,8 @@ import (
 	"github.com/fhirgate/fhirgate/authz"
 	"github.com/fhirgate/fhirgate/internal/app"
 	"github.com/fhirgate/fhirgate/smart/devissuer"
+
+	"github.com/fhirgate/fhirgate/internal/browsertest"
 )
 
 type clock struct {
@@ -148,55 +150,14 @@ type world struct {
 	emma, tom, ann string
 }
 
-func birthDate(now time.Time, years int) string {
-	return now.AddDate(-years, 0, -10).Format("2006-01-02")
-}
-
 func (h *harness) seed() world {
-	now := h.clock.Now()
-	mth := map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}}}
-	for _, r := range []map[string]any{
-		{"resourceType": "Patient", "id": "emma", "birthDate": birthDate(now, 8), "name": []any{map[string]any{"given": []any{"Emma"}, "family": "Lee"}}},
-		{"resourceType": "Patient", "id": "tom", "birthDate": birthDate(now, 14), "name": []any{map[string]any{"given": []any{"Tom"}, "family": "Lee"}}},
-		{"resourceType": "Patient", "id": "ann", "birthDate": "1950-02-03", "name": []any{map[string]any{"given": []any{"Ann"}, "family": "Roy"}}},
-		{"resourceType": "Patient", "id": "mia", "birthDate": "1990-05-06", "name": []any{map[string]any{"given": []any{"Mia"}, "family": "Lee"}}},
-		{"resourceType": "RelatedPerson", "id": "mum-emma", "active": true, "patient": map[string]any{"reference": "Patient/emma"}, "relationship": []any{mth}},
-		{"resourceType": "RelatedPerson", "id": "mum-tom", "active": true, "patient": map[string]any{"reference": "Patient/tom"}, "relationship": []any{mth}},
-		{"resourceType": "RelatedPerson", "id": "mum-ann", "active": true, "patient": map[string]any{"reference": "Patient/ann"}},
-		{"resourceType": "Person", "id": "mum", "active": true, "name": []any{map[string]any{"given": []any{"Mia"}, "family": "Lee"}},
-			"link": []any{
-				map[string]any{"target": map[string]any{"reference": "RelatedPerson/mum-emma"}},
-				map[string]any{"target": map[string]any{"reference": "RelatedPerson/mum-tom"}},
-				map[string]any{"target": map[string]any{"reference": "RelatedPerson/mum-ann"}},
-			}},
-		{"resourceType": "Consent", "id": "ann-to-mum", "status": "active",
-			"scope":    map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}}},
-			"category": []any{map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "59284-0"}}}},
-			"patient":  map[string]any{"reference": "Patient/ann"},
-			"provision": map[string]any{"type": "permit",
-				"actor": []any{map[string]any{
-					"role":      map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass", "code": "AGNT"}}},
-					"reference": map[string]any{"reference": "RelatedPerson/mum-ann"}}},
-				"class": []any{map[string]any{"system": "http://hl7.org/fhir/resource-types", "code": "Appointment"}}}},
-		{"resourceType": "Practitioner", "id": "drno", "name": []any{map[string]any{"family": "No"}}},
-		{"resourceType": "Encounter", "id": "visit-1", "status": "in-progress", "class": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-			"subject": map[string]any{"reference": "Patient/emma"}},
-		obs("obs-emma", "emma"), obs("obs-tom", "tom"), obs("obs-ann", "ann"), obs("obs-mia", "mia"),
-		{"resourceType": "Appointment", "id": "appt-ann", "status": "booked", "participant": []any{map[string]any{
-			"actor": map[string]any{"reference": "Patient/ann"}, "status": "accepted"}}},
-	} {
+	for _, r := range browsertest.Family(h.clock.Now()) {
 		h.put(r)
 	}
 	return world{emma: "emma", tom: "tom", ann: "ann"}
 }
 
-func obs(id, patient string) map[string]any {
-	return map[string]any{"resourceType": "Observation", "id": id, "status": "final",
-		"code":              map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "8302-2"}}},
-		"subject":           map[string]any{"reference": "Patient/" + patient},
-		"valueQuantity":     map[string]any{"value": 120, "unit": "cm"},
-		"effectiveDateTime": "2026-01-01"}
-}
+func obs(id, patient string) map[string]any { return browsertest.Observation(id, patient) }
 
 func (h *harness) account(username, password, fhirUser string) {
 	h.t.Helper()

@@ -7,6 +7,7 @@ package conformance
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -25,7 +26,10 @@ var Interactions = []string{"read", "vread", "update", "patch", "delete", "histo
 var ImmutableTypes = map[string]bool{"AuditEvent": true}
 
 // Operation is one extended operation served by the pipeline.
-type Operation struct{ Name, Definition, Doc string }
+type Operation struct {
+	Name, Definition, Doc string
+	Types                 []string // the resource types it is defined on; nil: every type
+}
 
 // Endpoints are the OAuth endpoints advertised (from the issuer's discovery).
 type Endpoints struct {
@@ -122,13 +126,16 @@ func CapabilityStatement(o Options) []byte {
 			r.SearchRevInclude = []string{"*"}
 		}
 		for _, x := range o.Operations {
+			if x.Types != nil && !slices.Contains(x.Types, t) {
+				continue
+			}
 			r.Operation = append(r.Operation, op{Name: x.Name, Definition: x.Definition, Documentation: x.Doc})
 		}
 		resources = append(resources, r)
 	}
 	rest := map[string]any{
 		"mode":          "server",
-		"documentation": "fhirgate FHIR R4 server. Search supports the modifiers listed per parameter type below; unknown parameters are ignored and reported unless Prefer: handling=strict. Release rules hold results back from patient-facing callers.",
+		"documentation": "fhirgate FHIR R4 server. Search supports the modifiers listed per parameter type below; unknown parameters are ignored and reported unless Prefer: handling=strict. Release rules hold results back from patient-facing callers. Secure messaging (Communication threads, docs/messaging.md) is not for emergencies — call 911 / la messagerie n'est pas destinée aux urgences — composez le 911.",
 		"resource":      resources,
 		"interaction":   []code{{"transaction"}, {"batch"}, {"search-system"}, {"history-system"}},
 		"searchParam": []param{

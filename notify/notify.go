@@ -44,6 +44,11 @@ type Notification struct {
 	// set, drops a notification not delivered by then.
 	NotBefore time.Time
 	Expires   time.Time
+	// Cond, when set, is checked just before delivery (Options.Check of
+	// the delivery worker): false skips the notification. E.g. an
+	// appointment reminder holds "Appointment/5|booked|<start>", so a
+	// cancelled or moved appointment gets no reminder.
+	Cond string `json:",omitempty"`
 }
 
 // Outbox accepts notifications for durable, retried delivery.

@@ -19,7 +19,7 @@ import (
 // with its line and the rule it belongs to.
 
 var (
-	topKeys   = []string{"version", "timezone", "valueSets", "rules"}
+	topKeys   = []string{"version", "timezone", "valueSets", "rules", "messaging"}
 	ruleKeys  = []string{"name", "description", "match", "action", "delay", "from", "audience"}
 	matchKeys = []string{"resourceType", "category", "code", "security", "status", "performer", "organization", "valueSet"}
 	actions   = []string{string(Immediate), string(Delay), string(Manual), string(Exclude)}
@@ -131,6 +131,9 @@ func compile(data []byte, file string) (*Policy, []Problem) {
 				}
 			}
 		}
+	}
+	if v, ok := top["messaging"]; ok {
+		p.messaging = l.messaging(v) // messaging.go
 	}
 	l.label = ""
 	l.unreachable(p.rules)

@@ -87,6 +87,8 @@ type Policy struct {
 	loc    *time.Location
 	tzName string
 	hash   string
+	// messaging is the "messaging:" section (nil: none; messaging.go).
+	messaging *Messaging
 }
 
 // rule is one compiled rule.

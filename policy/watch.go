@@ -16,9 +16,9 @@ import (
 // mtimes with a coarse granularity). A change is acted on only once the
 // content is the same on two consecutive polls, so a file caught half
 // written (editors, os.WriteFile truncate then write) is not reported. Then:
-//   - a file that loads and whose effective rules differ (Hash) from the
-//     last good policy is passed to onChange; comment or formatting edits
-//     do not call it;
+//   - a file that loads and whose effective rules differ (Hash, or the
+//     messaging section's Messaging.Hash) from the last good policy is
+//     passed to onChange; comment or formatting edits do not call it;
 //   - a file that does not load, or cannot be read, is passed to onError
 //     once, and nothing else happens: the caller keeps the policy it has.
 //
@@ -74,7 +74,7 @@ func (w *watcher) baseline() {
 	}
 	w.sum = sha256.Sum256(data)
 	if p, err := Parse(data, w.path); err == nil {
-		w.good = p.Hash()
+		w.good = p.reloadKey()
 	}
 }
 
@@ -118,9 +118,9 @@ func (w *watcher) poll() (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.Hash() == w.good {
+	if p.reloadKey() == w.good {
 		return nil, nil
 	}
-	w.good = p.Hash()
+	w.good = p.reloadKey()
 	return p, nil
 }

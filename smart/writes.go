@@ -32,6 +32,8 @@ type WriteRule struct {
 //   - DocumentReference, Media, Binary: documents and pictures the patient
 //     uploads (a Binary's securityContext must be the patient or a resource
 //     of the patient's the app can read).
+//   - Subscription: the app's FHIR Subscriptions (notify/subscription;
+//     the server links them to the patient, "patient").
 //   - Patient: the patient's own demographics, updates only; the elements
 //     that decide identity and proxy access (ProtectedPatientElements)
 //     cannot change.
@@ -45,6 +47,7 @@ var PatientWrites = map[string]WriteRule{
 	"DocumentReference":     {Create: true, Change: true, Owner: []string{"subject"}},
 	"Media":                 {Create: true, Change: true, Owner: []string{"subject"}},
 	"Binary":                {Create: true, Change: true},
+	"Subscription":          {Create: true, Change: true, Owner: []string{"patient"}},
 	"Patient":               {Change: true},
 }
 

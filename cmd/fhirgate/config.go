@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/authz"
+	"github.com/fhirgate/fhirgate/internal/app"
 )
 
 // config is fhirgate's configuration: flags override environment variables,
@@ -45,6 +46,8 @@ type config struct {
 	Sensitive     []string
 	ShutdownGrace time.Duration
 	AuditQueue    int
+	Notify        app.NotifyOptions // FHIRGATE_SMTP_URL, FHIRGATE_PORTAL_URL, ... (app.NotifyFromEnv)
+	Visit         app.VisitOptions  // FHIRGATE_VISIT_GRACE, ... (app.VisitFromEnv)
 
 	// The built-in authorization server (no FHIRGATE_OIDC_ISSUER).
 	Federation     *authz.FederationConfig
@@ -218,6 +221,16 @@ func parseConfig(args []string) (*config, error) {
 				bad(f.name, "%v", err)
 			}
 		}
+	}
+	if nc, err := app.NotifyFromEnv(os.Getenv); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.Notify = nc
+	}
+	if vc, err := app.VisitFromEnv(os.Getenv); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.Visit = vc
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("invalid configuration:\n  %w", joinLines(errs))

@@ -80,7 +80,7 @@ func appOptions(c *config, log *slog.Logger) app.Options {
 			IntrospectionSecret: c.IntroSecret, ScopeClaim: c.ScopeClaim, PatientClaim: c.PatientClaim, FHIRUserClaim: c.FHIRUserClaim},
 		AuthDisabled: c.AuthDisabled, PolicyFile: c.PolicyFile, SearchParams: c.SearchParams,
 		Proxy:      smart.ProxyConfig{Relationships: c.ProxyRels, MaxChildAge: c.ProxyAge, SensitiveLabels: c.Sensitive},
-		AuditQueue: c.AuditQueue, Logger: log,
+		AuditQueue: c.AuditQueue, Logger: log, Notify: c.Notify, Visit: c.Visit,
 		AuthServer: authz.Config{Federation: c.Federation, AccessTokenTTL: c.AccessTokenTTL},
 	}
 }

@@ -11,6 +11,10 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/store/migrate"
+
+	"github.com/fhirgate/fhirgate/authz/mongostore"
+	"github.com/fhirgate/fhirgate/authz/sqlitestore"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // migrateOut receives the migration's progress and counts (tests swap it).
@@ -84,8 +88,36 @@ func migrateCmd(ctx context.Context, args []string) error {
 	_, err = migrate.Run(ctx, migrate.Options{
 		DataDir: c.DataDir, Database: c.Database, Registry: reg,
 		DryRun: dryRun, Force: force, Out: migrateOut, Logger: newLogger(c),
+		Carry: carryAuthz,
 	})
 	return err
+}
+
+// carryAuthz copies the authorization server's state (accounts, clients,
+// grants, server secrets: authz_* collections, authz/mongostore) of the
+// FerretDB database into the new SQLite file (authz/sqlitestore).
+func carryAuthz(ctx context.Context, src *mongo.Database, target string) (string, error) {
+	ms, err := mongostore.New(ctx, src)
+	if err != nil {
+		return "", fmt.Errorf("authorization server state: %w", err)
+	}
+	snap, err := ms.Export(ctx)
+	if err != nil {
+		return "", fmt.Errorf("authorization server state: %w", err)
+	}
+	st, err := sqlitestore.Open(ctx, target)
+	if err != nil {
+		return "", fmt.Errorf("authorization server state: %w", err)
+	}
+	defer st.Close()
+	n, err := st.Import(ctx, snap)
+	if err != nil {
+		return "", fmt.Errorf("authorization server state: %w", err)
+	}
+	if n == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("authorization server state: %d records copied (accounts, clients, grants, secrets)", n), nil
 }
 
 // serverRegistry is the search registry the server builds from c

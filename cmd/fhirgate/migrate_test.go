@@ -27,6 +27,12 @@ import (
 	"github.com/fhirgate/fhirgate/store/migrate"
 	"github.com/fhirgate/fhirgate/store/mongo"
 	"github.com/fhirgate/fhirgate/store/sqlite"
+
+	"github.com/fhirgate/fhirgate/authz"
+	"github.com/fhirgate/fhirgate/authz/mongostore"
+	"github.com/fhirgate/fhirgate/authz/sqlitestore"
+	mdriver "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 const migrateBase = "http://localhost:8080/fhir"
@@ -126,6 +132,20 @@ func TestMigrateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := allVersions(t, ms)
+	// The authorization server's state in the same database (authz/mongostore).
+	client, err := mdriverConnect(ctx, srv.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := mongostore.New(ctx, client.Database("fhirgate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := authz.AddClient(ctx, as, authz.ClientSpec{ID: "growth", Name: "Growth Chart", Type: authz.TypePublic,
+		RedirectURIs: []string{"https://app.example/index.html"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.Disconnect(ctx)
 	audits := 0
 	for _, r := range want {
 		if r.Type == "AuditEvent" {
@@ -181,6 +201,21 @@ func TestMigrateCommand(t *testing.T) {
 		t.Error("--from mongodb accepted")
 	}
 
+	// The authorization server's state came along.
+	if !strings.Contains(out.String(), "authorization server state:") {
+		t.Errorf("output lacks the authorization server's state:\n%s", out.String())
+	}
+	func() {
+		as, err := sqlitestore.Open(ctx, filepath.Join(dir, app.SQLiteFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer as.Close()
+		if c, err := as.GetClient(ctx, "growth"); err != nil || c.Name != "Growth Chart" {
+			t.Errorf("the client registered on FerretDB after the migration: %+v, %v", c, err)
+		}
+	}()
+
 	// 3. The SQLite store holds every version exactly.
 	st, err := sqlite.Open(ctx, filepath.Join(dir, app.SQLiteFile), sqlite.Options{})
 	if err != nil {
@@ -234,4 +269,8 @@ func TestMigrateCommand(t *testing.T) {
 	if strings.Count(string(b), `"fullUrl"`) != 2 || !strings.Contains(string(b), `"etag":"W/\"1\""`) {
 		t.Errorf("instance history after migration: %s", b)
 	}
+}
+
+func mdriverConnect(ctx context.Context, uri string) (*mdriver.Client, error) {
+	return mdriver.Connect(options.Client().ApplyURI(uri))
 }

@@ -422,6 +422,9 @@ func (s *Server) existingForWrite(ctx context.Context, c *caller, interaction sm
 	if !c.patientFacing() {
 		return nil
 	}
+	if s.messagingOn(typ) {
+		return s.messagingExisting(string(interaction)) // messaging.go: read receipts on any message
+	}
 	if typ == "Patient" {
 		if !contains(c.actingPatients(), "Patient/"+id) {
 			return fhir.Errorf(fhir.KindForbidden, "a patient-facing app may change only the Patient resource of the patient it acts for")

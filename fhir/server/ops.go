@@ -31,10 +31,12 @@ var Operations = []struct {
 	Name, Definition, Doc string
 	Instance              bool
 	Write                 bool
+	Types                 []string // the resource types it is defined on; nil: every type
 }{
-	{"release", "http://fhirgate.dev/OperationDefinition/release", "Release a held or delayed resource to the patient and proxies now, optionally with a note (annotate and release). Records a Provenance and an AuditEvent.", true, true},
-	{"hold", "http://fhirgate.dev/OperationDefinition/hold", "Hold a resource back from patient-facing access again, with a reason.", true, true},
-	{"release-status", "http://fhirgate.dev/OperationDefinition/release-status", "Which release rule applies, held until when, released by whom.", true, false},
+	{"release", "http://fhirgate.dev/OperationDefinition/release", "Release a held or delayed resource to the patient and proxies now, optionally with a note (annotate and release). Records a Provenance and an AuditEvent.", true, true, nil},
+	{"hold", "http://fhirgate.dev/OperationDefinition/hold", "Hold a resource back from patient-facing access again, with a reason.", true, true, nil},
+	{"release-status", "http://fhirgate.dev/OperationDefinition/release-status", "Which release rule applies, held until when, released by whom.", true, false, nil},
+	{"escalate", "http://fhirgate.dev/OperationDefinition/escalate", "Communication threads only (docs/messaging.md): a clinician turns a secure-messaging thread into an eConsult or a visit request (kind econsult | visit, note, close); creates a ServiceRequest and a Task referencing the thread in one transaction. Secure messaging is not for emergencies — call 911.", true, true, []string{"Communication"}},
 }
 
 func (s *Server) operation(ctx context.Context, x *exchange) (*fhir.Response, error) {
@@ -47,11 +49,16 @@ func (s *Server) operation(ctx context.Context, x *exchange) (*fhir.Response, er
 			return nil, notAllowed(x.req.Method)
 		}
 		return s.releaseOp(ctx, x)
+	case "$escalate":
+		return s.escalate(ctx, x) // messaging.go
 	case "$release-status":
 		if x.req.Method != http.MethodGet && x.req.Method != http.MethodPost {
 			return nil, notAllowed(x.req.Method)
 		}
 		return s.releaseStatus(ctx, x)
+	}
+	if op, ok := s.extra[x.rt.typ+"/"+x.rt.op]; ok {
+		return s.extraOperation(ctx, x, op)
 	}
 	return nil, fhir.Errorf(fhir.KindNotFound, "operation %s is not supported", x.rt.op)
 }

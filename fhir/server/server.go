@@ -57,6 +57,9 @@ type Server struct {
 	// $hold operations under way, and holdEnd is seq when the last ended
 	// (RecheckHeld).
 	seq, holding, holdEnd atomic.Int64
+	// extra are the operations higher layers registered (RegisterOperation).
+	extra map[string]ExtraOperation
+	hooks map[string]WriteHook // RegisterWriteHook (subscription_hook.go)
 }
 
 // New builds a Server.

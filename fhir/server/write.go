@@ -206,6 +206,10 @@ func (s *Server) create(ctx context.Context, x *exchange) (*fhir.Response, error
 	if id == "" {
 		id = s.cfg.NewID()
 	}
+	obj, extra, err := s.hookedWrite(ctx, x, x.rt.typ, id, obj, nil) // messaging.go
+	if err != nil {
+		return nil, err
+	}
 	rec, err := s.version(x.rt.typ, id, 1, obj, nil)
 	if err != nil {
 		return nil, err
@@ -216,13 +220,14 @@ func (s *Server) create(ctx context.Context, x *exchange) (*fhir.Response, error
 	if err := s.checkPatientContent(ctx, x.c, rec, obj.Tree(), nil); err != nil {
 		return nil, err
 	}
-	if err := s.commit(ctx, store.Op{Kind: store.OpCreate, Record: rec}); err != nil {
+	if err := s.commit(ctx, append([]store.Op{{Kind: store.OpCreate, Record: rec}}, extra...)...); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, fhir.Errorf(fhir.KindConflict, "%s/%s already exists", rec.Type, rec.ID).Wrap(err)
 		}
 		return nil, err
 	}
 	x.touched(rec)
+	x.touched(opRecords(extra)...)
 	return s.written(x.req, http.StatusCreated, rec), nil
 }
 
@@ -340,20 +345,25 @@ func (s *Server) put(ctx context.Context, x *exchange, id string, obj *fhir.Obje
 				return nil, err
 			}
 		}
-		rec, err := s.version(typ, id, curVid+1, obj, prev)
+		mobj, extra, err := s.hookedWrite(ctx, x, typ, id, obj, live(prev)) // messaging.go
+		if err != nil {
+			return nil, err
+		}
+		rec, err := s.version(typ, id, curVid+1, mobj, prev)
 		if err != nil {
 			return nil, err
 		}
 		if err := s.checkWritable(x.c, interaction, rec); err != nil {
 			return nil, err
 		}
-		if err := s.checkPatientContent(ctx, x.c, rec, obj.Tree(), prev); err != nil {
+		if err := s.checkPatientContent(ctx, x.c, rec, mobj.Tree(), prev); err != nil {
 			return nil, err
 		}
-		if err := s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: curVid}); err != nil {
+		if err := s.commit(ctx, append([]store.Op{{Kind: store.OpPut, Record: rec, IfVersion: curVid}}, extra...)...); err != nil {
 			return nil, err
 		}
 		x.touched(rec)
+		x.touched(opRecords(extra)...)
 		status := http.StatusOK
 		if interaction == "create" {
 			status = http.StatusCreated
@@ -481,6 +491,10 @@ func (s *Server) patchID(ctx context.Context, x *exchange, id string) (*fhir.Res
 		if err := fhir.SetTag(obj, smart.OriginSystem, writerOrigin(x.c), ""); err != nil {
 			return nil, err
 		}
+		obj, extra, err := s.hookedWrite(ctx, x, x.rt.typ, id, obj, &cur) // messaging.go
+		if err != nil {
+			return nil, err
+		}
 		rec, err := s.version(x.rt.typ, id, cur.VersionID+1, obj, &cur)
 		if err != nil {
 			return nil, err
@@ -491,10 +505,11 @@ func (s *Server) patchID(ctx context.Context, x *exchange, id string) (*fhir.Res
 		if err := s.checkPatientContent(ctx, x.c, rec, obj.Tree(), &cur); err != nil {
 			return nil, err
 		}
-		if err := s.commit(ctx, store.Op{Kind: store.OpPut, Record: rec, IfVersion: cur.VersionID}); err != nil {
+		if err := s.commit(ctx, append([]store.Op{{Kind: store.OpPut, Record: rec, IfVersion: cur.VersionID}}, extra...)...); err != nil {
 			return nil, err
 		}
 		x.touched(rec)
+		x.touched(opRecords(extra)...)
 		return s.written(x.req, http.StatusOK, rec), nil
 	})
 }

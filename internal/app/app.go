@@ -14,11 +14,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/authz"
-	"github.com/fhirgate/fhirgate/authz/sqlitestore"
 	"github.com/fhirgate/fhirgate/conformance"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/engine"
@@ -59,8 +59,9 @@ type Options struct {
 
 	// AuthServer configures the built-in authorization server, on when
 	// Issuers is empty (Federation, lifetimes, throttling, Password are
-	// read; the rest is wired here). AuthzDB is its SQLite file (default
-	// <DataDir>/authz.db; ":memory:" for tests).
+	// read; the rest is wired here). Its state lives in the store's
+	// database (OpenAuthzStorage); AuthzDB, when set, is a SQLite file
+	// to keep it in instead (":memory:" for tests).
 	AuthServer authz.Config
 	AuthzDB    string
 
@@ -68,6 +69,8 @@ type Options struct {
 	SearchParams string
 	Proxy        smart.ProxyConfig
 	AuditQueue   int
+	Visit        VisitOptions  // eVisit invitations (visit.go)
+	Notify       NotifyOptions // notifications (notify.go)
 
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -91,10 +94,12 @@ type App struct {
 
 	// Authz is the built-in authorization server (nil with external issuers).
 	Authz      *authz.Server
-	AuthzStore *sqlitestore.Store
+	AuthzStore authz.Storage
+	Notify     *Notifier // notifications (notify.go)
 	// auditDirect: the registry's AuditEvent parameters are the default
 	// ones, so AuditEvents are indexed from the event (audit.BuildIndexed).
 	auditDirect bool
+	visit       visitParts // eVisit invitations (visit.go)
 }
 
 // DevIssuerPath is where the development issuer is served.
@@ -124,7 +129,10 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		return nil, err
 	}
 
-	reg := search.Default()
+	reg, err := withSubscriptionParams(search.Default()) // subscriptions.go
+	if err != nil {
+		return nil, err
+	}
 	if o.SearchParams != "" {
 		b, err := os.ReadFile(o.SearchParams)
 		if err != nil {
@@ -217,7 +225,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	var capabilities []byte
 	ops := make([]conformance.Operation, len(server.Operations))
 	for i, op := range server.Operations {
-		ops[i] = conformance.Operation{Name: op.Name, Definition: op.Definition, Doc: op.Doc}
+		ops[i] = conformance.Operation{Name: op.Name, Definition: op.Definition, Doc: op.Doc, Types: op.Types}
 	}
 	a.Server = server.New(server.Config{
 		Store: a.Store, Registry: reg, Validator: val, Decider: decider, Proxy: o.Proxy,
@@ -241,7 +249,6 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		}
 		return &e
 	}
-	capabilities = conformance.CapabilityStatement(conformance.Options{Base: o.BaseURL, Registry: reg, Operations: ops, Security: endpoints})
 	if o.PolicyFile != "" {
 		wctx, cancel := context.WithCancel(context.Background())
 		a.stopWatch = cancel
@@ -258,6 +265,9 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	}
 
 	extra := map[string]http.Handler{}
+	if err := a.startVisit(ctx, extra); err != nil {
+		return nil, err
+	}
 	var verifier rest.Verifier
 	if a.Verifier != nil {
 		verifier = a.Verifier
@@ -281,7 +291,29 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		},
 		Extra: extra,
 	}))
+	if err := a.startNotify(ctx); err != nil {
+		return nil, err
+	}
+	// The CapabilityStatement, once every operation is registered: the
+	// pipeline's table, then the ones the services above added.
+	for _, op := range a.Server.ExtraOperations() {
+		ops = appendOperation(ops, op)
+	}
+	capabilities = conformance.CapabilityStatement(conformance.Options{Base: o.BaseURL, Registry: reg, Operations: ops, Security: endpoints})
 	return a, nil
+}
+
+// appendOperation adds a registered operation to the CapabilityStatement's
+// list, one entry per name with the types it runs on.
+func appendOperation(ops []conformance.Operation, op server.ExtraOperation) []conformance.Operation {
+	name := strings.TrimPrefix(op.Name, "$")
+	for i := range ops {
+		if ops[i].Name == name && len(ops[i].Types) > 0 {
+			ops[i].Types = append(ops[i].Types, op.Type)
+			return ops
+		}
+	}
+	return append(ops, conformance.Operation{Name: name, Definition: op.Definition, Doc: op.Doc, Types: []string{op.Type}})
 }
 
 // SQLiteFile is the SQLite store's file in the data directory.
@@ -354,20 +386,26 @@ func (a *App) openStore(ctx context.Context) (err error) {
 	return nil
 }
 
-// startAuthz opens the authorization server's database and starts it,
-// signing with the development issuer's key (one key for both, so
-// `fhirgate token` tokens verify too).
+// startAuthz opens the authorization server's state in the store's
+// database and starts it, signing with the development issuer's key (one
+// key for both, so `fhirgate token` tokens verify too).
 func (a *App) startAuthz(ctx context.Context, origin string) error {
 	o := a.Opt
-	db := o.AuthzDB
-	if db == "" {
-		db = filepath.Join(o.DataDir, sqlitestore.FileName)
+	uri := o.MongoURI
+	if a.embedded != nil {
+		uri = a.embedded.URI
 	}
-	st, err := sqlitestore.Open(ctx, db)
+	st, err := openAuthzStorage(ctx, o, uri)
 	if err != nil {
 		return fmt.Errorf("authorization server: %w", err)
 	}
 	a.AuthzStore = st
+	if a.embedded != nil && o.AuthzDB == "" {
+		// The authz_* collections get the embedded store's _id index too.
+		if err := a.embedded.IndexIDs(ctx, o.Database); err != nil {
+			return fmt.Errorf("authorization server: %w", err)
+		}
+	}
 	c := o.AuthServer
 	c.Storage, c.Signer, c.Origin, c.BaseURL, c.Audience = st, a.DevIssuer, origin, o.BaseURL, o.Audience
 	c.FHIR, c.Proxy, c.Audit, c.Now, c.Logger = a.Store, o.Proxy, a.Audit, o.Now, o.Logger
@@ -457,6 +495,7 @@ func (a *App) Close(ctx context.Context) {
 	if a.Authz != nil {
 		a.Authz.Close()
 	}
+	a.stopNotify()
 	if a.Audit != nil {
 		if err := a.Audit.Close(ctx); err != nil {
 			a.Opt.Logger.Error("audit flush failed", "err", err)
@@ -465,6 +504,7 @@ func (a *App) Close(ctx context.Context) {
 	if a.AuthzStore != nil {
 		_ = a.AuthzStore.Close()
 	}
+	a.closeVisit()
 	if a.Store != nil {
 		_ = a.Store.Close(ctx)
 	}

@@ -226,13 +226,20 @@ func (l Launch) Run(t testing.TB) {
 		}
 	}
 	appDone := waitJS(`!!document.getElementById("out") && document.getElementById("out").textContent !== "waiting"`)
+	// text reads an element's text, waiting while the page is replaced
+	// (a redirect that lands just after the awaited condition held).
 	text := func(sel string) string {
 		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text %s: %v", sel, err)
+		var err error
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			var s string
+			if s, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel))); err == nil {
+				return s
+			}
 		}
-		return s
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("text %s: %v (at %s)", sel, err, loc)
+		return ""
 	}
 	shot := func(name string) {
 		t.Helper()

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,8 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/store"
 	"github.com/fhirgate/fhirgate/store/sqlite"
+
+	mdriver "go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // File names in the data directory.
@@ -82,6 +85,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now stamps the marker (default time.Now).
 	Now func() time.Time
+	// Carry, when set, copies the state the FerretDB database holds beside
+	// the resources (the authorization server's authz_* collections) into
+	// the new SQLite file at target, before it is checked and put in place;
+	// it returns what it copied, for the output. The layers above supply it
+	// (cmd/fhirgate: authz/mongostore Export, authz/sqlitestore Import).
+	Carry func(ctx context.Context, src *mdriver.Database, target string) (string, error)
 }
 
 // Counts are the resources of one type.
@@ -187,6 +196,14 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		if err := removeDB(tmp); err != nil {
 			return nil, err
 		}
+		if replace {
+			// The existing target holds no resources but may hold the
+			// state kept beside them (authz_*, notify_*, visit_* tables):
+			// the new file starts as a copy of it, so nothing is lost.
+			if err := copyDB(ctx, target, tmp); err != nil {
+				return nil, err
+			}
+		}
 		m.dst, err = sqlite.Open(ctx, tmp, sqlite.Options{Logger: o.Logger, Synchronous: "normal"})
 		if err != nil {
 			return nil, fmt.Errorf("migrate: create %s: %w", tmp, err)
@@ -220,6 +237,15 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	m.dst = nil
 	if err != nil {
 		return nil, fmt.Errorf("migrate: close %s: %w", tmp, err)
+	}
+	if o.Carry != nil {
+		what, err := o.Carry(ctx, src.db, tmp)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+		if what != "" {
+			fmt.Fprintln(o.Out, what)
+		}
 	}
 	if fi, err := os.Stat(tmp + "-wal"); err == nil && fi.Size() > 0 {
 		return nil, fmt.Errorf("migrate: %s-wal was not checkpointed", tmp)
@@ -283,6 +309,20 @@ func checkTarget(ctx context.Context, target string, log *slog.Logger) (replace 
 			"(mv %s %s.bak, and its -wal and -shm files if present), then run fhirgate migrate again", ErrTargetNotEmpty, target, p.Total, target, target)
 	}
 	return true, nil
+}
+
+// copyDB writes a consistent copy of the SQLite database at from to the
+// new file to (VACUUM INTO: sqlite.org/lang_vacuum.html#vacuuminto).
+func copyDB(ctx context.Context, from, to string) error {
+	db, err := sql.Open("sqlite", "file:"+from+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("migrate: open %s: %w", from, err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", to); err != nil {
+		return fmt.Errorf("migrate: copy %s: %w", from, err)
+	}
+	return nil
 }
 
 // removeDB removes an SQLite database file and its companions.

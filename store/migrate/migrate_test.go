@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -558,5 +559,84 @@ func TestSnapshotIncludesWriteAheadLog(t *testing.T) {
 	}
 	if res.Types["Patient"] != (Counts{Live: 3, Versions: 3}) {
 		t.Errorf("Patient counts %+v, want the 3 creates", res.Types["Patient"])
+	}
+}
+
+// TestKeepsStateBesideResources: an existing target without resources
+// (a server started on SQLite before the migration) keeps what it holds
+// beside them — the authorization server's, notifications' and eVisit
+// tables — and Carry receives the source database and the new file
+// before it is put in place.
+func TestKeepsStateBesideResources(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, func(ctx context.Context, db *mdriver.Database) {
+		if _, err := db.Collection("authz_probe").InsertOne(ctx, map[string]any{"_id": "k", "v": "from ferretdb"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	target := filepath.Join(f.dir, TargetFile)
+	st, err := sqlite.Open(ctx, target, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close(ctx)
+	db, err := sql.Open("sqlite", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE authz_accounts(id TEXT PRIMARY KEY, name TEXT); INSERT INTO authz_accounts VALUES ('a1', 'mia')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	var carried string
+	var out bytes.Buffer
+	_, err = Run(ctx, Options{DataDir: f.dir, Registry: reg, Out: &out, Carry: func(ctx context.Context, src *mdriver.Database, tmp string) (string, error) {
+		var doc struct{ V string }
+		if err := src.Collection("authz_probe").FindOne(ctx, map[string]any{"_id": "k"}).Decode(&doc); err != nil {
+			return "", err
+		}
+		if tmp == target {
+			return "", fmt.Errorf("Carry got the target in place, not the new file")
+		}
+		db, err := sql.Open("sqlite", tmp)
+		if err != nil {
+			return "", err
+		}
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, `INSERT INTO authz_accounts VALUES ('a2', ?)`, doc.V); err != nil {
+			return "", err
+		}
+		carried = doc.V
+		return "carried 1", nil
+	}})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	if carried != "from ferretdb" || !strings.Contains(out.String(), "carried 1") {
+		t.Fatalf("Carry: %q\n%s", carried, out.String())
+	}
+	db, err = sql.Open("sqlite", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var names []string
+	rows, err := db.Query(`SELECT name FROM authz_accounts ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		names = append(names, n)
+	}
+	rows.Close()
+	if strings.Join(names, ",") != "mia,from ferretdb" {
+		t.Fatalf("state beside the resources after the migration: %v", names)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM res`).Scan(&n); err != nil || n == 0 {
+		t.Fatalf("resources migrated: %d, %v", n, err)
 	}
 }
