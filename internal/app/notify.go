@@ -167,6 +167,13 @@ func NotifyFromEnv(getenv func(string) string) (NotifyOptions, error) {
 		}
 		n.ReminderLead = d
 	}
+	if v := getenv("FHIRGATE_NOTIFY_OFF"); v != "" {
+		off, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("FHIRGATE_NOTIFY_OFF: %q is not true or false", v))
+		}
+		n.Off = off
+	}
 	if v := getenv("FHIRGATE_NOTIFY_DEFAULT_OPT_IN"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

@@ -44,7 +44,11 @@ func (a *App) registerPrefsOps(st notify.Storage, def bool) {
 			Doc: "The person's notification opt-ins (message, result, reminder; lang): GET returns Parameters, POST sets them. " +
 				"The person themselves, or staff (docs/notifications.md). Emails carry no health information.",
 			Run: func(ctx context.Context, call server.OperationCall) (*fhir.Response, error) {
-				return prefsRun(ctx, st, def, a.Opt.Now, call)
+				r, err := prefsRun(ctx, st, def, a.Opt.Now, call)
+				if err == nil && a.Notify != nil && a.Notify.Producer != nil && call.Request.Method == http.MethodPost {
+					a.Notify.Producer.PrefsChanged(call.Resource.Key())
+				}
+				return r, err
 			}})
 	}
 }

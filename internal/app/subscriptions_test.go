@@ -303,16 +303,17 @@ func TestSubscriptionRefused(t *testing.T) {
 	h, _ := notifyApp(t, t.TempDir(), ntClock(), subOpts())
 	const crit = "Observation?code=http://loinc.org|8867-4"
 	for name, body := range map[string]string{
-		"full-resource":     subscriptionJSON(crit, k.srv.URL, "full-resource"),
-		"no content":        subscriptionJSON(crit, k.srv.URL, "no-extension"),
-		"websocket":         strings.Replace(subscriptionJSON(crit, k.srv.URL, "id-only"), `"rest-hook"`, `"websocket"`, 1),
-		"email":             strings.Replace(subscriptionJSON(crit, "mailto:a@example.org", "id-only"), `"rest-hook"`, `"email"`, 1),
-		"http endpoint":     subscriptionJSON(crit, "http://hooks.example.org/x", "id-only"),
-		"relative endpoint": subscriptionJSON(crit, "/hook", "id-only"),
-		"unknown parameter": subscriptionJSON("Observation?nonsense=1", k.srv.URL, "id-only"),
-		"unknown type":      subscriptionJSON("Nothing?code=1", k.srv.URL, "id-only"),
-		"chained":           subscriptionJSON("Observation?subject.name=x", k.srv.URL, "id-only"),
-		"bad header":        subscriptionJSON(crit, k.srv.URL, "id-only", "no colon"),
+		"full-resource":                subscriptionJSON(crit, k.srv.URL, "full-resource"),
+		"no content":                   subscriptionJSON(crit, k.srv.URL, "no-extension"),
+		"websocket":                    strings.Replace(subscriptionJSON(crit, k.srv.URL, "id-only"), `"rest-hook"`, `"websocket"`, 1),
+		"email":                        strings.Replace(subscriptionJSON(crit, "mailto:a@example.org", "id-only"), `"rest-hook"`, `"email"`, 1),
+		"http endpoint":                subscriptionJSON(crit, "http://hooks.example.org/x", "id-only"),
+		"relative endpoint":            subscriptionJSON(crit, "/hook", "id-only"),
+		"unknown parameter":            subscriptionJSON("Observation?nonsense=1", k.srv.URL, "id-only"),
+		"unknown type":                 subscriptionJSON("Nothing?code=1", k.srv.URL, "id-only"),
+		"AuditEvent (not in the feed)": subscriptionJSON("AuditEvent?patient=Patient/a", k.srv.URL, "id-only"),
+		"chained":                      subscriptionJSON("Observation?subject.name=x", k.srv.URL, "id-only"),
+		"bad header":                   subscriptionJSON(crit, k.srv.URL, "id-only", "no colon"),
 	} {
 		r := h.req("POST", "Subscription", body, "")
 		if r.Status != 422 || r.JSON["resourceType"] != "OperationOutcome" {

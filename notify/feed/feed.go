@@ -79,7 +79,7 @@ type Config struct {
 	Lag time.Duration
 	// SchedulePoll: how often the release scheduler runs (default 30 s).
 	SchedulePoll time.Duration
-	PageSize     int // default 200
+	PageSize     int // default 1,000
 	MaxBatch     int // versions per pass, default 5,000
 }
 
@@ -90,6 +90,104 @@ type Producer struct {
 	done     chan struct{}
 	once     sync.Once
 	lastSked time.Time
+	// seen are the versions of the last Lag before the cursor already
+	// processed ("Type/id/vid" -> lastUpdated), kept in memory only: they
+	// are read again for late commits and skipped; after a restart the
+	// Lag is processed again, which the outbox's idempotent keys make
+	// harmless (persisting them cost a state write of every version of
+	// the last Lag on every pass: half the ingest rate under load).
+	seen   map[string]time.Time
+	passes int // feed passes run, for lagEvery
+	// cache holds, for cacheTTL, what a burst of results for one patient
+	// would otherwise read again for each (a lab panel, an ingest): the
+	// people's preferences and the patient's proxies. A preference set
+	// through $notification-preferences takes effect within cacheTTL.
+	cacheMu sync.Mutex
+	prefs   map[string]cachedPrefs
+	proxies map[string]cachedProxies
+}
+
+const cacheTTL = 30 * time.Second
+
+// lagEvery: one feed pass in lagEvery re-reads the Lag before the cursor.
+const lagEvery = 5
+
+// PrefsChanged drops who's cached preferences (the operation that set
+// them runs in this process; other processes see them within cacheTTL).
+func (p *Producer) PrefsChanged(who string) {
+	p.cacheMu.Lock()
+	delete(p.prefs, who)
+	p.cacheMu.Unlock()
+}
+
+// proxyTypes are the types that decide who may act for a patient: a
+// version of one drops the cached proxies (the feed reads versions in
+// order, so a proxy added before a result is known when it is notified).
+var proxyTypes = []string{"RelatedPerson", "Consent", "Patient", "Person"}
+
+type cachedPrefs struct {
+	p   notify.Prefs
+	exp time.Time
+}
+
+type cachedProxies struct {
+	rps    []store.Record
+	grants [][]smart.Grant
+	exp    time.Time
+}
+
+// cachedPrefsOf is Storage.Prefs through the cache.
+func (p *Producer) cachedPrefsOf(ctx context.Context, who string) (notify.Prefs, error) {
+	now := time.Now()
+	p.cacheMu.Lock()
+	c, ok := p.prefs[who]
+	p.cacheMu.Unlock()
+	if ok && now.Before(c.exp) {
+		return c.p, nil
+	}
+	prefs, _, err := p.c.Storage.Prefs(ctx, who)
+	if err != nil {
+		return prefs, err
+	}
+	p.cacheMu.Lock()
+	if p.prefs == nil || len(p.prefs) > 10000 {
+		p.prefs = map[string]cachedPrefs{}
+	}
+	p.prefs[who] = cachedPrefs{prefs, now.Add(cacheTTL)}
+	p.cacheMu.Unlock()
+	return prefs, nil
+}
+
+// proxiesOf are the RelatedPersons of patient and their grants, through the cache.
+func (p *Producer) proxiesOf(ctx context.Context, patient string) (cachedProxies, error) {
+	now := time.Now()
+	p.cacheMu.Lock()
+	c, ok := p.proxies[patient]
+	p.cacheMu.Unlock()
+	if ok && now.Before(c.exp) {
+		return c, nil
+	}
+	q := store.Query{Types: []string{"RelatedPerson"}, Count: 100,
+		Filter: search.RefCond{Param: "patient", Targets: []string{patient}}}
+	pg, err := p.c.Store.Search(ctx, q)
+	if err != nil {
+		return c, fmt.Errorf("proxies of %s: %w", patient, err)
+	}
+	c = cachedProxies{rps: pg.Records, exp: now.Add(cacheTTL)}
+	for _, rp := range pg.Records {
+		grants, err := smart.Grants(ctx, p.c.Store, p.c.Proxy, rp.Key())
+		if err != nil {
+			return c, err
+		}
+		c.grants = append(c.grants, grants)
+	}
+	p.cacheMu.Lock()
+	if p.proxies == nil || len(p.proxies) > 10000 {
+		p.proxies = map[string]cachedProxies{}
+	}
+	p.proxies[patient] = c
+	p.cacheMu.Unlock()
+	return c, nil
 }
 
 // New returns a producer; Start runs it.
@@ -110,7 +208,7 @@ func New(c Config) *Producer {
 		c.SchedulePoll = 30 * time.Second
 	}
 	if c.PageSize == 0 {
-		c.PageSize = 200
+		c.PageSize = 1000
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 5000
@@ -215,12 +313,10 @@ func (p *Producer) RunOnce(ctx context.Context) error {
 }
 
 // cursor is the feed's durable position: every version up to At was
-// processed, and Keys ("Type/id/vid" -> lastUpdated) are the versions of
-// the last Lag before At already processed (they are read again, for
-// late commits, and skipped).
+// processed (the versions of the last Lag before At are read again, for
+// late commits; Producer.seen skips those processed already).
 type cursor struct {
-	At   time.Time            `json:"at"`
-	Keys map[string]time.Time `json:"keys,omitempty"`
+	At time.Time `json:"at"`
 }
 
 const (
@@ -261,16 +357,26 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 		// First start: notify of what is written from now on, not of the past.
 		return false, p.saveJSON(ctx, stateFeed, cursor{At: p.c.Now().UTC()})
 	}
-	since := cur.At.Add(-p.c.Lag)
+	// Every pass reads from the cursor on; one pass in lagEvery reads the
+	// last Lag before it again, for versions that committed after later
+	// ones (a long Bundle): a late commit is notified up to a Lag late,
+	// never lost, and each version is read about twice, not Lag/Poll times.
+	since := cur.At
+	if p.passes%lagEvery == 0 {
+		since = cur.At.Add(-p.c.Lag)
+	}
+	p.passes++
 	var recs []store.Record
-	q := store.HistoryQuery{Since: since, Count: p.c.PageSize}
+	// AuditEvents (one per request, half of what is written) are left
+	// out in the store's query: nothing is notified of them.
+	q := store.HistoryQuery{Since: since, Count: p.c.PageSize, Filter: search.Not{Arg: search.TypeCond{Types: Unfed}}}
 	for {
 		pg, err := p.c.Store.History(ctx, q)
 		if err != nil {
 			return false, fmt.Errorf("feed: history: %w", err)
 		}
 		for _, r := range pg.Records {
-			if _, done := cur.Keys[verKey(r)]; done {
+			if _, done := p.seen[verKey(r)]; done {
 				continue
 			}
 			if r.LastUpdated.Before(since) {
@@ -294,25 +400,28 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 	slices.Reverse(recs)
 	// Equal instants: a stable order (type, id, version).
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].LastUpdated.Before(recs[j].LastUpdated) })
-	if cur.Keys == nil {
-		cur.Keys = map[string]time.Time{}
+	if p.seen == nil {
+		p.seen = map[string]time.Time{}
 	}
 	for _, r := range recs {
 		if err := p.process(ctx, r, false); err != nil {
 			return false, fmt.Errorf("feed: %s: %w", verKey(r), err)
 		}
-		cur.Keys[verKey(r)] = r.LastUpdated
+		p.seen[verKey(r)] = r.LastUpdated
 		if r.LastUpdated.After(cur.At) {
 			cur.At = r.LastUpdated
 		}
 	}
-	for k, at := range cur.Keys {
+	for k, at := range p.seen {
 		if at.Before(cur.At.Add(-p.c.Lag)) {
-			delete(cur.Keys, k)
+			delete(p.seen, k)
 		}
 	}
 	return more, p.saveJSON(ctx, stateFeed, cur)
 }
+
+// Unfed are the types the feed does not read (nor Subscriptions see).
+var Unfed = []string{"AuditEvent"}
 
 // resultTypes are the results notified to patients (and their release
 // scheduled): the types patient release rules are about.
@@ -374,6 +483,11 @@ func (p *Producer) process(ctx context.Context, r store.Record, released bool) e
 		if err := p.c.Subscriptions(ctx, r); err != nil {
 			return err
 		}
+	}
+	if slices.Contains(proxyTypes, r.Type) {
+		p.cacheMu.Lock()
+		p.proxies = nil
+		p.cacheMu.Unlock()
 	}
 	if r.Deleted || len(r.Raw) == 0 {
 		return nil
@@ -542,19 +656,13 @@ func (p *Producer) notifyPerson(ctx context.Context, kind string, r store.Record
 // notifyProxies notifies the RelatedPersons of patient who may act for
 // them now (smart.Grants) and see r.
 func (p *Producer) notifyProxies(ctx context.Context, kind string, r store.Record, patient string, rem *reminder) error {
-	q := store.Query{Types: []string{"RelatedPerson"}, Count: 100,
-		Filter: search.RefCond{Param: "patient", Targets: []string{patient}}}
-	pg, err := p.c.Store.Search(ctx, q)
+	px, err := p.proxiesOf(ctx, patient)
 	if err != nil {
-		return fmt.Errorf("proxies of %s: %w", patient, err)
+		return err
 	}
 	bare := strings.TrimPrefix(patient, "Patient/")
-	for _, rp := range pg.Records {
-		grants, err := smart.Grants(ctx, p.c.Store, p.c.Proxy, rp.Key())
-		if err != nil {
-			return err
-		}
-		if !slices.ContainsFunc(grants, func(g smart.Grant) bool { return grantCovers(g, bare, r, p.c.Proxy) }) {
+	for i, rp := range px.rps {
+		if !slices.ContainsFunc(px.grants[i], func(g smart.Grant) bool { return grantCovers(g, bare, r, p.c.Proxy) }) {
 			continue
 		}
 		if err := p.enqueue(ctx, kind, r, rp.Key(), "proxy", rem); err != nil {
@@ -603,7 +711,7 @@ func (p *Producer) enqueue(ctx context.Context, kind string, r store.Record, who
 	if slices.Contains(r.Index.Security, search.MultiPatientLabel) {
 		return nil
 	}
-	prefs, _, err := p.c.Storage.Prefs(ctx, who)
+	prefs, err := p.cachedPrefsOf(ctx, who)
 	if err != nil {
 		return err
 	}

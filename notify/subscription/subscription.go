@@ -42,6 +42,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/notify"
+	"github.com/fhirgate/fhirgate/notify/feed"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"
 )
@@ -226,6 +227,9 @@ func (e *Engine) parse(raw []byte) (*sub, error) {
 	typ, query, _ := strings.Cut(w.Criteria, "?")
 	if typ == "" || !e.c.Registry.IsResourceType(typ) {
 		return nil, unprocessable("Subscription.criteria", "the criteria must be a search URL of a resource type, like Observation?code=http://loinc.org|8867-4, not %q", w.Criteria)
+	}
+	if slices.Contains(feed.Unfed, typ) {
+		return nil, unprocessable("Subscription.criteria", "%s cannot be subscribed to (the change feed does not carry it: one is written per request); search it instead", typ)
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
