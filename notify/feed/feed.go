@@ -112,6 +112,9 @@ const cacheTTL = 30 * time.Second
 // lagEvery: one feed pass in lagEvery re-reads the Lag before the cursor.
 const lagEvery = 5
 
+// feedWindow bounds the history a feed pass reads after its cursor.
+const feedWindow = 10 * time.Second
+
 // PrefsChanged drops who's cached preferences (the operation that set
 // them runs in this process; other processes see them within cacheTTL).
 func (p *Producer) PrefsChanged(who string) {
@@ -368,8 +371,17 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 	p.passes++
 	var recs []store.Record
 	// AuditEvents (one per request, half of what is written) are left
-	// out in the store's query: nothing is notified of them.
-	q := store.HistoryQuery{Since: since, Count: p.c.PageSize, Filter: search.Not{Arg: search.TypeCond{Types: Unfed}}}
+	// out in the store's query: nothing is notified of them. A pass reads
+	// at most feedWindow after the cursor (history is listed newest
+	// first: a feed that fell behind a bulk load would otherwise read
+	// the whole backlog on every pass to keep its oldest part).
+	var filter search.Expr = search.Not{Arg: search.TypeCond{Types: Unfed}}
+	upto := cur.At.Add(feedWindow)
+	behind := upto.Before(p.c.Now().Add(-feedWindow)) // far behind: read a window at a time
+	if behind {
+		filter = search.AllOf(filter, search.LastUpdatedCond{Prefix: search.Lt, Lo: upto, Hi: upto})
+	}
+	q := store.HistoryQuery{Since: since, Count: p.c.PageSize, Filter: filter}
 	for {
 		pg, err := p.c.Store.History(ctx, q)
 		if err != nil {
@@ -395,8 +407,14 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 		q.Cursor = pg.Next
 	}
 	if len(recs) == 0 {
+		if behind {
+			// An empty window long past: move on (late commits in it are
+			// read again with the lag).
+			return true, p.saveJSON(ctx, stateFeed, cursor{At: upto})
+		}
 		return false, nil
 	}
+	more = more || behind
 	slices.Reverse(recs)
 	// Equal instants: a stable order (type, id, version).
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].LastUpdated.Before(recs[j].LastUpdated) })
