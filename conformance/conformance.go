@@ -142,7 +142,7 @@ func CapabilityStatement(o Options) []byte {
 			{Name: "_type", Type: "token", Documentation: "resource types of a system search"},
 			{Name: "_count", Type: "number", Documentation: "page size, default 20, at most 1000"},
 			{Name: "_sort", Type: "string", Documentation: "sort keys, '-' for descending; ties broken by id"},
-			{Name: "_total", Type: "token", Documentation: "none | estimate | accurate"},
+			{Name: "_total", Type: "token", Documentation: "none | estimate | accurate. By default and with estimate the first page states the total when at most 1,000 resources match; accurate always counts"},
 			{Name: "_summary", Type: "token", Documentation: "true | text | data | count | false"},
 			{Name: "_elements", Type: "string"},
 			{Name: "_include", Type: "string", Documentation: fmt.Sprintf("with :iterate and *; at most %d _include and _revinclude together", search.MaxIncludes)},

@@ -41,27 +41,7 @@ func TestBrowserLaunchAgainstTheBinary(t *testing.T) {
 		return strings.TrimSpace(string(out))
 	}
 
-	srv := exec.Command(bin, "serve")
-	srv.Env = env
-	var stderr bytes.Buffer
-	srv.Stderr = &stderr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = srv.Process.Signal(os.Interrupt)
-		_ = srv.Wait()
-	})
-	ready := false
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(20 * time.Millisecond) {
-		if r, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			r.Body.Close()
-			ready = r.StatusCode == 200
-		}
-	}
-	if !ready {
-		t.Fatalf("server did not become ready: %s", stderr.String())
-	}
+	serveBinary(t, bin, env, addr)
 
 	// The EMR's data, over HTTP with a development token.
 	token := cli("token", "--scope", "system/*.cruds")
@@ -87,4 +67,31 @@ func TestBrowserLaunchAgainstTheBinary(t *testing.T) {
 	cli("client", "add", "--id", "growth", "--name", "Growth Chart", "--type", "public", "--redirect-uri", browsertest.RedirectURI(app))
 
 	browsertest.Launch{Chrome: chrome, App: app, Auth: "http://" + addr + "/auth", Username: "mia@example.org", Password: password}.Run(t)
+}
+
+// serveBinary starts `bin serve` with env, waits until addr's /readyz
+// answers and stops it with SIGINT when the test ends.
+func serveBinary(t *testing.T, bin string, env []string, addr string) {
+	t.Helper()
+	srv := exec.Command(bin, "serve")
+	srv.Env = env
+	var stderr bytes.Buffer
+	srv.Stderr = &stderr
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = srv.Process.Signal(os.Interrupt)
+		_ = srv.Wait()
+	})
+	ready := false
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(20 * time.Millisecond) {
+		if r, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			r.Body.Close()
+			ready = r.StatusCode == 200
+		}
+	}
+	if !ready {
+		t.Fatalf("server did not become ready: %s", stderr.String())
+	}
 }

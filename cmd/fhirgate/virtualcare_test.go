@@ -39,27 +39,7 @@ func TestVirtualCareThroughTheBinary(t *testing.T) {
 	base := "http://" + addr + "/fhir"
 	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_DATA_DIR="+dir,
 		"FHIRGATE_LOG_LEVEL=error", "FHIRGATE_SMTP_URL="+mail.URL(), "FHIRGATE_PORTAL_URL=https://portal.example.org")
-	srv := exec.Command(bin, "serve")
-	srv.Env = env
-	var stderr bytes.Buffer
-	srv.Stderr = &stderr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = srv.Process.Signal(os.Interrupt)
-		_ = srv.Wait()
-	})
-	ready := false
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(20 * time.Millisecond) {
-		if r, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			r.Body.Close()
-			ready = r.StatusCode == 200
-		}
-	}
-	if !ready {
-		t.Fatalf("server did not become ready: %s", stderr.String())
-	}
+	serveBinary(t, bin, env, addr)
 	tokenCmd := exec.Command(bin, "token", "--scope", "system/*.cruds")
 	tokenCmd.Env = env
 	out, err := tokenCmd.Output()
@@ -150,7 +130,7 @@ func TestVirtualCareThroughTheBinary(t *testing.T) {
 	if strings.Contains(inv.Data+inv.Body, pin) {
 		t.Fatalf("the PIN is in the invitation email")
 	}
-	link := regexp.MustCompile(`http://`+regexp.QuoteMeta(addr)+`/visit/[A-Za-z0-9_-]+`).FindString(inv.Body)
+	link := regexp.MustCompile(`http://` + regexp.QuoteMeta(addr) + `/visit/[A-Za-z0-9_-]+`).FindString(inv.Body)
 	if link == "" {
 		t.Fatalf("no invitation link in: %s", inv.Body)
 	}
