@@ -241,6 +241,17 @@ func (l Launch) Run(t testing.TB) {
 		t.Fatalf("text %s: %v (at %s)", sel, err, loc)
 		return ""
 	}
+	// out is the app's result line, once it has one (fhirclient may load
+	// the page again while it completes the authorization).
+	out := func() string {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			do("the app's result", appDone)
+			if s := text("#out"); s != "waiting" || time.Now().After(deadline) {
+				return s
+			}
+		}
+	}
 	shot := func(name string) {
 		t.Helper()
 		if l.Shots == "" {
@@ -285,9 +296,8 @@ func (l Launch) Run(t testing.TB) {
 	}
 	shot("approval")
 	do("approve", chromedp.Click(chromedp.CSS(`button[value="approve"]`)), appDone)
-	out := text("#out")
-	if !strings.HasPrefix(out, "patient=emma ok:") || !strings.Contains(out, "obs-emma") || strings.Contains(out, "obs-tom") {
-		t.Fatalf("the app reads Emma's Observations only: %q", out)
+	if o := out(); !strings.HasPrefix(o, "patient=emma ok:") || !strings.Contains(o, "obs-emma") || strings.Contains(o, "obs-tom") {
+		t.Fatalf("the app reads Emma's Observations only: %q", o)
 	}
 
 	// Refresh.
@@ -314,8 +324,8 @@ func (l Launch) Run(t testing.TB) {
 		chromedp.WaitVisible(chromedp.CSS(`form[action="/auth/approve"]`)),
 		chromedp.Click(chromedp.CSS(`button[value="approve"]`)),
 		appDone)
-	if out := text("#out"); !strings.HasPrefix(out, "patient=ann") || strings.Contains(out, "obs-ann") {
-		t.Fatalf("the caregiver must not see Ann's Observations: %q", out)
+	if o := out(); !strings.HasPrefix(o, "patient=ann") || strings.Contains(o, "obs-ann") {
+		t.Fatalf("the caregiver must not see Ann's Observations: %q", o)
 	}
 	if r := eval(`window.read("Appointment")`); r != "ok:appt-ann" {
 		t.Fatalf("the caregiver sees Ann's appointments: %q", r)
