@@ -97,7 +97,8 @@ type Producer struct {
 	// harmless (persisting them cost a state write of every version of
 	// the last Lag on every pass: half the ingest rate under load).
 	seen   map[string]time.Time
-	passes int // feed passes run, for lagEvery
+	passes int           // feed passes run, for lagEvery
+	window time.Duration // the history a pass reads when behind (feedWindow, doubled while empty)
 	// cache holds, for cacheTTL, what a burst of results for one patient
 	// would otherwise read again for each (a lab panel, an ingest): the
 	// people's preferences and the patient's proxies. A preference set
@@ -376,7 +377,10 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 	// first: a feed that fell behind a bulk load would otherwise read
 	// the whole backlog on every pass to keep its oldest part).
 	var filter search.Expr = search.Not{Arg: search.TypeCond{Types: Unfed}}
-	upto := cur.At.Add(feedWindow)
+	if p.window == 0 {
+		p.window = feedWindow
+	}
+	upto := cur.At.Add(p.window)
 	behind := upto.Before(p.c.Now().Add(-feedWindow)) // far behind: read a window at a time
 	if behind {
 		filter = search.AllOf(filter, search.LastUpdatedCond{Prefix: search.Lt, Lo: upto, Hi: upto})
@@ -409,11 +413,14 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 	if len(recs) == 0 {
 		if behind {
 			// An empty window long past: move on (late commits in it are
-			// read again with the lag).
+			// read again with the lag), with the next window twice as
+			// long (a quiet week is crossed in a few passes).
+			p.window = min(2*p.window, 24*time.Hour)
 			return true, p.saveJSON(ctx, stateFeed, cursor{At: upto})
 		}
 		return false, nil
 	}
+	p.window = feedWindow
 	more = more || behind
 	slices.Reverse(recs)
 	// Equal instants: a stable order (type, id, version).
