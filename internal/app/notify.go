@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -53,22 +54,37 @@ func (n *Notifier) Outbox() notify.Outbox { return n.Worker }
 // notify_* tables of <data dir>/fhirgate.db, or the notify_* collections
 // of the MongoDB (embedded FerretDB) database.
 func (a *App) openNotifyStorage(ctx context.Context) (notify.Storage, error) {
+	return openBesideStore(ctx, a,
+		func(ctx context.Context, path string) (notify.Storage, error) { return sqlitestore.Open(ctx, path) },
+		func(ctx context.Context, uri, db string) (notify.Storage, error) {
+			return mongostore.Open(ctx, uri, db)
+		})
+}
+
+// openBesideStore opens a service's storage where the store keeps its
+// data: tables of <data dir>/fhirgate.db (SQLite), or collections of the
+// store's MongoDB database (the embedded FerretDB's new collections get
+// its _id index too).
+func openBesideStore[T io.Closer](ctx context.Context, a *App,
+	openSQLite func(ctx context.Context, path string) (T, error),
+	openMongo func(ctx context.Context, uri, database string) (T, error)) (T, error) {
 	o := a.Opt
 	uri := o.MongoURI
 	if a.embedded != nil {
 		uri = a.embedded.URI
 	}
 	if uri == "" {
-		return sqlitestore.Open(ctx, filepath.Join(o.DataDir, SQLiteFile))
+		return openSQLite(ctx, filepath.Join(o.DataDir, SQLiteFile))
 	}
-	st, err := mongostore.Open(ctx, uri, o.Database)
+	st, err := openMongo(ctx, uri, o.Database)
 	if err != nil {
-		return nil, err
+		return st, err
 	}
 	if a.embedded != nil {
 		if err := a.embedded.IndexIDs(ctx, o.Database); err != nil {
 			st.Close()
-			return nil, err
+			var zero T
+			return zero, err
 		}
 	}
 	return st, nil

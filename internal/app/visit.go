@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -110,26 +109,9 @@ func (a *App) startVisit(ctx context.Context, extra map[string]http.Handler) err
 // visit_invitations collection of the store's database (MongoDB, the
 // embedded FerretDB).
 func (a *App) openVisitStorage(ctx context.Context) (visit.Storage, error) {
-	o := a.Opt
-	uri := o.MongoURI
-	if a.embedded != nil {
-		uri = a.embedded.URI
-	}
-	if uri == "" {
-		return sqlitestore.Open(ctx, filepath.Join(o.DataDir, SQLiteFile))
-	}
-	st, err := mongostore.Open(ctx, uri, o.Database)
-	if err != nil {
-		return nil, err
-	}
-	if a.embedded != nil {
-		// The new collection gets the embedded store's _id index too.
-		if err := a.embedded.IndexIDs(ctx, o.Database); err != nil {
-			st.Close()
-			return nil, err
-		}
-	}
-	return st, nil
+	return openBesideStore(ctx, a,
+		func(ctx context.Context, path string) (visit.Storage, error) { return sqlitestore.Open(ctx, path) },
+		func(ctx context.Context, uri, db string) (visit.Storage, error) { return mongostore.Open(ctx, uri, db) })
 }
 
 func (a *App) closeVisit() {

@@ -499,21 +499,7 @@ func TestWindowEqualsDriven(t *testing.T) {
 				walkAll := func(noWindow bool) []string {
 					s.noWindow = noWindow
 					defer func() { s.noWindow = false }()
-					var out []string
-					q := q
-					for {
-						pg, err := s.Search(ctx, q)
-						if err != nil {
-							t.Fatal(err)
-						}
-						for _, r := range pg.Records {
-							out = append(out, r.ID)
-						}
-						if pg.Next == "" {
-							return out
-						}
-						q.Cursor = pg.Next
-					}
+					return walkIDs(t, s, q)
 				}
 				if a, b := walkAll(false), walkAll(true); !slices.Equal(a, b) {
 					t.Errorf("%#v sort %v count %d: window plan %d records, driven plan %d, first difference at %d",
@@ -524,6 +510,25 @@ func TestWindowEqualsDriven(t *testing.T) {
 	}
 	if windowed == 0 {
 		t.Error("no query used the window plan")
+	}
+}
+
+// walkIDs pages through q to the end and returns the ids in order.
+func walkIDs(t *testing.T, s *Store, q store.Query) []string {
+	t.Helper()
+	var out []string
+	for {
+		pg, err := s.Search(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range pg.Records {
+			out = append(out, r.ID)
+		}
+		if pg.Next == "" {
+			return out
+		}
+		q.Cursor = pg.Next
 	}
 }
 
@@ -551,10 +556,10 @@ func TestJoinEqualsDriven(t *testing.T) {
 			code = "b"
 		}
 		ix := search.Index{
-			Tok: []search.TokValue{{Param: "code", System: loinc, Code: code, Text: "x"}, {Param: "status", Code: "final"}},
-			Ref: []search.RefValue{{Param: "subject", Ref: fmt.Sprintf("Patient/p%d", i%4), ID: fmt.Sprintf("p%d", i%4), Type: "Patient"}},
-			URI: []search.URIValue{{Param: "url", Value: fmt.Sprintf("http://x/%d", i%5)}},
-			Date: []search.DateValue{{Param: "date", Lo: day("2024-01-01").AddDate(0, 0, i%40), Hi: day("2024-01-02").AddDate(0, 0, i%40)}},
+			Tok:          []search.TokValue{{Param: "code", System: loinc, Code: code, Text: "x"}, {Param: "status", Code: "final"}},
+			Ref:          []search.RefValue{{Param: "subject", Ref: fmt.Sprintf("Patient/p%d", i%4), ID: fmt.Sprintf("p%d", i%4), Type: "Patient"}},
+			URI:          []search.URIValue{{Param: "url", Value: fmt.Sprintf("http://x/%d", i%5)}},
+			Date:         []search.DateValue{{Param: "date", Lo: day("2024-01-01").AddDate(0, 0, i%40), Hi: day("2024-01-02").AddDate(0, 0, i%40)}},
 			Compartments: []string{fmt.Sprintf("Patient/p%d", i%4)},
 		}
 		if i%2 == 0 {
@@ -598,21 +603,7 @@ func TestJoinEqualsDriven(t *testing.T) {
 			walkAll := func(noJoin bool) []string {
 				s.noJoin = noJoin
 				defer func() { s.noJoin = false }()
-				var out []string
-				q := q
-				for {
-					pg, err := s.Search(ctx, q)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for _, r := range pg.Records {
-						out = append(out, r.ID)
-					}
-					if pg.Next == "" {
-						return out
-					}
-					q.Cursor = pg.Next
-				}
+				return walkIDs(t, s, q)
 			}
 			a, b := walkAll(false), walkAll(true)
 			if !slices.Equal(a, b) {
