@@ -97,7 +97,6 @@ type Producer struct {
 	// harmless (persisting them cost a state write of every version of
 	// the last Lag on every pass: half the ingest rate under load).
 	seen   map[string]time.Time
-	passes int           // feed passes run, for lagEvery
 	window time.Duration // the history a pass reads when behind (feedWindow, doubled while empty)
 	// cache holds, for cacheTTL, what a burst of results for one patient
 	// would otherwise read again for each (a lab panel, an ingest): the
@@ -109,9 +108,6 @@ type Producer struct {
 }
 
 const cacheTTL = 30 * time.Second
-
-// lagEvery: one feed pass in lagEvery re-reads the Lag before the cursor.
-const lagEvery = 5
 
 // feedWindow bounds the history a feed pass reads after its cursor.
 const feedWindow = 10 * time.Second
@@ -361,15 +357,10 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 		// First start: notify of what is written from now on, not of the past.
 		return false, p.saveJSON(ctx, stateFeed, cursor{At: p.c.Now().UTC()})
 	}
-	// Every pass reads from the cursor on; one pass in lagEvery reads the
-	// last Lag before it again, for versions that committed after later
-	// ones (a long Bundle): a late commit is notified up to a Lag late,
-	// never lost, and each version is read about twice, not Lag/Poll times.
-	since := cur.At
-	if p.passes%lagEvery == 0 {
-		since = cur.At.Add(-p.c.Lag)
-	}
-	p.passes++
+	// Every pass reads the last Lag before the cursor again, for versions
+	// that committed after later ones (a long Bundle); p.seen skips those
+	// processed already.
+	since := cur.At.Add(-p.c.Lag)
 	var recs []store.Record
 	// AuditEvents (one per request, half of what is written) are left
 	// out in the store's query: nothing is notified of them. A pass reads
