@@ -29,6 +29,8 @@ var ImmutableTypes = map[string]bool{"AuditEvent": true}
 type Operation struct {
 	Name, Definition, Doc string
 	Types                 []string // the resource types it is defined on; nil: every type
+	// System: invoked at [base]/$name (rest.operation), not on a type.
+	System bool
 }
 
 // Endpoints are the OAuth endpoints advertised (from the issuer's discovery).
@@ -126,7 +128,7 @@ func CapabilityStatement(o Options) []byte {
 			r.SearchRevInclude = []string{"*"}
 		}
 		for _, x := range o.Operations {
-			if x.Types != nil && !slices.Contains(x.Types, t) {
+			if x.System || x.Types != nil && !slices.Contains(x.Types, t) {
 				continue
 			}
 			r.Operation = append(r.Operation, op{Name: x.Name, Definition: x.Definition, Documentation: x.Doc})
@@ -149,6 +151,15 @@ func CapabilityStatement(o Options) []byte {
 			{Name: "_revinclude", Type: "string", Documentation: fmt.Sprintf("with :iterate and *; at most %d _include and _revinclude together", search.MaxIncludes)},
 			{Name: "_has", Type: "string", Documentation: fmt.Sprintf("reverse chaining; at most %d per search, %d hops; at most %d chained parameters and %d parameters in all", search.MaxHas, search.MaxChainDepth, search.MaxChains, search.MaxParams)},
 		},
+	}
+	var sysOps []op
+	for _, x := range o.Operations {
+		if x.System {
+			sysOps = append(sysOps, op{Name: x.Name, Definition: x.Definition, Documentation: x.Doc})
+		}
+	}
+	if len(sysOps) > 0 {
+		rest["operation"] = sysOps
 	}
 	if o.Security != nil {
 		ext := []map[string]any{}

@@ -28,6 +28,9 @@ type caller struct {
 	audience string
 	proxy    string // "RelatedPerson/9" or "Person/3" acting
 	grants   []smart.Grant
+	// onBehalf, with p nil, is a service call (HandleAsService): the
+	// server's own authority, audited as this principal's.
+	onBehalf *smart.Principal
 }
 
 type callerKey struct{}

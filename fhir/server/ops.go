@@ -41,6 +41,9 @@ var Operations = []struct {
 
 func (s *Server) operation(ctx context.Context, x *exchange) (*fhir.Response, error) {
 	if x.rt.id == "" {
+		if op, ok := s.registered(x); ok {
+			return s.extraOperation(ctx, x, op)
+		}
 		return nil, fhir.Errorf(fhir.KindNotFound, "operation %s is not supported at this level", x.rt.op)
 	}
 	switch x.rt.op {
@@ -57,7 +60,7 @@ func (s *Server) operation(ctx context.Context, x *exchange) (*fhir.Response, er
 		}
 		return s.releaseStatus(ctx, x)
 	}
-	if op, ok := s.extra[x.rt.typ+"/"+x.rt.op]; ok {
+	if op, ok := s.registered(x); ok {
 		return s.extraOperation(ctx, x, op)
 	}
 	return nil, fhir.Errorf(fhir.KindNotFound, "operation %s is not supported", x.rt.op)

@@ -116,14 +116,21 @@ func (s *Server) audit(ctx context.Context, x *exchange, resp *fhir.Response) {
 			e.OutcomeText = oo.Issue[0].Diagnostics
 		}
 	}
-	if c := x.c; c != nil && c.p != nil {
-		e.UserFHIR, e.UserSubject, e.UserIssuer, e.ClientID = c.p.FHIRUser, c.p.Subject, c.p.Issuer, c.p.ClientID
-		if c.p.Patient != "" {
-			e.Patient = "Patient/" + strings.TrimPrefix(c.p.Patient, "Patient/")
-		} else if strings.HasPrefix(c.p.FHIRUser, "Patient/") {
-			e.Patient = c.p.FHIRUser
+	if c := x.c; c != nil && (c.p != nil || c.onBehalf != nil) {
+		p := c.p
+		if p == nil {
+			p = c.onBehalf
+		}
+		e.UserFHIR, e.UserSubject, e.UserIssuer, e.ClientID = p.FHIRUser, p.Subject, p.Issuer, p.ClientID
+		if p.Patient != "" {
+			e.Patient = "Patient/" + strings.TrimPrefix(p.Patient, "Patient/")
+		} else if strings.HasPrefix(p.FHIRUser, "Patient/") {
+			e.Patient = p.FHIRUser
 		}
 		e.Proxy = c.proxy
+		if c.p == nil && p.IsProxy() {
+			e.Proxy = p.FHIRUser
+		}
 	}
 	e.Seq = x.seq
 	for _, ev := range splitByPatient(e, x) {

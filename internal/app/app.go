@@ -307,7 +307,13 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 // list, one entry per name with the types it runs on.
 func appendOperation(ops []conformance.Operation, op server.ExtraOperation) []conformance.Operation {
 	name := strings.TrimPrefix(op.Name, "$")
+	if op.Level == server.SystemLevel {
+		return append(ops, conformance.Operation{Name: name, Definition: op.Definition, Doc: op.Doc, System: true})
+	}
 	for i := range ops {
+		if ops[i].Name == name && ops[i].System {
+			continue
+		}
 		if ops[i].Name == name && len(ops[i].Types) > 0 {
 			ops[i].Types = append(ops[i].Types, op.Type)
 			return ops
