@@ -72,8 +72,18 @@ type OperationCall struct {
 	// proxy's app); Patients are the patients it acts for ("Patient/1").
 	PatientFacing bool
 	Patients      []string
-	// Walk runs a search as the caller (WalkAs).
+	// Walk runs a search as the caller (WalkAs), every page; what it
+	// returns is not audited.
 	Walk func(ctx context.Context, req engine.Request, page func(*engine.Result) error) error
+	// Search runs one page of a search as the caller (req.Constrain is
+	// set to the caller's), and the call's AuditEvent names what it
+	// returned; Bundle renders a page as the searchset Bundle of req
+	// (req.SelfPath and the paging links).
+	Search func(ctx context.Context, req engine.Request) (*engine.Result, error)
+	Bundle func(req engine.Request, res *engine.Result) ([]byte, error)
+	// Touched adds records the operation returns by other means to its
+	// AuditEvent.
+	Touched func(recs ...store.Record)
 }
 
 // RegisterOperation adds op; call it before serving.
@@ -130,6 +140,18 @@ func (s *Server) extraOperation(ctx context.Context, x *exchange, op ExtraOperat
 	call.Walk = func(ctx context.Context, req engine.Request, page func(*engine.Result) error) error {
 		return s.walk(ctx, c, req, page)
 	}
+	call.Search = func(ctx context.Context, req engine.Request) (*engine.Result, error) {
+		req.Constrain = s.constrain(c)
+		res, err := s.engine.Search(ctx, req)
+		if err != nil {
+			return nil, engine.AsFHIR(err)
+		}
+		x.touched(res.Matches...)
+		x.touched(res.Included...)
+		return res, nil
+	}
+	call.Bundle = s.engine.Bundle
+	call.Touched = x.touched
 	switch op.Level {
 	case Instance:
 		interaction := smart.Read

@@ -100,6 +100,9 @@ type App struct {
 	// ones, so AuditEvents are indexed from the event (audit.BuildIndexed).
 	auditDirect bool
 	visit       visitParts // eVisit invitations (visit.go)
+	// closers stop the portal services (Close runs them before the audit
+	// flush and the store's close).
+	closers []func()
 }
 
 // DevIssuerPath is where the development issuer is served.
@@ -268,6 +271,18 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if err := a.startVisit(ctx, extra); err != nil {
 		return nil, err
 	}
+	// The portal and integration services (portal/...): each registers its
+	// operations and write hooks on the pipeline and its pages in extra.
+	for _, start := range []func(context.Context, map[string]http.Handler) error{
+		a.startWorkflow, // workflow.go: eConsult/eReferral and correction Tasks
+		a.startBooking,  // booking.go: online appointment booking
+		a.startExport,   // export.go: Patient/$everything, Bulk Data $export
+		a.startUsage,    // usage.go: $usage, Prometheus metrics
+	} {
+		if err := start(ctx, extra); err != nil {
+			return nil, err
+		}
+	}
 	var verifier rest.Verifier
 	if a.Verifier != nil {
 		verifier = a.Verifier
@@ -291,6 +306,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		},
 		Extra: extra,
 	}))
+	a.Handler = a.instrument(a.Handler) // usage.go: request metrics
 	if err := a.startNotify(ctx); err != nil {
 		return nil, err
 	}
@@ -502,6 +518,9 @@ func (a *App) Close(ctx context.Context) {
 		a.Authz.Close()
 	}
 	a.stopNotify()
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]() // the portal services, last started first
+	}
 	if a.Audit != nil {
 		if err := a.Audit.Close(ctx); err != nil {
 			a.Opt.Logger.Error("audit flush failed", "err", err)

@@ -6,7 +6,7 @@
 //	2 store    store and its backends
 //	3 rules    policy (release rules), smart (access decisions), audit, conformance
 //	4 server   the search engine, bundles, the pipeline, the REST adapter, the authorization server (authz),
-//	           notifications (notify)
+//	           notifications (notify), the portal and integration services (portal)
 //	5 wiring   internal/app and the commands
 package layers
 
@@ -37,6 +37,7 @@ var prefixes = map[string]int{
 	"fhir/rest":       4,
 	"authz":           4,
 	"notify":          4,
+	"portal":          4,
 	"internal":        5,
 	"internal/layers": 0,
 	"cmd":             5,
