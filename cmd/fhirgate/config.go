@@ -46,8 +46,12 @@ type config struct {
 	Sensitive     []string
 	ShutdownGrace time.Duration
 	AuditQueue    int
-	Notify        app.NotifyOptions // FHIRGATE_SMTP_URL, FHIRGATE_PORTAL_URL, ... (app.NotifyFromEnv)
-	Visit         app.VisitOptions  // FHIRGATE_VISIT_GRACE, ... (app.VisitFromEnv)
+	Notify        app.NotifyOptions   // FHIRGATE_SMTP_URL, FHIRGATE_PORTAL_URL, ... (app.NotifyFromEnv)
+	Visit         app.VisitOptions    // FHIRGATE_VISIT_GRACE, ... (app.VisitFromEnv)
+	Workflow      app.WorkflowOptions // app.WorkflowFromEnv
+	Booking       app.BookingOptions  // app.BookingFromEnv
+	Export        app.ExportOptions   // app.ExportFromEnv
+	Usage         app.UsageOptions    // app.UsageFromEnv
 
 	// The built-in authorization server (no FHIRGATE_OIDC_ISSUER).
 	Federation     *authz.FederationConfig
@@ -231,6 +235,19 @@ func parseConfig(args []string) (*config, error) {
 		errs = append(errs, err)
 	} else {
 		c.Visit = vc
+	}
+	var err error
+	if c.Workflow, err = app.WorkflowFromEnv(os.Getenv); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Booking, err = app.BookingFromEnv(os.Getenv); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Export, err = app.ExportFromEnv(os.Getenv); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Usage, err = app.UsageFromEnv(os.Getenv); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("invalid configuration:\n  %w", joinLines(errs))

@@ -81,6 +81,7 @@ func appOptions(c *config, log *slog.Logger) app.Options {
 		AuthDisabled: c.AuthDisabled, PolicyFile: c.PolicyFile, SearchParams: c.SearchParams,
 		Proxy:      smart.ProxyConfig{Relationships: c.ProxyRels, MaxChildAge: c.ProxyAge, SensitiveLabels: c.Sensitive},
 		AuditQueue: c.AuditQueue, Logger: log, Notify: c.Notify, Visit: c.Visit,
+		Workflow: c.Workflow, Booking: c.Booking, Export: c.Export, Usage: c.Usage,
 		AuthServer: authz.Config{Federation: c.Federation, AccessTokenTTL: c.AccessTokenTTL},
 	}
 }

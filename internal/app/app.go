@@ -69,8 +69,12 @@ type Options struct {
 	SearchParams string
 	Proxy        smart.ProxyConfig
 	AuditQueue   int
-	Visit        VisitOptions  // eVisit invitations (visit.go)
-	Notify       NotifyOptions // notifications (notify.go)
+	Visit        VisitOptions    // eVisit invitations (visit.go)
+	Notify       NotifyOptions   // notifications (notify.go)
+	Workflow     WorkflowOptions // eConsult/eReferral and correction Tasks (workflow.go)
+	Booking      BookingOptions  // online booking (booking.go)
+	Export       ExportOptions   // $everything and Bulk Data export (export.go)
+	Usage        UsageOptions    // usage reporting and metrics (usage.go)
 
 	Now    func() time.Time
 	Logger *slog.Logger

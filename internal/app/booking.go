@@ -7,3 +7,10 @@ import (
 
 // startBooking starts the service (placeholder until its issue part lands).
 func (a *App) startBooking(ctx context.Context, extra map[string]http.Handler) error { return nil }
+
+// BookingOptions configure the service (Options.Booking); BookingFromEnv reads them
+// from FHIRGATE_* variables (cmd/fhirgate wires it).
+type BookingOptions struct{}
+
+// BookingFromEnv reads BookingOptions from the environment.
+func BookingFromEnv(getenv func(string) string) (BookingOptions, error) { return BookingOptions{}, nil }
