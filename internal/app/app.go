@@ -140,6 +140,12 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The portal services' own search parameters (workflow.go, booking.go).
+	for _, with := range []func(*search.Registry) (*search.Registry, error){withWorkflowParams, withBookingParams} {
+		if reg, err = with(reg); err != nil {
+			return nil, err
+		}
+	}
 	if o.SearchParams != "" {
 		b, err := os.ReadFile(o.SearchParams)
 		if err != nil {

