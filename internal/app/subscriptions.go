@@ -9,7 +9,11 @@ package app
 
 import (
 	"context"
+	"net/http"
+	"strconv"
 	"strings"
+
+	"github.com/fhirgate/fhirgate/fhir"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/server"
@@ -50,6 +54,92 @@ func (s *subscriptions) start(out notify.Outbox) {
 		return s.eng.Prepare(ctx, subscription.Write{ID: w.ID, Object: w.Object, Principal: w.Principal,
 			PatientFacing: w.PatientFacing, Patients: w.Patients})
 	})
+	// Subscriptions Backport IG operations, on a Subscription the caller
+	// may read.
+	a.Server.RegisterOperation(server.ExtraOperation{Name: "$status", Type: "Subscription",
+		Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
+		Doc:        "The Subscription's status and its number of events since it started (a searchset of SubscriptionStatus Parameters, Subscriptions Backport IG).",
+		Run: func(ctx context.Context, call server.OperationCall) (*fhir.Response, error) {
+			b, err := s.eng.Status(ctx, call.Resource)
+			return bundleResponse(b, err)
+		}})
+	a.Server.RegisterOperation(server.ExtraOperation{Name: "$events", Type: "Subscription",
+		Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events",
+		Doc: "The Subscription's events eventsSinceNumber..eventsUntilNumber (at most 100 a call, the latest 1,000 kept), content empty or id-only; " +
+			"an event the caller could not read now has no focus (Subscriptions Backport IG).",
+		Run: func(ctx context.Context, call server.OperationCall) (*fhir.Response, error) {
+			var since, until int64
+			for _, p := range []struct {
+				name string
+				to   *int64
+			}{{"eventsSinceNumber", &since}, {"eventsUntilNumber", &until}} {
+				v, err := operationParam(call.Request, p.name)
+				if err != nil {
+					return nil, err
+				}
+				if v != "" {
+					n, err := strconv.ParseInt(v, 10, 64)
+					if err != nil || n < 1 {
+						return nil, fhir.Invalid(p.name, "%s must be a positive integer, not %q", p.name, v)
+					}
+					*p.to = n
+				}
+			}
+			if since > 0 && until > 0 && until < since {
+				return nil, fhir.Invalid("eventsUntilNumber", "eventsUntilNumber is before eventsSinceNumber")
+			}
+			content, err := operationParam(call.Request, "content")
+			if err != nil {
+				return nil, err
+			}
+			b, err := s.eng.Events(ctx, call.Resource, call.Principal, since, until, content)
+			return bundleResponse(b, err)
+		}})
+}
+
+func bundleResponse(b []byte, err error) (*fhir.Response, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &fhir.Response{Status: http.StatusOK, Header: http.Header{}, Body: b}, nil
+}
+
+// operationParam reads an operation's parameter from the query, or from
+// a POSTed Parameters body (valueString, valueCode, valueInteger,
+// valueUnsignedInt, valuePositiveInt).
+func operationParam(req *fhir.Request, name string) (string, error) {
+	if v := req.Query.Get(name); v != "" {
+		return v, nil
+	}
+	if len(req.Body) == 0 {
+		return "", nil
+	}
+	obj, err := fhir.ParseObject(req.Body)
+	if err != nil || obj.String("resourceType") != "Parameters" {
+		return "", fhir.Invalid("", "the body must be a Parameters resource")
+	}
+	params, _ := obj.Tree()["parameter"].([]any)
+	for _, x := range params {
+		m, _ := x.(map[string]any)
+		if m["name"] != name {
+			continue
+		}
+		for k, v := range m {
+			if strings.HasPrefix(k, "value") {
+				switch v := v.(type) {
+				case string:
+					return v, nil
+				case float64:
+					return strconv.FormatFloat(v, 'f', -1, 64), nil
+				default:
+					if n, ok := v.(interface{ String() string }); ok {
+						return n.String(), nil
+					}
+				}
+			}
+		}
+	}
+	return "", nil
 }
 
 // onVersion is the feed's Subscriptions callback.

@@ -18,9 +18,16 @@
 //     Subscription's criteria, one event notification (Bundle type
 //     `history`, first entry the SubscriptionStatus Parameters,
 //     backport-subscription-status-r4).
+//   - A deleted resource is notified when its last version matched the
+//     criteria and was visible to the owner (the id-only entry's request
+//     is a DELETE).
+//   - Subscription.end: the server turns the Subscription `off` at end
+//     and notifies nothing after it.
 //   - Done (the delivery worker's callback) makes the Subscription
 //     `active` after its handshake was delivered, `error` when the
 //     handshake or a notification could not be delivered.
+//   - Status and Events answer the backport IG's $status and $events
+//     operations from the event log kept in notify storage.
 package subscription
 
 import (
@@ -134,12 +141,17 @@ type sub struct {
 	Content  string          // Empty or IDOnly
 	Endpoint string
 	Headers  map[string]string
+	End      time.Time // Subscription.end (zero: none)
 }
+
+// ended reports whether s is past its end at now.
+func (s *sub) ended(now time.Time) bool { return !s.End.IsZero() && !now.Before(s.End) }
 
 // wire is the part of an R4 Subscription the engine reads.
 type wire struct {
 	Status   string `json:"status"`
 	Criteria string `json:"criteria"`
+	End      string `json:"end"`
 	Channel  struct {
 		Type     string   `json:"type"`
 		Endpoint string   `json:"endpoint"`
@@ -171,6 +183,13 @@ func (e *Engine) parse(raw []byte) (*sub, error) {
 		return nil, fhir.Invalid("Subscription", "invalid Subscription: %v", err)
 	}
 	s := &sub{Status: w.Status}
+	if w.End != "" {
+		end, err := time.Parse(time.RFC3339Nano, w.End)
+		if err != nil {
+			return nil, unprocessable("Subscription.end", "the end must be an instant with a time zone (e.g. 2027-01-01T00:00:00Z), not %q", w.End)
+		}
+		s.End = end
+	}
 	if w.Channel.Type != "rest-hook" {
 		return nil, unprocessable("Subscription.channel.type", "only rest-hook channels are supported, not %q", w.Channel.Type)
 	}
@@ -313,14 +332,15 @@ type Write struct {
 // 422 OperationOutcomes.
 func (e *Engine) Prepare(ctx context.Context, w Write) error {
 	obj := w.Object
-	if _, err := e.parse(obj.Bytes()); err != nil {
+	parsed, err := e.parse(obj.Bytes())
+	if err != nil {
 		return err
 	}
 	status := "requested"
-	if obj.String("status") == "off" {
-		status = "off"
+	if obj.String("status") == "off" || parsed.ended(e.c.Now()) {
+		status = "off" // R4 Subscription.end: off from then on
 	}
-	if err := obj.Set("status", jsonString(status), "criteria", "reason", "end", "contact"); err != nil {
+	if err = obj.Set("status", jsonString(status), "criteria", "reason", "end", "contact"); err != nil {
 		return err
 	}
 	obj.Delete("error")
@@ -378,10 +398,8 @@ func (e *Engine) OnVersion(ctx context.Context, rec store.Record) error {
 			return err
 		}
 	}
-	if rec.Deleted || len(rec.Raw) == 0 {
-		return nil
-	}
 	var match []*sub
+	now := e.c.Now()
 	e.mu.Lock()
 	for _, s := range e.subs {
 		if s.Status == "active" && s.Type == rec.Type {
@@ -389,17 +407,61 @@ func (e *Engine) OnVersion(ctx context.Context, rec store.Record) error {
 		}
 	}
 	e.mu.Unlock()
+	if len(match) == 0 {
+		return nil
+	}
 	slices.SortFunc(match, func(a, b *sub) int { return strings.Compare(a.ID, b.ID) })
-	subj := search.Subject{Type: rec.Type, ID: rec.ID, LastUpdated: rec.LastUpdated, Index: &rec.Index,
-		PatientVisible: rec.Release.Patient, ProxyVisible: rec.Release.Proxy}
+	// A deletion is matched, and decided for the owner, on the version it
+	// ends (the tombstone has no content).
+	shown := rec
+	if rec.Deleted || len(rec.Raw) == 0 {
+		if rec.VersionID <= 1 {
+			return nil
+		}
+		prev, err := e.c.Store.VRead(ctx, rec.Type, rec.ID, rec.VersionID-1)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("subscription: deleted %s: %w", rec.Key(), err)
+		}
+		if prev.Deleted || len(prev.Raw) == 0 {
+			return nil
+		}
+		shown = prev
+	}
+	subj := search.Subject{Type: shown.Type, ID: shown.ID, LastUpdated: shown.LastUpdated, Index: &shown.Index,
+		PatientVisible: shown.Release.Patient, ProxyVisible: shown.Release.Proxy}
 	for _, s := range match {
+		if s.ended(now) {
+			if err := e.turnOff(ctx, s); err != nil {
+				return err
+			}
+			continue
+		}
 		if !s.match.Match(subj) {
 			continue
 		}
-		if err := e.event(ctx, s, rec); err != nil {
+		if err := e.event(ctx, s, rec, shown); err != nil {
 			return fmt.Errorf("subscription %s: %w", s.ID, err)
 		}
 	}
+	return nil
+}
+
+// turnOff makes an active Subscription past its end `off` (R4
+// Subscription.end) and forgets it.
+func (e *Engine) turnOff(ctx context.Context, s *sub) error {
+	if err := e.setStatus(ctx, s.ID, 0, "off", ""); err != nil {
+		return fmt.Errorf("subscription %s: end: %w", s.ID, err)
+	}
+	e.mu.Lock()
+	if cur := e.subs[s.ID]; cur == s {
+		cp := *s
+		cp.Status = "off"
+		e.subs[s.ID] = &cp
+	}
+	e.mu.Unlock()
 	return nil
 }
 
@@ -426,6 +488,14 @@ func (e *Engine) refresh(ctx context.Context) error {
 	e.mu.Lock()
 	e.subs, e.loaded = subs, time.Now()
 	e.mu.Unlock()
+	now := e.c.Now()
+	for _, s := range subs {
+		if s.Status == "active" && s.ended(now) {
+			if err := e.turnOff(ctx, s); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -462,7 +532,7 @@ func (e *Engine) subscriptionVersion(ctx context.Context, rec store.Record) erro
 		return err
 	}
 	now := e.c.Now()
-	body, err := e.bundle(s, "handshake", "requested", n, 0, nil, now)
+	body, err := e.bundle(s, "handshake", "requested", n, nil, now)
 	if err != nil {
 		return err
 	}
@@ -474,8 +544,9 @@ func (e *Engine) subscriptionVersion(ctx context.Context, rec store.Record) erro
 }
 
 // event enqueues the notification of rec to s, once per version: the
-// owner must be able to find rec by a search now.
-func (e *Engine) event(ctx context.Context, s *sub, rec store.Record) error {
+// owner must be able to find shown (rec, or for a deletion the version it
+// ends) by a search now. The event is logged for $events.
+func (e *Engine) event(ctx context.Context, s *sub, rec, shown store.Record) error {
 	key := fmt.Sprintf("sub/%s/%s/%s/%d", s.ID, rec.Type, rec.ID, rec.VersionID)
 	if _, err := e.c.Storage.Item(ctx, key); err == nil {
 		return nil // notified before (a replay, or the release scheduler)
@@ -497,7 +568,7 @@ func (e *Engine) event(ctx context.Context, s *sub, rec store.Record) error {
 	if err != nil {
 		return nil
 	}
-	ok, err := e.c.Visible(ctx, p, rec)
+	ok, err := e.c.Visible(ctx, p, shown)
 	if err != nil {
 		return err
 	}
@@ -517,7 +588,11 @@ func (e *Engine) event(ctx context.Context, s *sub, rec store.Record) error {
 	if err := e.c.Storage.SetState(ctx, eventsState(s.ID), b); err != nil {
 		return err
 	}
-	body, err := e.bundle(s, "event-notification", "active", n, n, &rec, e.c.Now())
+	now := e.c.Now()
+	if err := e.logEvent(ctx, s.ID, n, loggedEvent{Type: rec.Type, ID: rec.ID, Vid: rec.VersionID, Deleted: rec.Deleted || len(rec.Raw) == 0, At: now}); err != nil {
+		return err
+	}
+	body, err := e.bundle(s, "event-notification", "active", n, []eventRef{{n, rec.Type, rec.ID, rec.VersionID, rec.Deleted || len(rec.Raw) == 0, now}}, now)
 	if err != nil {
 		return err
 	}
@@ -548,7 +623,21 @@ type jsonMap = map[string]any
 // type history, first entry the SubscriptionStatus Parameters
 // (backport-subscription-status-r4); an id-only event adds one entry
 // with the focus's fullUrl and request/response, an empty one nothing.
-func (e *Engine) bundle(s *sub, typ, status string, since, number int64, rec *store.Record, now time.Time) ([]byte, error) {
+func (e *Engine) bundle(s *sub, typ, status string, since int64, events []eventRef, now time.Time) ([]byte, error) {
+	return e.bundleWith(s, typ, status, since, events, s.Content, "history", now)
+}
+
+// eventRef is one event a notification Bundle names.
+type eventRef struct {
+	N       int64
+	Type    string
+	ID      string
+	Vid     int64
+	Deleted bool
+	At      time.Time
+}
+
+func (e *Engine) bundleWith(s *sub, typ, status string, since int64, events []eventRef, content, bundleType string, now time.Time) ([]byte, error) {
 	subURL := e.c.Base + "/Subscription/" + s.ID
 	params := []any{
 		jsonMap{"name": "subscription", "valueReference": jsonMap{"reference": subURL}},
@@ -558,33 +647,39 @@ func (e *Engine) bundle(s *sub, typ, status string, since, number int64, rec *st
 	}
 	var entries []any
 	ts := now.UTC().Format(time.RFC3339Nano)
-	if rec != nil {
-		ev := []any{
-			jsonMap{"name": "event-number", "valueString": strconv.FormatInt(number, 10)},
-			jsonMap{"name": "timestamp", "valueInstant": ts},
+	for _, ev := range events {
+		parts := []any{
+			jsonMap{"name": "event-number", "valueString": strconv.FormatInt(ev.N, 10)},
+			jsonMap{"name": "timestamp", "valueInstant": ev.At.UTC().Format(time.RFC3339Nano)},
 		}
-		if s.Content == IDOnly {
-			focus := e.c.Base + "/" + rec.Type + "/" + rec.ID
-			ev = append(ev, jsonMap{"name": "focus", "valueReference": jsonMap{"reference": focus}})
-			method, code := "PUT", "200"
-			if rec.VersionID == 1 {
-				method, code = "POST", "201"
-			}
-			url := rec.Type
-			if method == "PUT" {
-				url += "/" + rec.ID
+		if content == IDOnly && ev.Type != "" { // $events leaves out what the caller cannot see
+			focus := e.c.Base + "/" + ev.Type + "/" + ev.ID
+			parts = append(parts, jsonMap{"name": "focus", "valueReference": jsonMap{"reference": focus}})
+			method, code, url := "PUT", "200", ev.Type+"/"+ev.ID
+			switch {
+			case ev.Deleted:
+				method, code = "DELETE", "204"
+			case ev.Vid == 1:
+				method, code, url = "POST", "201", ev.Type
 			}
 			entries = append(entries, jsonMap{"fullUrl": focus,
 				"request": jsonMap{"method": method, "url": url}, "response": jsonMap{"status": code}})
 		}
-		params = append(params, jsonMap{"name": "notification-event", "part": ev})
+		params = append(params, jsonMap{"name": "notification-event", "part": parts})
 	}
 	sid := uuid()
 	statusEntry := jsonMap{"fullUrl": "urn:uuid:" + sid,
 		"resource": jsonMap{"resourceType": "Parameters", "id": sid, "meta": jsonMap{"profile": []any{ProfileStatus}}, "parameter": params},
 		"request":  jsonMap{"method": "GET", "url": subURL + "/$status"}, "response": jsonMap{"status": "200"}}
 	b := jsonMap{"resourceType": "Bundle", "id": uuid(), "meta": jsonMap{"profile": []any{ProfileNotification}},
-		"type": "history", "timestamp": ts, "entry": append([]any{statusEntry}, entries...)}
+		"type": bundleType, "timestamp": ts, "entry": append([]any{statusEntry}, entries...)}
+	if bundleType == "searchset" {
+		delete(b, "meta") // $status: a searchset of SubscriptionStatus resources
+		statusEntry["search"] = jsonMap{"mode": "match"}
+		delete(statusEntry, "request")
+		delete(statusEntry, "response")
+		b["total"] = 1
+	}
 	out, err := json.Marshal(b)
 	if err != nil {
 		return nil, fmt.Errorf("subscription: notification: %w", err)
@@ -624,6 +719,9 @@ func (e *Engine) Check(ctx context.Context, n notify.Notification) (bool, error)
 	var w wire
 	if err := json.Unmarshal(r.Raw, &w); err != nil {
 		return false, nil
+	}
+	if end, err := time.Parse(time.RFC3339Nano, w.End); w.End != "" && (err != nil || !e.c.Now().Before(end)) {
+		return false, nil // past Subscription.end: nothing more is sent
 	}
 	return w.Status == "active", nil
 }
