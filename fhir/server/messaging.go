@@ -45,6 +45,33 @@ const (
 	EscalationSystem = "http://fhirgate.dev/CodeSystem/message-escalation"
 )
 
+// UnreadParam is the SearchParameter Communication "unread-for": the
+// recipients of a message that has no received yet (not read), so an
+// inbox of unread messages is one equality on a reference index
+// (Communication?unread-for=CareTeam/triage) whose size is that inbox's,
+// however much history the recipient has. Reading (setting received)
+// takes the message out of it. The app loads it into the registry.
+const UnreadParam = `{"resourceType":"SearchParameter","url":"http://fhirgate.dev/SearchParameter/Communication-unread-for",` +
+	`"name":"unread-for","code":"unread-for","status":"active","base":["Communication"],"type":"reference",` +
+	`"target":["Patient","RelatedPerson","Practitioner","PractitionerRole","CareTeam","Organization","Group","Device","HealthcareService"],` +
+	`"expression":"Communication.where(received.empty()).recipient",` +
+	`"description":"A recipient of a message not read yet (no received): the unread inbox of a practitioner, a pool or a patient."}`
+
+// OpenThreadParam is the SearchParameter Communication "open-thread-for":
+// the recipients of a thread header (no partOf) that is in-progress, so
+// a clinician's or a pool's open threads are one equality on a reference
+// index (Communication?open-thread-for=Practitioner/dr-lee); closing the
+// thread takes it out.
+const OpenThreadParam = `{"resourceType":"SearchParameter","url":"http://fhirgate.dev/SearchParameter/Communication-open-thread-for",` +
+	`"name":"open-thread-for","code":"open-thread-for","status":"active","base":["Communication"],"type":"reference",` +
+	`"target":["Patient","RelatedPerson","Practitioner","PractitionerRole","CareTeam","Organization","Group","Device","HealthcareService"],` +
+	`"expression":"Communication.where(partOf.empty() and status = 'in-progress').recipient",` +
+	`"description":"A recipient of an open thread (a header without partOf, status in-progress): the open threads of a practitioner or a pool."}`
+
+// InboxParams are the messaging inboxes' SearchParameters (UnreadParam,
+// OpenThreadParam), for search.LoadCustom.
+var InboxParams = []string{UnreadParam, OpenThreadParam}
+
 // maxThreadScan bounds the messages of one thread the server updates when
 // a staff reply or a close clears their awaiting-reply tag.
 const maxThreadScan = 1000

@@ -461,7 +461,12 @@ func TestMessagingInboxQueries(t *testing.T) {
 	c := func(id string) string { return "Communication/" + id }
 	same("dr-a's unread", get("Communication?recipient=Practitioner/dr-a&received:missing=true"), c(toDoc))
 	same("the pool's unread", get("Communication?recipient=CareTeam/pool-nurses&received:missing=true"), c(toPool), c(late))
+	// unread-for (server.UnreadParam): the same inboxes from one index.
+	same("dr-a's unread-for", get("Communication?unread-for=Practitioner/dr-a"), c(toDoc))
+	same("the pool's unread-for", get("Communication?unread-for=CareTeam/pool-nurses"), c(toPool), c(late))
 	same("A's threads", get("Communication?subject=Patient/pat-a&_tag="+url.QueryEscape(threadTag)), c(toDoc), c(toPool))
+	same("dr-a's open threads", get("Communication?open-thread-for=Practitioner/dr-a"), c(toDoc))
+	same("the pool's open threads", get("Communication?open-thread-for=CareTeam/pool-nurses"), c(toPool))
 	same("A's threads by part-of:missing", get("Communication?subject=Patient/pat-a&part-of:missing=true&status=in-progress&_tag="+url.QueryEscape(threadTag)), c(toDoc), c(toPool))
 	same("C's threads", get("Communication?subject=Patient/pat-c&_tag="+url.QueryEscape(threadTag)), c(childs))
 	// The patient's own view: their threads and the replies they have not read.
@@ -483,6 +488,15 @@ func TestMessagingInboxQueries(t *testing.T) {
 	// dr-a reads (read receipt) and answers: gone from unread and overdue.
 	h.req("PATCH", "Communication/"+toDoc, `[{"op":"add","path":"/received","value":"`+h.clock.Now().UTC().Format(time.RFC3339)+`"}]`, w.doc, "Content-Type: application/json-patch+json").must(t, 200)
 	same("dr-a's unread after reading", get("Communication?recipient=Practitioner/dr-a&received:missing=true"))
+	same("dr-a's unread-for after reading", get("Communication?unread-for=Practitioner/dr-a"))
+	// The patient's read receipt takes a reply out of their unread-for.
+	reply := ids(h.req("GET", "Communication?unread-for=Patient/pat-a", nil, w.pt).must(t, 200))
+	if len(reply) != 2 {
+		t.Fatalf("patient's unread-for: %v", reply)
+	}
+	rid := strings.TrimPrefix(reply[0], "Communication/")
+	h.req("PATCH", "Communication/"+rid, `[{"op":"add","path":"/received","value":"2026-06-01T12:00:00Z"}]`, w.pt, "Content-Type: application/json-patch+json").must(t, 200)
+	same("patient's unread-for after the receipt", ids(h.req("GET", "Communication?unread-for=Patient/pat-a", nil, w.pt).must(t, 200)), reply[1])
 	same("overdue after reading (still unanswered)", get(overdue), c(toDoc), c(toPool))
 	h.req("POST", "Communication", `{"resourceType":"Communication","status":"completed","partOf":[{"reference":"Communication/`+toPool+`"}],"subject":{"reference":"Patient/pat-a"},"sender":{"reference":"Practitioner/dr-a"},"recipient":[{"reference":"Patient/pat-a"}],"payload":[{"contentString":"On it."}]}`, w.doc).must(t, 201)
 	same("overdue after the pool's answer", get(overdue), c(toDoc))

@@ -24,9 +24,21 @@ import (
 
 // withSubscriptionParams adds the Subscription "patient" search parameter
 // (subscription.PatientParam): a patient app's Subscription is in its
-// patient's compartment. A site's own SearchParameters load after it.
+// patient's compartment; and Communication "unread-for" and
+// "open-thread-for" (server.InboxParams) for the messaging inboxes. A site's own
+// SearchParameters load after them.
 func withSubscriptionParams(reg *search.Registry) (*search.Registry, error) {
-	return search.LoadCustom(reg, []byte(subscription.PatientParam))
+	reg, err := search.LoadCustom(reg, []byte(subscription.PatientParam))
+	if err != nil {
+		return nil, err
+	}
+	// And the secure-messaging inboxes' (server.InboxParams).
+	for _, p := range server.InboxParams {
+		if reg, err = search.LoadCustom(reg, []byte(p)); err != nil {
+			return nil, err
+		}
+	}
+	return reg, nil
 }
 
 // subscriptions connects the engine to the worker and the feed; the

@@ -517,7 +517,7 @@ func (p *Producer) process(ctx context.Context, r store.Record, released bool) e
 		if r.VersionID != 1 && !released {
 			return nil
 		}
-		if res.Status == "entered-in-error" {
+		if res.Status == "entered-in-error" || res.autoReply() {
 			return nil
 		}
 		sender := res.Sender.Reference
@@ -580,12 +580,34 @@ func resultReady(typ string, res resource) bool {
 }
 
 // resource holds the fields the feed reads.
+// AutoReply is the category (system, code) of the secure-messaging
+// automatic reply (fhir/server ThreadSystem, AutoReplyCode): it answers
+// the patient's own message at once, so it is not worth an email.
+var AutoReply = [2]string{"http://fhirgate.dev/CodeSystem/message-thread", "auto-reply"}
+
+func (r resource) autoReply() bool {
+	for _, c := range r.Category {
+		for _, cd := range c.Coding {
+			if cd.System == AutoReply[0] && cd.Code == AutoReply[1] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 type resource struct {
 	Status    string `json:"status"`
 	Subject   ref    `json:"subject"`
 	Sender    ref    `json:"sender"`
 	Recipient []ref  `json:"recipient"`
-	Start     string `json:"start"`
+	Category  []struct {
+		Coding []struct {
+			System string `json:"system"`
+			Code   string `json:"code"`
+		} `json:"coding"`
+	} `json:"category"`
+	Start string `json:"start"`
 	// Appointment.participant
 	Participant []struct {
 		Actor  ref    `json:"actor"`
