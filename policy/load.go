@@ -19,7 +19,7 @@ import (
 // with its line and the rule it belongs to.
 
 var (
-	topKeys   = []string{"version", "timezone", "valueSets", "rules", "messaging"}
+	topKeys   = []string{"version", "timezone", "valueSets", "rules", "messaging", "booking"}
 	ruleKeys  = []string{"name", "description", "match", "action", "delay", "from", "audience"}
 	matchKeys = []string{"resourceType", "category", "code", "security", "status", "performer", "organization", "valueSet"}
 	actions   = []string{string(Immediate), string(Delay), string(Manual), string(Exclude)}
@@ -134,6 +134,9 @@ func compile(data []byte, file string) (*Policy, []Problem) {
 	}
 	if v, ok := top["messaging"]; ok {
 		p.messaging = l.messaging(v) // messaging.go
+	}
+	if v, ok := top["booking"]; ok {
+		p.booking = l.booking(v) // booking.go
 	}
 	l.label = ""
 	l.unreachable(p.rules)

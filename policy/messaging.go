@@ -108,10 +108,14 @@ func (p *Policy) reloadKey() string {
 	if p == nil {
 		return emptyHash
 	}
-	if p.messaging == nil {
-		return p.hash
+	k := p.hash
+	if p.messaging != nil {
+		k += "+" + p.messaging.Hash()
 	}
-	return p.hash + "+" + p.messaging.Hash()
+	if p.booking != nil {
+		k += "+b" + p.booking.Hash()
+	}
+	return k
 }
 
 // Hash digests the effective messaging rules ("" for none).

@@ -89,6 +89,8 @@ type Policy struct {
 	hash   string
 	// messaging is the "messaging:" section (nil: none; messaging.go).
 	messaging *Messaging
+	// booking is the "booking:" section (nil: none; booking.go).
+	booking *Booking
 }
 
 // rule is one compiled rule.
