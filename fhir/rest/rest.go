@@ -165,7 +165,7 @@ func (h *handler) serve(c *gin.Context, path string) {
 		q.Del(k)
 	}
 	hdr := http.Header{}
-	for _, k := range []string{"If-Match", "If-None-Exist", "If-None-Match", "If-Modified-Since", "Prefer", "Content-Type", "X-Request-Id", "User-Agent"} {
+	for _, k := range []string{"If-Match", "If-None-Exist", "If-None-Match", "If-Modified-Since", "Prefer", "Content-Type", "Accept", "X-Request-Id", "User-Agent"} {
 		if v := c.Request.Header.Values(k); len(v) > 0 {
 			hdr[k] = v
 		}

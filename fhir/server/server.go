@@ -245,6 +245,7 @@ func (s *Server) dispatch(ctx context.Context, x *exchange) (*fhir.Response, err
 	case rt.op != "":
 		x.interaction = "operation"
 		x.operation = rt.op
+		x.query = req.Query.Encode()
 		return s.operation(ctx, x)
 	case rt.compartmentType != "":
 		x.interaction = "search-type"
