@@ -27,6 +27,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/server"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/policy"
+	"github.com/fhirgate/fhirgate/portal/usage"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/smart/devissuer"
 	"github.com/fhirgate/fhirgate/store"
@@ -104,6 +105,7 @@ type App struct {
 	// ones, so AuditEvents are indexed from the event (audit.BuildIndexed).
 	auditDirect bool
 	visit       visitParts // eVisit invitations (visit.go)
+	usage *usage.Service // usage reporting (usage.go)
 	// closers stop the portal services (Close runs them before the audit
 	// flush and the store's close).
 	closers []func()

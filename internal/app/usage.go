@@ -34,10 +34,6 @@ type UsageOptions struct {
 	MaxDays int
 	// Settle (tests): a day is final this long after it ends (default 10m).
 	Settle time.Duration
-
-	// running is the service startUsage started (instrument and the tests
-	// reach it here).
-	running *usage.Service
 }
 
 // UsageFromEnv reads UsageOptions from the environment.
@@ -106,7 +102,7 @@ func (a *App) startUsage(ctx context.Context, extra map[string]http.Handler) err
 	if err != nil {
 		return err
 	}
-	a.Opt.Usage.running = svc
+	a.usage = svc
 	a.Server.RegisterOperation(svc.Operation())
 
 	var verify usage.Verifier
@@ -148,7 +144,7 @@ func (a *App) startUsage(ctx context.Context, extra map[string]http.Handler) err
 // instrument wraps the HTTP handler with the request metrics and serves
 // GET /metrics on the main listener when FHIRGATE_METRICS_TOKEN is set.
 func (a *App) instrument(h http.Handler) http.Handler {
-	svc := a.Opt.Usage.running
+	svc := a.usage
 	if svc == nil {
 		return h
 	}

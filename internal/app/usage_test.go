@@ -98,7 +98,7 @@ func TestUsageEndToEnd(t *testing.T) {
 	}
 
 	// /metrics: refused without the token; the gauges after a refresh.
-	svc := h.app.Opt.Usage.running
+	svc := h.app.usage
 	if err := svc.RefreshMetrics(ctx); err != nil {
 		t.Fatal(err)
 	}
