@@ -104,8 +104,8 @@ type App struct {
 	// auditDirect: the registry's AuditEvent parameters are the default
 	// ones, so AuditEvents are indexed from the event (audit.BuildIndexed).
 	auditDirect bool
-	visit       visitParts // eVisit invitations (visit.go)
-	usage *usage.Service // usage reporting (usage.go)
+	visit       visitParts     // eVisit invitations (visit.go)
+	usage       *usage.Service // usage reporting (usage.go)
 	// closers stop the portal services (Close runs them before the audit
 	// flush and the store's close).
 	closers []func()
