@@ -34,6 +34,10 @@ type WriteRule struct {
 //     of the patient's the app can read).
 //   - Subscription: the app's FHIR Subscriptions (notify/subscription;
 //     the server links them to the patient, "patient").
+//   - Task: requests to correct the patient's record (portal/workflow,
+//     docs/workflow.md), create only (for = the patient); the workflow
+//     service's write hook refuses every other kind of Task, and a
+//     request is withdrawn with Task/[id]/$withdraw, never by an update.
 //   - Patient: the patient's own demographics, updates only; the elements
 //     that decide identity and proxy access (ProtectedPatientElements)
 //     cannot change.
@@ -48,6 +52,7 @@ var PatientWrites = map[string]WriteRule{
 	"Media":                 {Create: true, Change: true, Owner: []string{"subject"}},
 	"Binary":                {Create: true, Change: true},
 	"Subscription":          {Create: true, Change: true, Owner: []string{"patient"}},
+	"Task":                  {Create: true, Owner: []string{"patient"}},
 	"Patient":               {Change: true},
 }
 
