@@ -444,6 +444,7 @@ type where struct {
 	drive   *sqlb       // nil: none
 	ordered *orderedSet // the driver readable in rid order, if it is
 	rows    int         // rows the probe counted in the driver's set (at most probeCap; -1: not probed)
+	keyed   bool        // the best conjunct is _id or keys: res_type_id (type, id) serves it, no driver
 	inexact bool        // history: re-check with search.Matcher
 	never   bool        // a conjunct is constant false: nothing matches
 }

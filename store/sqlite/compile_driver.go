@@ -299,7 +299,7 @@ func compileWhere(e search.Expr, types []string, hist bool, probe func(*sqlb) (i
 			}
 		}
 	}
-	w := &where{rows: fewest}
+	w := &where{rows: fewest, keyed: best != nil && best.rank == rankKey}
 	if best != nil && best.rank > rankKey {
 		w.drive = &sqlb{}
 		best.emit(w.drive)

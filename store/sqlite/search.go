@@ -74,7 +74,16 @@ func (s *Store) planSearch(ctx context.Context, q store.Query) (*searchPlan, err
 	case len(q.Types) == 1 && len(q.Sort) == 1 && q.Sort[0].Param == "date":
 		p.orderIndex = "res r INDEXED BY res_sort_date"
 	}
-	if w.drive == nil {
+	if w.drive != nil && w.rows >= 0 && w.rows < probeCap {
+		// A small driving set (the probe counted it): read it by rid and
+		// sort it. Left to itself, SQLite may walk the order's index
+		// (res_sort_date) for a LIMIT and test each row against the set:
+		// the whole type for a patient's few results.
+		p.from = "res r NOT INDEXED"
+	}
+	if w.drive == nil && !w.keyed {
+		// (An _id or key condition is read from res_type_id; forcing the
+		// order's index would walk the whole type to find its rows.)
 		switch {
 		case p.orderIndex != "":
 			p.from = p.orderIndex

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/store"
@@ -63,6 +64,44 @@ type writer struct {
 	rows  rowBuf
 	// counters (tests and benchmarks): transactions and requests applied
 	txs, reqN atomic.Int64
+	// Planner statistics (maybeOptimize): records written since they
+	// were last refreshed, and when; optimizes counts the refreshes.
+	sinceStats int
+	statsAt    time.Time
+	optimizes  atomic.Int64
+}
+
+// Statistics refresh (sqlite.org/lang_analyze.html#pragopt: long-lived
+// connections run PRAGMA optimize periodically). Without it a store
+// filled after it was opened keeps planning with the statistics of an
+// empty database until it is reopened: an ORDER BY date then walks the
+// whole date index of the type instead of sorting a patient's few
+// matches (measured: 21 ms instead of 2 ms at 100k Observations).
+const (
+	statsEvery = 10_000           // records written
+	statsGap   = 30 * time.Second // at most this often
+)
+
+// maybeOptimize refreshes the planner statistics once statsEvery records
+// were written since the last time, at most every statsGap. PRAGMA
+// optimize analyzes only the tables that need it, from a sample of each
+// index (analysis_limit, set at open), so it costs milliseconds.
+func (w *writer) maybeOptimize(batch []*request) {
+	for _, r := range batch {
+		w.sinceStats += len(r.ops) + len(r.recs)
+		if r.kind == reqDerived {
+			w.sinceStats++
+		}
+	}
+	if w.sinceStats < statsEvery || w.s.mem || time.Since(w.statsAt) < statsGap {
+		return
+	}
+	w.sinceStats, w.statsAt = 0, time.Now()
+	if _, err := w.conn.ExecContext(context.Background(), `PRAGMA optimize=0x10002`); err != nil {
+		w.s.opts.Logger.Warn("sqlite: planner statistics not refreshed", "err", err)
+		return
+	}
+	w.optimizes.Add(1)
 }
 
 func newWriter(s *Store, conn *sql.Conn) *writer {
@@ -129,6 +168,7 @@ func (w *writer) loop() {
 			}
 		}
 		w.apply(batch)
+		w.maybeOptimize(batch)
 	}
 }
 
