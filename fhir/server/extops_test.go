@@ -1,4 +1,4 @@
-package server
+package server_test
 
 // Extended operations at every level (R4 operations.html#levels), WalkAs
 // and HandleAsService.
@@ -6,34 +6,37 @@ package server
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/engine"
+	"github.com/fhirgate/fhirgate/fhir/server"
+	"github.com/fhirgate/fhirgate/fhir/server/servertest"
 	"github.com/fhirgate/fhirgate/smart"
 )
 
 func TestOperationLevels(t *testing.T) {
-	s := newServer(t)
-	ran := map[string]OperationCall{}
-	reg := func(l Level, typ, name string, staff bool) {
-		s.RegisterOperation(ExtraOperation{Name: name, Type: typ, Level: l, Staff: staff,
-			Run: func(ctx context.Context, c OperationCall) (*fhir.Response, error) {
+	s, _ := servertest.New(t, servertest.Options{})
+	ran := map[string]server.OperationCall{}
+	reg := func(l server.Level, typ, name string, staff bool) {
+		s.RegisterOperation(server.ExtraOperation{Name: name, Type: typ, Level: l, Staff: staff,
+			Run: func(ctx context.Context, c server.OperationCall) (*fhir.Response, error) {
 				ran[l.String()+" "+typ+name] = c
 				return &fhir.Response{Status: http.StatusOK, Header: http.Header{}, Body: []byte(`{"resourceType":"Parameters"}`)}, nil
 			}})
 	}
-	reg(SystemLevel, "Patient", "$x", true) // the type is ignored at the system level
-	reg(TypeLevel, "Patient", "$x", false)
-	reg(Instance, "Patient", "$x", false)
-	emr := as(t, "system/*.cruds", "", "")
+	reg(server.SystemLevel, "Patient", "$x", true) // the type is ignored at the system level
+	reg(server.TypeLevel, "Patient", "$x", false)
+	reg(server.Instance, "Patient", "$x", false)
+	emr := servertest.As(t, "system/*.cruds", "", "")
 	for _, p := range []string{"Patient/a", "Patient/b"} {
-		if r := do(emr, s, "PUT", p, `{"resourceType":"Patient","id":"`+strings.TrimPrefix(p, "Patient/")+`"}`); r.Status != 201 {
+		if r := servertest.Do(emr, s, "PUT", p, `{"resourceType":"Patient","id":"`+strings.TrimPrefix(p, "Patient/")+`"}`); r.Status != 201 {
 			t.Fatalf("PUT %s: %d %s", p, r.Status, r.Body)
 		}
 	}
-	pa := as(t, "patient/*.rs", "a", "Patient/a")
+	pa := servertest.As(t, "patient/*.rs", "a", "Patient/a")
 	cases := []struct {
 		ctx    context.Context
 		method string
@@ -48,11 +51,11 @@ func TestOperationLevels(t *testing.T) {
 		{pa, "GET", "Patient/a/$x", 200, "instance Patient$x"},
 		{pa, "GET", "Patient/b/$x", 404, ""}, // outside the patient's reach
 		{pa, "DELETE", "Patient/$x", 405, ""},
-		{as(t, "patient/Observation.rs", "a", "Patient/a"), "GET", "Patient/$x", 403, ""},
+		{servertest.As(t, "patient/Observation.rs", "a", "Patient/a"), "GET", "Patient/$x", 403, ""},
 	}
 	for _, c := range cases {
 		clear(ran)
-		r := do(c.ctx, s, c.method, c.path, "")
+		r := servertest.Do(c.ctx, s, c.method, c.path, "")
 		if r.Status != c.status {
 			t.Errorf("%s %s = %d, want %d: %s", c.method, c.path, r.Status, c.status, r.Body)
 		}
@@ -64,22 +67,22 @@ func TestOperationLevels(t *testing.T) {
 		}
 	}
 	clear(ran)
-	do(pa, s, "GET", "Patient/$x", "")
+	servertest.Do(pa, s, "GET", "Patient/$x", "")
 	if c := ran["type Patient$x"]; !c.PatientFacing || len(c.Patients) != 1 || c.Patients[0] != "Patient/a" {
 		t.Errorf("type-level call of a patient: %+v", c)
 	}
 }
 
 func TestWalkAsAndService(t *testing.T) {
-	s := newServer(t)
-	emr := as(t, "system/*.cruds", "", "")
+	s, _ := servertest.New(t, servertest.Options{})
+	emr := servertest.As(t, "system/*.cruds", "", "")
 	for i := range 25 {
 		subj := "a"
 		if i%5 == 0 {
 			subj = "b"
 		}
-		id := "o" + itoa(int64(i))
-		r := do(emr, s, "PUT", "Observation/"+id, `{"resourceType":"Observation","id":"`+id+`","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/`+subj+`"}}`)
+		id := "o" + strconv.Itoa(i)
+		r := servertest.Do(emr, s, "PUT", "Observation/"+id, `{"resourceType":"Observation","id":"`+id+`","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/`+subj+`"}}`)
 		if r.Status != 201 {
 			t.Fatalf("PUT: %d %s", r.Status, r.Body)
 		}
@@ -117,7 +120,7 @@ func TestWalkAsAndService(t *testing.T) {
 	if r.Status != 200 {
 		t.Errorf("service update: %d %s", r.Status, r.Body)
 	}
-	if r := do(smart.WithPrincipal(context.Background(), pa), s, "PUT", "Observation/o2", `{"resourceType":"Observation","id":"o2","status":"amended","code":{"text":"x"},"subject":{"reference":"Patient/a"}}`); r.Status != 403 {
+	if r := servertest.Do(smart.WithPrincipal(context.Background(), pa), s, "PUT", "Observation/o2", `{"resourceType":"Observation","id":"o2","status":"amended","code":{"text":"x"},"subject":{"reference":"Patient/a"}}`); r.Status != 403 {
 		t.Errorf("the patient's own update of a result: %d, want 403", r.Status)
 	}
 }

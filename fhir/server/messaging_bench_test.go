@@ -28,6 +28,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/server"
+	"github.com/fhirgate/fhirgate/fhir/server/servertest"
 	"github.com/fhirgate/fhirgate/store"
 	"github.com/fhirgate/fhirgate/store/sqlite"
 )
@@ -43,7 +44,7 @@ func inboxStore(b *testing.B, n int) store.Store {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close(context.Background()) })
-	reg := inboxRegistry(b)
+	reg := servertest.Registry(b, nil, server.InboxParams...) // with the inbox parameters
 	const doctors = 50
 	end := inboxT0.Add(time.Duration(n) * 3 * time.Minute)
 	recent := func(t time.Time) bool { return end.Sub(t) < 7*24*time.Hour }
@@ -112,20 +113,8 @@ func inboxStore(b *testing.B, n int) store.Store {
 	return s
 }
 
-// inboxRegistry is the default registry with the server's inbox parameters.
-func inboxRegistry(b *testing.B) *search.Registry {
-	reg := search.Default()
-	for _, p := range server.InboxParams {
-		var err error
-		if reg, err = search.LoadCustom(reg, []byte(p)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return reg
-}
-
 func BenchmarkInbox(b *testing.B) {
-	reg := inboxRegistry(b)
+	reg := servertest.Registry(b, nil, server.InboxParams...) // with the inbox parameters
 	for _, n := range []int{10_000, 100_000} {
 		s := inboxStore(b, n)
 		// Overdue: patient messages awaiting a reply for more than 48 h,

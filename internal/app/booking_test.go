@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/fhir/server/servertest"
 	"github.com/fhirgate/fhirgate/internal/smtptest"
 	"github.com/fhirgate/fhirgate/notify"
 	"github.com/fhirgate/fhirgate/smart/devissuer"
@@ -41,30 +42,12 @@ booking:
       mode: approval
 `
 
+// withBookingBarrier holds the first commit of n concurrent bookings
+// until all n decided on the Slot version they read, so that they race at
+// the commit (servertest.Barrier; the timeout only keeps a broken run
+// from hanging).
 func withBookingBarrier(n int) harnessOpt {
-	return func(o *Options) { o.Booking.beforeCommit = bookingBarrier(n) }
-}
-
-// bookingBarrier holds the first commit of n concurrent bookings until
-// all n decided on the Slot version they read, so that they race at the
-// commit (later attempts pass; the timeout only keeps a broken run from
-// hanging).
-func bookingBarrier(n int) func(string) {
-	var mu sync.Mutex
-	arrived := 0
-	open := make(chan struct{})
-	return func(string) {
-		mu.Lock()
-		arrived++
-		if arrived == n {
-			close(open)
-		}
-		mu.Unlock()
-		select {
-		case <-open:
-		case <-time.After(30 * time.Second):
-		}
-	}
+	return func(o *Options) { o.Booking.beforeCommit = servertest.Barrier(n, 30*time.Second) }
 }
 
 // bookingWorld adds Schedules and Slots to newWorld (clock 2026-06-01 12:00Z):

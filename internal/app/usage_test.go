@@ -17,11 +17,10 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/fhirgate/fhirgate/authz"
 	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/portal/usage/usagetest"
 	"github.com/fhirgate/fhirgate/smart/devissuer"
 )
 
@@ -80,7 +79,10 @@ func TestUsageEndToEnd(t *testing.T) {
 	if r.str("status") != "pending" || r.str("type") != "summary" || r.str("period", "start") != "2026-06-01" || r.str("period", "end") != "2026-06-01" {
 		t.Errorf("MeasureReport header: %s", truncate(r.Body))
 	}
-	got := scores(r)
+	got, err := usagetest.Scores(r.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]float64{
 		"registered-users": 2, "registered-patients": 1, "registered-proxies": 1, "new-registrations": 2,
 		// pat-a, rp-care, rp-mother, dr-a
@@ -123,11 +125,11 @@ func TestUsageEndToEnd(t *testing.T) {
 		{"fhirgate_http_requests_total", []string{"method=GET", "class=operation", "code=403"}, 2},
 		{"fhirgate_http_requests_total", []string{"class=metrics", "code=401"}, 1},
 	} {
-		if got := metricValue(t, mfs, c.name, c.kv...); got != c.want {
+		if got := usagetest.Value(t, mfs, c.name, c.kv...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.kv, got, c.want)
 		}
 	}
-	if metricValue(t, mfs, "fhirgate_http_request_duration_seconds", "method=POST", "class=create") < 5 {
+	if usagetest.Value(t, mfs, "fhirgate_http_request_duration_seconds", "method=POST", "class=create") < 5 {
 		t.Errorf("the latency histogram misses creates")
 	}
 
@@ -209,18 +211,6 @@ func TestUsageFromEnv(t *testing.T) {
 	}
 }
 
-// scores maps each MeasureReport group code to its measureScore.
-func scores(r res) map[string]float64 {
-	out := map[string]float64{}
-	groups, _ := r.JSON["group"].([]any)
-	for _, g := range groups {
-		gm := g.(map[string]any)
-		code := gm["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
-		out[code] = gm["measureScore"].(map[string]any)["value"].(float64)
-	}
-	return out
-}
-
 func scrape(t *testing.T, h *harness, token string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest("GET", h.srv.URL+"/metrics", nil)
@@ -241,45 +231,9 @@ func parseMetrics(t *testing.T, h *harness) map[string]*dto.MetricFamily {
 	if resp.StatusCode != 200 {
 		t.Fatalf("/metrics with the token: %d", resp.StatusCode)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	mfs, err := usagetest.Parse(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return mfs
-}
-
-// metricValue is the value of the sample of family name whose labels
-// include every "k=v" of kv (counters and gauges; histograms: the count).
-func metricValue(t *testing.T, mfs map[string]*dto.MetricFamily, name string, kv ...string) float64 {
-	t.Helper()
-	mf := mfs[name]
-	if mf == nil {
-		t.Fatalf("no metric family %s", name)
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		for _, p := range kv {
-			k, v, _ := strings.Cut(p, "=")
-			if labels[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Untyped != nil:
-			return m.Untyped.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	t.Fatalf("no sample %s%v", name, kv)
-	return 0
 }

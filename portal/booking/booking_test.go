@@ -11,8 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +19,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/server"
-	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/fhir/server/servertest"
 	"github.com/fhirgate/fhirgate/policy"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store/sqlite"
@@ -59,46 +57,14 @@ type env struct {
 	emr   context.Context
 }
 
-var t0 = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+var t0 = servertest.T0
 
 func newEnv(t *testing.T, pol string, opts ...func(*Config)) *env {
 	t.Helper()
-	ctx := context.Background()
 	clk := &clock{t: t0}
-	st, err := sqlite.Open(ctx, ":memory:", sqlite.Options{Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close(ctx) })
-	val, err := validate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := search.Default()
-	s := server.New(server.Config{
-		Store: st, Registry: reg, Validator: val, Base: "http://test/fhir", Now: clk.Now,
-		Decider: &smart.Decider{
-			CompileQuery: func(typ string, q url.Values) (search.Expr, error) {
-				p, err := reg.Parse(typ, q, search.ParseOptions{Strict: true})
-				if err != nil {
-					return nil, err
-				}
-				return p.Filter, nil
-			},
-			PatientFree: func(typ string) bool { return search.PatientFree[typ] },
-			Now:         clk.Now,
-		},
-		Proxy: smart.ProxyConfig{Now: clk.Now},
-	})
-	if pol != "" {
-		p, err := policy.Parse([]byte(pol), "test.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Now = clk.Now
-		s.SetPolicy(p)
-	}
-	cfg := Config{Server: s, Store: st, Registry: reg, Base: "http://test/fhir", Now: clk.Now, Proxy: smart.ProxyConfig{Now: clk.Now},
+	s, st := servertest.New(t, servertest.Options{Now: clk.Now, SQLite: sqlite.Options{Now: clk.Now}, Registry: reg, Policy: pol})
+	cfg := Config{Server: s, Store: st, Registry: reg, Base: servertest.Base, Now: clk.Now, Proxy: smart.ProxyConfig{Now: clk.Now},
 		Rules: func() *policy.Booking { return s.Policy().Booking() }}
 	for _, o := range opts {
 		o(&cfg)
@@ -116,14 +82,8 @@ func newEnv(t *testing.T, pol string, opts ...func(*Config)) *env {
 	return e
 }
 
-func as(t *testing.T, scopes, patient, fhirUser string) context.Context {
-	t.Helper()
-	sc, err := smart.ParseScopes(scopes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return smart.WithPrincipal(context.Background(), &smart.Principal{Scopes: sc, Patient: patient, FHIRUser: fhirUser, Subject: "s-" + fhirUser, ClientID: "c"})
-}
+// as is servertest's caller in the context.
+var as = servertest.As
 
 func patient(t *testing.T, id string) context.Context {
 	return as(t, "patient/*.cruds", id, "Patient/"+id)
@@ -138,15 +98,8 @@ func (a answer) str(key string) string { s, _ := a.json[key].(string); return s 
 
 func (e *env) do(ctx context.Context, method, path, body string) answer {
 	e.t.Helper()
-	h := http.Header{}
-	if body != "" {
-		h.Set("Content-Type", "application/fhir+json")
-	}
-	p, q, _ := strings.Cut(path, "?")
-	query, _ := url.ParseQuery(q)
-	r := e.s.Handle(ctx, &fhir.Request{Method: method, Path: p, Query: query, Header: h, Body: []byte(body), Entry: -1})
-	a := answer{Response: r}
-	_ = json.Unmarshal(r.Body, &a.json)
+	a := answer{Response: servertest.Do(ctx, e.s, method, path, body)}
+	_ = json.Unmarshal(a.Body, &a.json)
 	return a
 }
 
@@ -450,32 +403,12 @@ func TestWriteHook(t *testing.T) {
 	_ = req
 }
 
-// barrier holds the first commit of n concurrent bookings until all n
-// have decided (each on the Slot version it read), so that they race at
-// the commit; later attempts pass. The timeout only keeps a broken run
-// from hanging.
-func barrier(n int) func(string) {
-	var mu sync.Mutex
-	arrived := 0
-	open := make(chan struct{})
-	return func(string) {
-		mu.Lock()
-		arrived++
-		if arrived == n {
-			close(open)
-		}
-		mu.Unlock()
-		select {
-		case <-open:
-		case <-time.After(20 * time.Second):
-		}
-	}
-}
-
-// Twenty patients book one Slot at once: one 201, nineteen 409s.
+// Twenty patients book one Slot at once (servertest.Barrier holds the
+// first commit of the n bookings until all n have decided, each on the
+// Slot version it read, so that they race at the commit): one 201, nineteen 409s.
 func TestConcurrentBooking(t *testing.T) {
 	const n = 20
-	e := newEnv(t, testPolicy, func(c *Config) { c.BeforeCommit = barrier(n) })
+	e := newEnv(t, testPolicy, func(c *Config) { c.BeforeCommit = servertest.Barrier(n, 20*time.Second) })
 	for i := range n {
 		e.put("Patient", fmt.Sprintf("p%d", i), `{"resourceType":"Patient"}`)
 	}

@@ -11,7 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -26,15 +25,15 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/server"
-	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/fhir/server/servertest"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"
-	"github.com/fhirgate/fhirgate/store/sqlite"
 )
 
-const testBase = "http://test/fhir"
+// testBase and testNow are the pipeline's base URL and clock.
+const testBase = servertest.Base
 
-var testNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+var testNow = servertest.T0
 
 type fixture struct {
 	srv *server.Server
@@ -54,41 +53,20 @@ func (v tokens) Verify(_ context.Context, bearer string) (*smart.Principal, erro
 	return nil, smart.InvalidToken("unknown token")
 }
 
+// principal is a caller of client (its Subject and ClientID) issued by
+// http://test/auth.
 func principal(t testing.TB, scopes, patient, fhirUser, client string) *smart.Principal {
 	t.Helper()
-	sc, err := smart.ParseScopes(scopes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &smart.Principal{Issuer: "http://test/auth", Scopes: sc, Patient: patient, FHIRUser: fhirUser, Subject: client, ClientID: client}
+	p := servertest.Principal(t, scopes, patient, fhirUser)
+	p.Issuer, p.Subject, p.ClientID = "http://test/auth", client, client
+	return p
 }
 
 func newFixture(t testing.TB, v tokens, tune func(*Config)) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, ":memory:", sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close(ctx) })
-	val, err := validate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := search.Default()
-	srv := server.New(server.Config{
-		Store: st, Registry: reg, Validator: val, Base: testBase, Now: func() time.Time { return testNow },
-		Decider: &smart.Decider{
-			CompileQuery: func(typ string, q url.Values) (search.Expr, error) {
-				p, err := reg.Parse(typ, q, search.ParseOptions{Strict: true})
-				if err != nil {
-					return nil, err
-				}
-				return p.Filter, nil
-			},
-			PatientFree: func(typ string) bool { return search.PatientFree[typ] },
-		},
-	})
+	srv, st := servertest.New(t, servertest.Options{Registry: reg})
 	js, err := newMemStorage()
 	if err != nil {
 		t.Fatal(err)
@@ -115,17 +93,19 @@ func newFixture(t testing.TB, v tokens, tune func(*Config)) *fixture {
 
 func (f *fixture) do(t testing.TB, p *smart.Principal, method, path, body string, hdr ...string) *fhir.Response {
 	t.Helper()
-	h := http.Header{}
-	if body != "" {
-		h.Set("Content-Type", "application/fhir+json")
+	return servertest.Do(smart.WithPrincipal(context.Background(), p), f.srv, method, path, body, hdr...)
+}
+
+// serve sends an HTTP request to the bulk endpoints with the bearer
+// token tok ("": none).
+func (f *fixture) serve(method, u, tok string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, u, nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	for _, kv := range hdr {
-		k, v, _ := strings.Cut(kv, ":")
-		h.Set(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	pth, q, _ := strings.Cut(path, "?")
-	query, _ := url.ParseQuery(q)
-	return f.srv.Handle(smart.WithPrincipal(context.Background(), p), &fhir.Request{Method: method, Path: pth, Query: query, Header: h, Body: []byte(body), Entry: -1})
+	w := httptest.NewRecorder()
+	f.svc.ServeHTTP(w, req)
+	return w
 }
 
 func (f *fixture) put(t testing.TB, typ, id, body string) {
@@ -266,15 +246,7 @@ func TestBulkJobLifecycle(t *testing.T) {
 	if !strings.HasPrefix(loc, "http://test/bulk/jobs/") {
 		t.Fatalf("Content-Location %q", loc)
 	}
-	get := func(method, u, tok string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(method, u, nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		w := httptest.NewRecorder()
-		f.svc.ServeHTTP(w, req)
-		return w
-	}
+	get := f.serve
 	var m manifest
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -350,10 +322,7 @@ func TestBulkJobFails(t *testing.T) {
 	loc := r.Header.Get("Content-Location")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		req := httptest.NewRequest("GET", loc, nil)
-		req.Header.Set("Authorization", "Bearer emr")
-		w := httptest.NewRecorder()
-		f.svc.ServeHTTP(w, req)
+		w := f.serve("GET", loc, "emr")
 		if w.Code == 500 {
 			if !strings.Contains(w.Body.String(), "disk full (test)") {
 				t.Errorf("failure body: %s", w.Body)
@@ -534,10 +503,7 @@ func benchExport(b *testing.B, n int) {
 		}
 		loc := r.Header.Get("Content-Location")
 		for {
-			req := httptest.NewRequest("GET", loc, nil)
-			req.Header.Set("Authorization", "Bearer emr")
-			w := httptest.NewRecorder()
-			f.svc.ServeHTTP(w, req)
+			w := f.serve("GET", loc, "emr")
 			if w.Code == 200 {
 				var m manifest
 				_ = json.Unmarshal(w.Body.Bytes(), &m)

@@ -28,8 +28,9 @@ import (
 	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
-	"github.com/fhirgate/fhirgate/fhir/server"
+	"github.com/fhirgate/fhirgate/fhir/server/servertest"
 	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/portal/usage/usagetest"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"
 	"github.com/fhirgate/fhirgate/store/sqlite"
@@ -54,18 +55,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, accounts []Account) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, ":memory:", sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close(ctx) })
-	f := &fixture{t: t, st: st, reg: search.Default()}
-	cfg := Config{Store: st, Registry: f.reg, Now: func() time.Time { return now },
+	f := &fixture{t: t, st: servertest.Store(t, sqlite.Options{}), reg: search.Default()}
+	cfg := Config{Store: f.st, Registry: f.reg, Now: func() time.Time { return now },
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if accounts != nil {
 		cfg.Accounts = func(context.Context) ([]Account, error) { return accounts, nil }
 	}
+	var err error
 	if f.svc, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +100,16 @@ func (f *fixture) put(typ, id, body string) {
 	if err := f.st.Transact(context.Background(), []store.Op{{Kind: store.OpCreate, Record: rec}}); err != nil {
 		f.t.Fatal(err)
 	}
+}
+
+// compute is the report of [start, end) by gran; it fails the test on an error.
+func (f *fixture) compute(start, end time.Time, gran string) *Report {
+	f.t.Helper()
+	rep, err := f.svc.Compute(context.Background(), start, end, gran)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return rep
 }
 
 func at(day time.Time, hm string) time.Time {
@@ -175,10 +181,7 @@ var accounts = []Account{
 func TestCounts(t *testing.T) {
 	f := newFixture(t, accounts)
 	f.seed()
-	rep, err := f.svc.Compute(context.Background(), june1, june4, Day)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := f.compute(june1, june4, Day)
 	if rep.Source != SourceAccounts || rep.Complete {
 		t.Errorf("source %s complete %v, want accounts and not complete (June 3 is today)", rep.Source, rep.Complete)
 	}
@@ -220,10 +223,7 @@ func TestCounts(t *testing.T) {
 
 	// By month: May 31 alone, then June 1-3; p6's read and the "old"
 	// thread are May's.
-	rep, err = f.svc.Compute(context.Background(), june1.AddDate(0, 0, -1), june4, Month)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = f.compute(june1.AddDate(0, 0, -1), june4, Month)
 	if len(rep.Strata) != 2 || rep.Strata[0].Label != "2026-05" || rep.Strata[1].Label != "2026-06" {
 		t.Fatalf("month strata %+v", rep.Strata)
 	}
@@ -243,10 +243,7 @@ func TestCounts(t *testing.T) {
 func TestCountsWithoutAccounts(t *testing.T) {
 	f := newFixture(t, nil)
 	f.seed()
-	rep, err := f.svc.Compute(context.Background(), june1, june4, Day)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := f.compute(june1, june4, Day)
 	c := rep.Total
 	if rep.Source != SourceAudit || c.Registered != 7 || c.RegisteredPatients != 4 || c.RegisteredProxies != 2 || c.RegisteredStaff != 1 || c.NewRegistrations != 0 {
 		t.Errorf("source %s counts %+v", rep.Source, c)
@@ -283,10 +280,7 @@ func TestCacheFinalDays(t *testing.T) {
 func TestMeasureReportValid(t *testing.T) {
 	f := newFixture(t, accounts)
 	f.seed()
-	rep, err := f.svc.Compute(context.Background(), june1, june4, Day)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := f.compute(june1, june4, Day)
 	b := rep.MeasureReport()
 	val, err := validate.New()
 	if err != nil {
@@ -368,36 +362,13 @@ func TestPeriodChecks(t *testing.T) {
 func TestUsageOperation(t *testing.T) {
 	f := newFixture(t, accounts)
 	f.seed()
-	val, err := validate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New(server.Config{Store: f.st, Registry: f.reg, Validator: val, Base: "http://test/fhir", Now: func() time.Time { return now },
-		Decider: &smart.Decider{
-			CompileQuery: func(typ string, q url.Values) (search.Expr, error) {
-				p, err := f.reg.Parse(typ, q, search.ParseOptions{Strict: true})
-				if err != nil {
-					return nil, err
-				}
-				return p.Filter, nil
-			},
-			PatientFree: func(typ string) bool { return search.PatientFree[typ] },
-		}})
+	srv, _ := servertest.New(t, servertest.Options{Store: f.st, Registry: f.reg, Now: func() time.Time { return now }})
 	srv.RegisterOperation(f.svc.Operation())
 	as := func(scopes, patient, fhirUser string) context.Context {
-		sc, err := smart.ParseScopes(scopes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return smart.WithPrincipal(context.Background(), &smart.Principal{Scopes: sc, Patient: patient, FHIRUser: fhirUser, Subject: "s", ClientID: "c"})
+		return servertest.As(t, scopes, patient, fhirUser)
 	}
 	call := func(ctx context.Context, method, query, body string) *fhir.Response {
-		q, _ := url.ParseQuery(query)
-		h := http.Header{}
-		if body != "" {
-			h.Set("Content-Type", "application/fhir+json")
-		}
-		return srv.Handle(ctx, &fhir.Request{Method: method, Path: "$usage", Query: q, Header: h, Body: []byte(body), Entry: -1})
+		return servertest.Do(ctx, srv, method, "$usage?"+query, body)
 	}
 	for _, c := range []struct {
 		name                     string
@@ -466,43 +437,7 @@ func gather(t *testing.T, s *Service) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]*dto.MetricFamily{}
-	for _, mf := range mfs {
-		out[mf.GetName()] = mf
-	}
-	return out
-}
-
-// value is the metric of family name whose labels include every pair of kv ("k=v").
-func value(t *testing.T, mfs map[string]*dto.MetricFamily, name string, kv ...string) float64 {
-	t.Helper()
-	mf := mfs[name]
-	if mf == nil {
-		t.Fatalf("no metric %s", name)
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		for _, p := range kv {
-			k, v, _ := strings.Cut(p, "=")
-			if labels[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	t.Fatalf("no %s%v", name, kv)
-	return 0
+	return usagetest.ByName(mfs)
 }
 
 func TestMetrics(t *testing.T) {
@@ -530,7 +465,7 @@ func TestMetrics(t *testing.T) {
 		{"fhirgate_usage_bookings", []string{"window=month", "by=patients"}, 2},
 		{"fhirgate_usage_refresh_timestamp_seconds", nil, float64(now.Unix())},
 	} {
-		if got := value(t, mfs, c.name, c.kv...); got != c.want {
+		if got := usagetest.Value(t, mfs, c.name, c.kv...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.kv, got, c.want)
 		}
 	}
@@ -579,14 +514,14 @@ func TestMetrics(t *testing.T) {
 		{[]string{"method=GET", "class=search", "type=Observation", "code=200"}, 2},
 		{[]string{"class=metrics", "code=401"}, 2},
 	} {
-		if got := value(t, mfs, "fhirgate_http_requests_total", c.kv...); got != c.want {
+		if got := usagetest.Value(t, mfs, "fhirgate_http_requests_total", c.kv...); got != c.want {
 			t.Errorf("requests%v = %v, want %v", c.kv, got, c.want)
 		}
 	}
-	if got := value(t, mfs, "fhirgate_http_request_duration_seconds", "method=GET", "class=search"); got != 2 {
+	if got := usagetest.Value(t, mfs, "fhirgate_http_request_duration_seconds", "method=GET", "class=search"); got != 2 {
 		t.Errorf("search latency samples %v, want 2", got)
 	}
-	if got := value(t, mfs, "fhirgate_http_requests_in_flight"); got != 0 {
+	if got := usagetest.Value(t, mfs, "fhirgate_http_requests_in_flight"); got != 0 {
 		t.Errorf("in flight %v, want 0", got)
 	}
 }

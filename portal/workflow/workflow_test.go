@@ -13,18 +13,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
-	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/server"
-	"github.com/fhirgate/fhirgate/fhir/validate"
-	"github.com/fhirgate/fhirgate/policy"
+	"github.com/fhirgate/fhirgate/fhir/server/servertest"
 	"github.com/fhirgate/fhirgate/smart"
-	"github.com/fhirgate/fhirgate/store/sqlite"
 )
 
 type env struct {
@@ -33,47 +28,13 @@ type env struct {
 	hookOff bool
 }
 
-var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+// now is the pipeline's clock.
+var now = servertest.T0
 
 func newEnv(t *testing.T, policyYAML string) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, ":memory:", sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close(ctx) })
-	val, err := validate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := WithParams(search.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := server.New(server.Config{
-		Store: st, Registry: reg, Validator: val, Base: "http://test/fhir", Now: func() time.Time { return now },
-		Decider: &smart.Decider{
-			CompileQuery: func(typ string, q url.Values) (search.Expr, error) {
-				p, err := reg.Parse(typ, q, search.ParseOptions{Strict: true})
-				if err != nil {
-					return nil, err
-				}
-				return p.Filter, nil
-			},
-			PatientFree: func(typ string) bool { return search.PatientFree[typ] },
-			Now:         func() time.Time { return now },
-		},
-	})
-	if policyYAML != "" {
-		pol, err := policy.Parse([]byte(policyYAML), "test.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		pol.Now = func() time.Time { return now }
-		s.SetPolicy(pol)
-	}
-	svc, err := New(Config{Store: st, Base: "http://test/fhir", Visible: s.Visible, HandleAsService: s.HandleAsService, Handle: s.Handle})
+	s, st := servertest.New(t, servertest.Options{Params: []string{SearchParams}, Policy: policyYAML})
+	svc, err := New(Config{Store: st, Base: servertest.Base, Visible: s.Visible, HandleAsService: s.HandleAsService, Handle: s.Handle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,28 +53,11 @@ func newEnv(t *testing.T, policyYAML string) *env {
 }
 
 // principal is a caller: scopes, the patient in context, fhirUser.
-func principal(t *testing.T, scopes, patient, fhirUser string) *smart.Principal {
-	t.Helper()
-	sc, err := smart.ParseScopes(scopes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &smart.Principal{Scopes: sc, Patient: patient, FHIRUser: fhirUser, Subject: "s-" + fhirUser, ClientID: "c"}
-}
+var principal = servertest.Principal
 
 func (e *env) do(p *smart.Principal, method, path, body string, hdr ...string) *fhir.Response {
 	e.t.Helper()
-	h := http.Header{}
-	if body != "" {
-		h.Set("Content-Type", "application/fhir+json")
-	}
-	for _, kv := range hdr {
-		k, v, _ := strings.Cut(kv, ":")
-		h.Set(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	pth, q, _ := strings.Cut(path, "?")
-	query, _ := url.ParseQuery(q)
-	return e.s.Handle(smart.WithPrincipal(context.Background(), p), &fhir.Request{Method: method, Path: pth, Query: query, Header: h, Body: []byte(body), Entry: -1})
+	return servertest.Do(smart.WithPrincipal(context.Background(), p), e.s, method, path, body, hdr...)
 }
 
 // must asserts the status of r.
