@@ -63,6 +63,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fhirgate/fhirgate/authz"
+	"github.com/fhirgate/fhirgate/store/mongo/mongoutil"
 )
 
 // Prefix starts the name of every collection of the store.
@@ -89,8 +90,8 @@ const (
 
 // Store is authz.Storage on MongoDB.
 type Store struct {
-	client *mongo.Client // set when Open connected it (Close disconnects)
-	db     *mongo.Database
+	mongoutil.Conn // the client Open connected (Close disconnects)
+	db             *mongo.Database
 
 	clients, accounts, invitations, sessions, requests, families, codes, refresh,
 	access, revocations, approvals, launches, assertions, secrets, uses *mongo.Collection
@@ -102,19 +103,10 @@ var (
 	_ authz.Importer = (*Store)(nil)
 )
 
-// Open connects to uri and opens the store in database.
+// Open connects to uri and opens the store in database (Close
+// disconnects).
 func Open(ctx context.Context, uri, database string) (*Store, error) {
-	client, err := mongo.Connect(options.Client().ApplyURI(uri))
-	if err != nil {
-		return nil, fmt.Errorf("mongostore: connect: %w", err)
-	}
-	s, err := New(ctx, client.Database(database))
-	if err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	s.client = client
-	return s, nil
+	return mongoutil.Open(ctx, uri, database, "mongostore", New)
 }
 
 // New opens the store in db, creating its collections and indexes if
@@ -196,22 +188,15 @@ func (s *Store) migrate(ctx context.Context) error {
 		if ix.unique {
 			m.Options.SetUnique(true)
 		}
-		if _, err := s.db.Collection(Prefix+ix.coll).Indexes().CreateOne(ctx, m); err != nil {
+		if err := mongoutil.CreateIndexes(ctx, s.db.Collection(Prefix+ix.coll), m); err != nil {
 			return fmt.Errorf("mongostore: index %s.%s: %w", Prefix+ix.coll, ix.name, err)
 		}
 	}
 	return nil
 }
 
-// Close disconnects the client Open connected.
-func (s *Store) Close() error {
-	if s.client == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return s.client.Disconnect(ctx)
-}
+// Close disconnects the client Open connected (within 10 seconds).
+func (s *Store) Close() error { return s.Conn.CloseWithin(10 * time.Second) }
 
 // Database is the store's database.
 func (s *Store) Database() *mongo.Database { return s.db }

@@ -34,6 +34,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fhirgate/fhirgate/notify"
+	"github.com/fhirgate/fhirgate/store/mongo/mongoutil"
 )
 
 // Prefix starts the name of every collection of the store.
@@ -41,26 +42,17 @@ const Prefix = "notify_"
 
 // Store is notify.Storage on MongoDB.
 type Store struct {
-	client                        *mongo.Client // nil: not ours (New)
+	mongoutil.Conn                // the client Open connected (none: not ours, New)
 	db                            *mongo.Database
 	outbox, claims, prefs, states *mongo.Collection
 }
 
 var _ notify.Storage = (*Store)(nil)
 
-// Open connects to uri and opens the store in database.
+// Open connects to uri and opens the store in database (Close
+// disconnects).
 func Open(ctx context.Context, uri, database string) (*Store, error) {
-	client, err := mongo.Connect(options.Client().ApplyURI(uri))
-	if err != nil {
-		return nil, fmt.Errorf("notify mongostore: connect: %w", err)
-	}
-	s, err := New(ctx, client.Database(database))
-	if err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	s.client = client
-	return s, nil
+	return mongoutil.Open(ctx, uri, database, "notify mongostore", New)
 }
 
 // New opens the store in db, creating its indexes if needed. Close does
@@ -68,31 +60,19 @@ func Open(ctx context.Context, uri, database string) (*Store, error) {
 func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	s := &Store{db: db, outbox: db.Collection(Prefix + "outbox"), claims: db.Collection(Prefix + "claims"),
 		prefs: db.Collection(Prefix + "prefs"), states: db.Collection(Prefix + "state")}
-	for _, ix := range []struct {
-		c    *mongo.Collection
-		keys bson.D
-	}{
-		{s.outbox, bson.D{{Key: "st", Value: 1}, {Key: "due", Value: 1}}},
-		{s.outbox, bson.D{{Key: "cr", Value: 1}}},
-		{s.claims, bson.D{{Key: "k", Value: 1}}},
-	} {
-		if _, err := ix.c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: ix.keys}); err != nil {
-			return nil, fmt.Errorf("notify mongostore: index: %w", err)
-		}
+	if err := mongoutil.CreateIndexes(ctx, s.outbox,
+		mongo.IndexModel{Keys: bson.D{{Key: "st", Value: 1}, {Key: "due", Value: 1}}},
+		mongo.IndexModel{Keys: bson.D{{Key: "cr", Value: 1}}}); err != nil {
+		return nil, fmt.Errorf("notify mongostore: index: %w", err)
+	}
+	if err := mongoutil.CreateIndexes(ctx, s.claims, mongo.IndexModel{Keys: bson.D{{Key: "k", Value: 1}}}); err != nil {
+		return nil, fmt.Errorf("notify mongostore: index: %w", err)
 	}
 	return s, nil
 }
 
 // Database is the store's database.
 func (s *Store) Database() *mongo.Database { return s.db }
-
-// Close disconnects the client Open made.
-func (s *Store) Close() error {
-	if s.client != nil {
-		return s.client.Disconnect(context.Background())
-	}
-	return nil
-}
 
 // itemDoc is an outbox document (times: Unix nanoseconds, 0 for none).
 type itemDoc struct {

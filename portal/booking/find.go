@@ -39,9 +39,9 @@ func (s *Service) opFind(ctx context.Context, call server.OperationCall) (*fhir.
 	if err != nil {
 		return nil, err
 	}
-	rules := s.cfg.Rules()
-	if call.PatientFacing && !rules.On() {
-		return nil, fhir.Errorf(fhir.KindForbidden, "this organisation offers no online booking (booking: section of the policy file); please contact the clinic")
+	rules, err := s.rulesFor(call)
+	if err != nil {
+		return nil, err
 	}
 	limit := s.cfg.FindMax
 	if c := prm.get("_count"); c != "" {

@@ -141,34 +141,44 @@ func (a appointment) slotRef() string {
 }
 
 func parseSlot(rec store.Record) (slot, error) {
-	var s slot
-	if err := json.Unmarshal(rec.Raw, &s); err != nil {
-		return s, fmt.Errorf("booking: Slot/%s: %w", rec.ID, err)
+	s, err := view[slot](rec, "Slot")
+	if err != nil {
+		return s, err
 	}
 	s.rec = rec
-	var err error
-	if s.start, err = time.Parse(time.RFC3339, s.Start); err != nil {
-		return s, fhir.Errorf(fhir.KindUnprocessable, "Slot/%s has no valid start instant", rec.ID)
-	}
-	if s.end, err = time.Parse(time.RFC3339, s.End); err != nil {
-		return s, fhir.Errorf(fhir.KindUnprocessable, "Slot/%s has no valid end instant", rec.ID)
+	for _, t := range []struct {
+		name, v string
+		to      *time.Time
+	}{{"start", s.Start, &s.start}, {"end", s.End, &s.end}} {
+		var err error
+		if *t.to, err = time.Parse(time.RFC3339, t.v); err != nil {
+			return s, fhir.Errorf(fhir.KindUnprocessable, "Slot/%s has no valid %s instant", rec.ID, t.name)
+		}
 	}
 	return s, nil
+}
+
+// view reads rec (a typ) into one of the views above.
+func view[V any](rec store.Record, typ string) (V, error) {
+	var v V
+	if err := json.Unmarshal(rec.Raw, &v); err != nil {
+		return v, fmt.Errorf("booking: %s/%s: %w", typ, rec.ID, err)
+	}
+	return v, nil
 }
 
 func parseSchedule(rec store.Record) (schedule, error) {
-	var s schedule
-	if err := json.Unmarshal(rec.Raw, &s); err != nil {
-		return s, fmt.Errorf("booking: Schedule/%s: %w", rec.ID, err)
+	s, err := view[schedule](rec, "Schedule")
+	if err == nil {
+		s.rec = rec
 	}
-	s.rec = rec
-	return s, nil
+	return s, err
 }
 
 func parseAppointment(rec store.Record) (appointment, error) {
-	var a appointment
-	if err := json.Unmarshal(rec.Raw, &a); err != nil {
-		return a, fmt.Errorf("booking: Appointment/%s: %w", rec.ID, err)
+	a, err := view[appointment](rec, "Appointment")
+	if err != nil {
+		return a, err
 	}
 	a.rec = rec
 	if a.Start != "" {
@@ -186,13 +196,22 @@ func raw(v any) json.RawMessage {
 	return b
 }
 
-// withStatus is rec's JSON with status set (a Slot's new status).
-func withStatus(rec store.Record, status string) (json.RawMessage, error) {
-	o, err := fhir.ParseObject(rec.Raw)
+// withMember is the JSON object b with member k set to v.
+func withMember(b json.RawMessage, k string, v any) (*fhir.Object, error) {
+	o, err := fhir.ParseObject(b)
 	if err != nil {
 		return nil, err
 	}
-	if err := o.Set("status", raw(status)); err != nil {
+	if err := o.Set(k, raw(v)); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// withStatus is rec's JSON with status set (a Slot's new status).
+func withStatus(rec store.Record, status string) (json.RawMessage, error) {
+	o, err := withMember(rec.Raw, "status", status)
+	if err != nil {
 		return nil, err
 	}
 	return o.Bytes(), nil
@@ -322,11 +341,8 @@ func setActorStatus(o *fhir.Object, actors []string, status string) (json.RawMes
 
 // cancelled is the Appointment rec cancelled (cancelationReason text).
 func cancelled(rec store.Record, reason string) (json.RawMessage, error) {
-	o, err := fhir.ParseObject(rec.Raw)
+	o, err := withMember(rec.Raw, "status", apptCancelled)
 	if err != nil {
-		return nil, err
-	}
-	if err := o.Set("status", raw(apptCancelled)); err != nil {
 		return nil, err
 	}
 	if reason != "" {

@@ -37,6 +37,46 @@ func (p params) get(name string) string {
 	return ""
 }
 
+// parameter is one Parameters.parameter with the value[x] the
+// operations read.
+type parameter struct {
+	Name           string     `json:"name"`
+	ValueString    *string    `json:"valueString"`
+	ValueCode      *string    `json:"valueCode"`
+	ValueID        *string    `json:"valueId"`
+	ValueDate      *string    `json:"valueDate"`
+	ValueDateTime  *string    `json:"valueDateTime"`
+	ValueInstant   *string    `json:"valueInstant"`
+	ValueURI       *string    `json:"valueUri"`
+	ValueInteger   *int       `json:"valueInteger"`
+	ValueReference *reference `json:"valueReference"`
+	ValueCoding    *struct {
+		System string `json:"system"`
+		Code   string `json:"code"`
+	} `json:"valueCoding"`
+}
+
+// value is the parameter's value as a string (valueReference by its
+// reference, valueCoding as system|code); false when it has none of the
+// above.
+func (p parameter) value() (string, bool) {
+	if p.ValueReference != nil {
+		return p.ValueReference.Reference, true
+	}
+	for _, v := range []*string{p.ValueString, p.ValueCode, p.ValueID, p.ValueDate, p.ValueDateTime, p.ValueInstant, p.ValueURI} {
+		if v != nil {
+			return *v, true
+		}
+	}
+	switch {
+	case p.ValueInteger != nil:
+		return strconv.Itoa(*p.ValueInteger), true
+	case p.ValueCoding != nil:
+		return p.ValueCoding.System + "|" + p.ValueCoding.Code, true
+	}
+	return "", false
+}
+
 func parseParams(req *fhir.Request) (params, error) {
 	out := params{}
 	for k, v := range req.Query {
@@ -46,51 +86,15 @@ func parseParams(req *fhir.Request) (params, error) {
 		return out, nil
 	}
 	var body struct {
-		ResourceType string `json:"resourceType"`
-		Parameter    []struct {
-			Name           string     `json:"name"`
-			ValueString    *string    `json:"valueString"`
-			ValueCode      *string    `json:"valueCode"`
-			ValueID        *string    `json:"valueId"`
-			ValueDate      *string    `json:"valueDate"`
-			ValueDateTime  *string    `json:"valueDateTime"`
-			ValueInstant   *string    `json:"valueInstant"`
-			ValueURI       *string    `json:"valueUri"`
-			ValueInteger   *int       `json:"valueInteger"`
-			ValueReference *reference `json:"valueReference"`
-			ValueCoding    *struct {
-				System string `json:"system"`
-				Code   string `json:"code"`
-			} `json:"valueCoding"`
-		} `json:"parameter"`
+		ResourceType string      `json:"resourceType"`
+		Parameter    []parameter `json:"parameter"`
 	}
 	if err := json.Unmarshal(req.Body, &body); err != nil || body.ResourceType != "Parameters" {
 		return nil, fhir.Invalid("", "the body must be a Parameters resource (operations.html#request)")
 	}
 	for i, prm := range body.Parameter {
-		var v string
-		switch {
-		case prm.ValueReference != nil:
-			v = prm.ValueReference.Reference
-		case prm.ValueString != nil:
-			v = *prm.ValueString
-		case prm.ValueCode != nil:
-			v = *prm.ValueCode
-		case prm.ValueID != nil:
-			v = *prm.ValueID
-		case prm.ValueDate != nil:
-			v = *prm.ValueDate
-		case prm.ValueDateTime != nil:
-			v = *prm.ValueDateTime
-		case prm.ValueInstant != nil:
-			v = *prm.ValueInstant
-		case prm.ValueURI != nil:
-			v = *prm.ValueURI
-		case prm.ValueInteger != nil:
-			v = strconv.Itoa(*prm.ValueInteger)
-		case prm.ValueCoding != nil:
-			v = prm.ValueCoding.System + "|" + prm.ValueCoding.Code
-		default:
+		v, ok := prm.value()
+		if !ok {
 			return nil, fhir.Invalid(fmt.Sprintf("Parameters.parameter[%d]", i), "parameter %q has no value this operation reads", prm.Name)
 		}
 		out[prm.Name] = append(out[prm.Name], v)
@@ -112,6 +116,30 @@ func (s *Service) ref(p params, name, typ string) (string, error) {
 	t, id, _ := strings.Cut(v, "/")
 	if t != typ || !fhir.ValidID(id) {
 		return "", fhir.Invalid("Parameters.parameter["+name+"]", "%s must be a reference to a %s, such as %s/123, not %q", name, typ, typ, p.get(name))
+	}
+	return v, nil
+}
+
+// slotParams reads the operation's parameters (parseParams) and its
+// required slot parameter (forWhat: what the Slot is for, in the error
+// naming it).
+func (s *Service) slotParams(call server.OperationCall, forWhat string) (params, string, error) {
+	prm, err := parseParams(call.Request)
+	if err != nil {
+		return nil, "", err
+	}
+	ref, err := s.ref(prm, "slot", "Slot")
+	if err == nil && ref == "" {
+		err = fhir.Invalid("Parameters.parameter[slot]", "slot is required (the free Slot %s, from Slot/$find)", forWhat)
+	}
+	return prm, ref, err
+}
+
+// text reads an optional free-text parameter (at most 1,000 characters).
+func text(p params, name string) (string, error) {
+	v := p.get(name)
+	if len(v) > 1000 {
+		return "", fhir.Invalid("Parameters.parameter["+name+"]", "%s is longer than 1,000 characters", name)
 	}
 	return v, nil
 }
@@ -152,12 +180,27 @@ func (s *Service) loadSlot(ctx context.Context, ref string) (slot, schedule, err
 	return sl, sc, err
 }
 
+// errNoOnline refuses a patient-facing caller when online booking is off.
+func errNoOnline() error {
+	return fhir.Errorf(fhir.KindForbidden, "this organisation offers no online booking (booking: section of the policy file); please contact the clinic")
+}
+
+// rulesFor is the booking rules in force for call: a 403 for a
+// patient-facing caller when online booking is off.
+func (s *Service) rulesFor(call server.OperationCall) (*policy.Booking, error) {
+	rules := s.cfg.Rules()
+	if call.PatientFacing && !rules.On() {
+		return nil, errNoOnline()
+	}
+	return rules, nil
+}
+
 // rule is the booking rule of a Slot for a patient-facing caller: a
 // 403 when online booking is off, a 422 when the Slot's Schedule is not
 // bookable online.
 func (s *Service) rule(rules *policy.Booking, sl slot, sc schedule) (*policy.BookableSchedule, error) {
 	if !rules.On() {
-		return nil, fhir.Errorf(fhir.KindForbidden, "this organisation offers no online booking (booking: section of the policy file); please contact the clinic")
+		return nil, errNoOnline()
 	}
 	types := tokens(sl.ServiceType)
 	if len(types) == 0 {
@@ -187,6 +230,35 @@ func (s *Service) bookableNow(sl slot, r *policy.BookableSchedule) error {
 		return fhir.Errorf(fhir.KindUnprocessable, "%s is too far ahead to book online: at most %s before the start", sl.rec.Key(), human(r.Horizon))
 	}
 	return nil
+}
+
+// freeSlot reads the Slot ref afresh and checks that call may take it
+// now: its booking rule (a patient-facing caller; nil for staff), its
+// start, and that it is free and held by no active Appointment but
+// except (409 otherwise).
+func (s *Service) freeSlot(ctx context.Context, call server.OperationCall, rules *policy.Booking, ref, except string) (slot, schedule, *policy.BookableSchedule, error) {
+	sl, sc, err := s.loadSlot(ctx, ref)
+	if err != nil {
+		return sl, sc, nil, err
+	}
+	var r *policy.BookableSchedule
+	if call.PatientFacing {
+		if r, err = s.rule(rules, sl, sc); err != nil {
+			return sl, sc, nil, err
+		}
+	}
+	if err := s.bookableNow(sl, r); err != nil {
+		return sl, sc, r, err
+	}
+	if sl.Status != slotFree {
+		return sl, sc, r, slotTaken(ref)
+	}
+	if n, err := s.holders(ctx, ref, except); err != nil {
+		return sl, sc, r, err
+	} else if n > 0 {
+		return sl, sc, r, slotTaken(ref)
+	}
+	return sl, sc, r, nil
 }
 
 // human renders a rule's duration ("24 hours", "60 days").
@@ -310,30 +382,55 @@ func bookedBy(call server.OperationCall, patient string) string {
 	return ""
 }
 
+// change is what an operation decided on the versions it read: the
+// transaction's entries, and its answer (status 201 on a create, else
+// 200; the Appointment; the other resources it names in the AuditEvent).
+type change struct {
+	entries []txEntry
+	status  int
+	appt    string
+	others  []string
+}
+
+// decided commits what decide decided, reading and deciding again (up
+// to attempts times) while the commit loses a race on a version it read
+// (errTaken); exhausted is the answer when every attempt lost. decide's
+// own errors end the operation.
+func (s *Service) decided(ctx context.Context, call server.OperationCall, exhausted error, decide func() (change, error)) (*fhir.Response, error) {
+	for range attempts {
+		c, err := decide()
+		if err != nil {
+			return nil, err
+		}
+		err = s.commit(ctx, call, c.entries...)
+		if errors.Is(err, errTaken) {
+			continue // something changed since it was read: read it again
+		}
+		if err != nil {
+			return nil, err
+		}
+		return s.answer(ctx, call, c.status, c.appt, c.others...)
+	}
+	return nil, exhausted
+}
+
 // opBook is POST Appointment/$book: slot, patient?, comment?.
 func (s *Service) opBook(ctx context.Context, call server.OperationCall) (*fhir.Response, error) {
-	prm, err := parseParams(call.Request)
+	prm, slotRef, err := s.slotParams(call, "to book")
 	if err != nil {
 		return nil, err
-	}
-	slotRef, err := s.ref(prm, "slot", "Slot")
-	if err != nil {
-		return nil, err
-	}
-	if slotRef == "" {
-		return nil, fhir.Invalid("Parameters.parameter[slot]", "slot is required (the free Slot to book, from Slot/$find)")
 	}
 	named, err := s.ref(prm, "patient", "Patient")
 	if err != nil {
 		return nil, err
 	}
-	comment := prm.get("comment")
-	if len(comment) > 1000 {
-		return nil, fhir.Invalid("Parameters.parameter[comment]", "comment is longer than 1,000 characters")
+	comment, err := text(prm, "comment")
+	if err != nil {
+		return nil, err
 	}
-	rules := s.cfg.Rules()
-	if call.PatientFacing && !rules.On() {
-		return nil, fhir.Errorf(fhir.KindForbidden, "this organisation offers no online booking (booking: section of the policy file); please contact the clinic")
+	rules, err := s.rulesFor(call)
+	if err != nil {
+		return nil, err
 	}
 	patient, err := s.actingFor(ctx, call, named)
 	if err != nil {
@@ -346,35 +443,18 @@ func (s *Service) opBook(ctx context.Context, call server.OperationCall) (*fhir.
 		return nil, err
 	}
 	defer unlock()
-	for range attempts {
-		sl, sc, err := s.loadSlot(ctx, slotRef)
+	return s.decided(ctx, call, slotTaken(slotRef), func() (change, error) {
+		sl, sc, r, err := s.freeSlot(ctx, call, rules, slotRef, "")
 		if err != nil {
-			return nil, err
-		}
-		var r *policy.BookableSchedule
-		if call.PatientFacing {
-			if r, err = s.rule(rules, sl, sc); err != nil {
-				return nil, err
-			}
-		}
-		if err := s.bookableNow(sl, r); err != nil {
-			return nil, err
-		}
-		if sl.Status != slotFree {
-			return nil, slotTaken(slotRef)
-		}
-		if n, err := s.holders(ctx, slotRef, ""); err != nil {
-			return nil, err
-		} else if n > 0 {
-			return nil, slotTaken(slotRef)
+			return change{}, err
 		}
 		if call.PatientFacing {
 			n, err := s.onlineBookings(ctx, patient)
 			if err != nil {
-				return nil, err
+				return change{}, err
 			}
 			if n >= int64(rules.MaxActive) {
-				return nil, fhir.Errorf(fhir.KindUnprocessable, "%s already holds %d upcoming online bookings, the most this organisation allows at once; cancel one first", patient, n)
+				return change{}, fhir.Errorf(fhir.KindUnprocessable, "%s already holds %d upcoming online bookings, the most this organisation allows at once; cancel one first", patient, n)
 			}
 		}
 		status, slotStatus := apptBooked, slotBusy
@@ -385,20 +465,13 @@ func (s *Service) opBook(ctx context.Context, call server.OperationCall) (*fhir.
 		appt := newAppointment(id, sl, sc, patient, bookedBy(call, patient), comment, status, call.PatientFacing, s.cfg.Now())
 		slotJSON, err := withStatus(sl.rec, slotStatus)
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
-		err = s.commit(ctx, call,
-			txEntry{ref: slotRef, body: slotJSON, ifMatch: sl.rec.VersionID},
-			txEntry{ref: "Appointment/" + id, body: appt})
-		if errors.Is(err, errTaken) {
-			continue // the Slot changed since it was read: read it again
-		}
-		if err != nil {
-			return nil, err
-		}
-		return s.answer(ctx, call, http.StatusCreated, "Appointment/"+id, slotRef)
-	}
-	return nil, slotTaken(slotRef)
+		return change{
+			entries: []txEntry{{ref: slotRef, body: slotJSON, ifMatch: sl.rec.VersionID}, {ref: "Appointment/" + id, body: appt}},
+			status:  http.StatusCreated, appt: "Appointment/" + id, others: []string{slotRef},
+		}, nil
+	})
 }
 
 // appointmentFor reads the operation's Appointment afresh and checks that
@@ -438,28 +511,39 @@ func (s *Service) appointmentFor(ctx context.Context, call server.OperationCall)
 	return a, patient, nil
 }
 
-// beforeCutoff checks, for a patient-facing caller, that the Appointment
-// is not within cutoff of its start.
-func (s *Service) beforeCutoff(a appointment, cutoff time.Duration, what string) error {
+// beforeCutoff checks, for a patient-facing caller, that a's Slot is
+// open to online booking (onlineRule) and a is not within the rule's
+// cutoff (CancelCutoff or RescheduleCutoff) of its start; what is the
+// change refused ("cancelled", "moved"). Staff may always.
+func (s *Service) beforeCutoff(ctx context.Context, call server.OperationCall, rules *policy.Booking, a appointment,
+	cutoff func(*policy.BookableSchedule) time.Duration, what string) error {
+	if !call.PatientFacing {
+		return nil
+	}
+	r, err := s.onlineRule(ctx, rules, a)
+	if err != nil {
+		return err
+	}
 	if a.start.IsZero() {
 		return nil
 	}
-	if left := a.start.Sub(s.cfg.Now()); left < cutoff {
-		return fhir.Errorf(fhir.KindUnprocessable, "%s starts in less than %s: it can no longer be %s online; please contact the clinic", a.rec.Key(), human(cutoff), what)
+	if left := a.start.Sub(s.cfg.Now()); left < cutoff(r) {
+		return fhir.Errorf(fhir.KindUnprocessable, "%s starts in less than %s: it can no longer be %s online; please contact the clinic", a.rec.Key(), human(cutoff(r)), what)
 	}
 	return nil
 }
 
-// freeing is the transaction entry that frees the Slot a leaves, if no
-// other active Appointment holds it (nil: nothing to change).
-func (s *Service) freeing(ctx context.Context, slotRef, apptKey string) (*txEntry, error) {
+// freeing appends to entries the transaction entry that frees the Slot
+// an Appointment (apptKey) leaves, if no other active Appointment holds
+// it (none when it is free already or gone).
+func (s *Service) freeing(ctx context.Context, entries []txEntry, slotRef, apptKey string) ([]txEntry, error) {
 	if slotRef == "" {
-		return nil, nil
+		return entries, nil
 	}
 	rec, err := s.read(ctx, slotRef)
 	var fe *fhir.Error
 	if errors.As(err, &fe) && fe.Kind == fhir.KindNotFound {
-		return nil, nil // the Slot is gone: nothing to free
+		return entries, nil // the Slot is gone: nothing to free
 	}
 	if err != nil {
 		return nil, err
@@ -468,16 +552,18 @@ func (s *Service) freeing(ctx context.Context, slotRef, apptKey string) (*txEntr
 		Status string `json:"status"`
 	}
 	if json.Unmarshal(rec.Raw, &st) != nil || st.Status == slotFree {
-		return nil, nil
+		return entries, nil
 	}
-	if n, err := s.holders(ctx, slotRef, apptKey); err != nil || n > 0 {
+	if n, err := s.holders(ctx, slotRef, apptKey); err != nil {
 		return nil, err
+	} else if n > 0 {
+		return entries, nil
 	}
 	body, err := withStatus(rec, slotFree)
 	if err != nil {
 		return nil, err
 	}
-	return &txEntry{ref: slotRef, body: body, ifMatch: rec.VersionID}, nil
+	return append(entries, txEntry{ref: slotRef, body: body, ifMatch: rec.VersionID}), nil
 }
 
 // onlineRule is the rule of the Slot an Appointment holds, for a
@@ -498,107 +584,63 @@ func (s *Service) onlineRule(ctx context.Context, rules *policy.Booking, a appoi
 	return s.rule(rules, sl, sc)
 }
 
+func cancelCutoff(r *policy.BookableSchedule) time.Duration     { return r.CancelCutoff }
+func rescheduleCutoff(r *policy.BookableSchedule) time.Duration { return r.RescheduleCutoff }
+
 // opCancel is POST Appointment/[id]/$cancel: reason?.
 func (s *Service) opCancel(ctx context.Context, call server.OperationCall) (*fhir.Response, error) {
 	prm, err := parseParams(call.Request)
 	if err != nil {
 		return nil, err
 	}
-	reason := prm.get("reason")
-	if len(reason) > 1000 {
-		return nil, fhir.Invalid("Parameters.parameter[reason]", "reason is longer than 1,000 characters")
+	reason, err := text(prm, "reason")
+	if err != nil {
+		return nil, err
 	}
 	rules := s.cfg.Rules()
-	for range attempts {
+	exhausted := fhir.Errorf(fhir.KindConflict, "%s changed while it was being cancelled; retry", call.Resource.Key())
+	return s.decided(ctx, call, exhausted, func() (change, error) {
 		a, _, err := s.appointmentFor(ctx, call)
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
-		if call.PatientFacing {
-			r, err := s.onlineRule(ctx, rules, a)
-			if err != nil {
-				return nil, err
-			}
-			if err := s.beforeCutoff(a, r.CancelCutoff, "cancelled"); err != nil {
-				return nil, err
-			}
+		if err := s.beforeCutoff(ctx, call, rules, a, cancelCutoff, "cancelled"); err != nil {
+			return change{}, err
 		}
 		body, err := cancelled(a.rec, reason)
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
-		entries := []txEntry{{ref: a.rec.Key(), body: body, ifMatch: a.rec.VersionID}}
-		free, err := s.freeing(ctx, a.slotRef(), a.rec.Key())
+		entries, err := s.freeing(ctx, []txEntry{{ref: a.rec.Key(), body: body, ifMatch: a.rec.VersionID}}, a.slotRef(), a.rec.Key())
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
-		if free != nil {
-			entries = append(entries, *free)
-		}
-		err = s.commit(ctx, call, entries...)
-		if errors.Is(err, errTaken) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return s.answer(ctx, call, http.StatusOK, a.rec.Key(), a.slotRef())
-	}
-	return nil, fhir.Errorf(fhir.KindConflict, "%s changed while it was being cancelled; retry", call.Resource.Key())
+		return change{entries: entries, status: http.StatusOK, appt: a.rec.Key(), others: []string{a.slotRef()}}, nil
+	})
 }
 
 // opReschedule is POST Appointment/[id]/$reschedule: slot, comment?.
 func (s *Service) opReschedule(ctx context.Context, call server.OperationCall) (*fhir.Response, error) {
-	prm, err := parseParams(call.Request)
+	prm, newRef, err := s.slotParams(call, "to move to")
 	if err != nil {
 		return nil, err
-	}
-	newRef, err := s.ref(prm, "slot", "Slot")
-	if err != nil {
-		return nil, err
-	}
-	if newRef == "" {
-		return nil, fhir.Invalid("Parameters.parameter[slot]", "slot is required (the free Slot to move to, from Slot/$find)")
 	}
 	rules := s.cfg.Rules()
-	for range attempts {
+	return s.decided(ctx, call, slotTaken(newRef), func() (change, error) {
 		a, _, err := s.appointmentFor(ctx, call)
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
 		oldRef := a.slotRef()
 		if oldRef == newRef {
-			return nil, fhir.Invalid("Parameters.parameter[slot]", "%s is already on %s", a.rec.Key(), newRef)
+			return change{}, fhir.Invalid("Parameters.parameter[slot]", "%s is already on %s", a.rec.Key(), newRef)
 		}
-		if call.PatientFacing {
-			r, err := s.onlineRule(ctx, rules, a)
-			if err != nil {
-				return nil, err
-			}
-			if err := s.beforeCutoff(a, r.RescheduleCutoff, "moved"); err != nil {
-				return nil, err
-			}
+		if err := s.beforeCutoff(ctx, call, rules, a, rescheduleCutoff, "moved"); err != nil {
+			return change{}, err
 		}
-		sl, sc, err := s.loadSlot(ctx, newRef)
+		sl, sc, r, err := s.freeSlot(ctx, call, rules, newRef, a.rec.Key())
 		if err != nil {
-			return nil, err
-		}
-		var r *policy.BookableSchedule
-		if call.PatientFacing {
-			if r, err = s.rule(rules, sl, sc); err != nil {
-				return nil, err
-			}
-		}
-		if err := s.bookableNow(sl, r); err != nil {
-			return nil, err
-		}
-		if sl.Status != slotFree {
-			return nil, slotTaken(newRef)
-		}
-		if n, err := s.holders(ctx, newRef, a.rec.Key()); err != nil {
-			return nil, err
-		} else if n > 0 {
-			return nil, slotTaken(newRef)
+			return change{}, err
 		}
 		status := a.Status // staff keep the status
 		if call.PatientFacing {
@@ -613,100 +655,72 @@ func (s *Service) opReschedule(ctx context.Context, call server.OperationCall) (
 		}
 		body, err := moved(a.rec, sl, sc, status)
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
 		if c := prm.get("comment"); c != "" {
-			o, err := fhir.ParseObject(body)
+			o, err := withMember(body, "comment", c)
 			if err != nil {
-				return nil, err
-			}
-			if err := o.Set("comment", raw(c)); err != nil {
-				return nil, err
+				return change{}, err
 			}
 			body = o.Bytes()
 		}
 		slotJSON, err := withStatus(sl.rec, slotStatus)
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
-		entries := []txEntry{{ref: a.rec.Key(), body: body, ifMatch: a.rec.VersionID}, {ref: newRef, body: slotJSON, ifMatch: sl.rec.VersionID}}
-		free, err := s.freeing(ctx, oldRef, a.rec.Key())
+		entries, err := s.freeing(ctx, []txEntry{{ref: a.rec.Key(), body: body, ifMatch: a.rec.VersionID}, {ref: newRef, body: slotJSON, ifMatch: sl.rec.VersionID}},
+			oldRef, a.rec.Key())
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
-		if free != nil {
-			entries = append(entries, *free)
-		}
-		err = s.commit(ctx, call, entries...)
-		if errors.Is(err, errTaken) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		touched := []string{newRef}
-		if oldRef != "" {
-			touched = append(touched, oldRef)
-		}
-		return s.answer(ctx, call, http.StatusOK, a.rec.Key(), touched...)
-	}
-	return nil, slotTaken(newRef)
+		return change{entries: entries, status: http.StatusOK, appt: a.rec.Key(), others: []string{newRef, oldRef}}, nil
+	})
 }
 
 // opApprove is POST Appointment/[id]/$approve (staff): pending -> booked.
 func (s *Service) opApprove(ctx context.Context, call server.OperationCall) (*fhir.Response, error) {
-	for range attempts {
+	exhausted := fhir.Errorf(fhir.KindConflict, "%s changed while it was being approved; retry", call.Resource.Key())
+	return s.decided(ctx, call, exhausted, func() (change, error) {
 		a, _, err := s.appointmentFor(ctx, call)
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
 		if a.Status != apptPending && a.Status != apptProposed {
-			return nil, fhir.Errorf(fhir.KindConflict, "%s is %s: only a pending or proposed appointment can be approved", a.rec.Key(), a.Status).At("Appointment.status")
+			return change{}, fhir.Errorf(fhir.KindConflict, "%s is %s: only a pending or proposed appointment can be approved", a.rec.Key(), a.Status).At("Appointment.status")
 		}
-		o, err := fhir.ParseObject(a.rec.Raw)
+		o, err := withMember(a.rec.Raw, "status", apptBooked)
 		if err != nil {
-			return nil, err
-		}
-		if err := o.Set("status", raw(apptBooked)); err != nil {
-			return nil, err
+			return change{}, err
 		}
 		var actors []string
-		var entries []txEntry
+		var slotEntry []txEntry
 		ref := a.slotRef()
 		if ref != "" {
 			sl, sc, err := s.loadSlot(ctx, ref)
 			if err != nil {
-				return nil, err
+				return change{}, err
 			}
 			actors = sc.actors()
 			if n, err := s.holders(ctx, ref, a.rec.Key()); err != nil {
-				return nil, err
+				return change{}, err
 			} else if n > 0 {
-				return nil, fhir.Errorf(fhir.KindConflict, "%s is held by another appointment", ref)
+				return change{}, fhir.Errorf(fhir.KindConflict, "%s is held by another appointment", ref)
 			}
 			if sl.Status != slotBusy {
 				body, err := withStatus(sl.rec, slotBusy)
 				if err != nil {
-					return nil, err
+					return change{}, err
 				}
-				entries = append(entries, txEntry{ref: ref, body: body, ifMatch: sl.rec.VersionID})
+				slotEntry = append(slotEntry, txEntry{ref: ref, body: body, ifMatch: sl.rec.VersionID})
 			}
 		}
 		body, err := setActorStatus(o, actors, apptBooked)
 		if err != nil {
-			return nil, err
+			return change{}, err
 		}
-		entries = append([]txEntry{{ref: a.rec.Key(), body: body, ifMatch: a.rec.VersionID}}, entries...)
-		err = s.commit(ctx, call, entries...)
-		if errors.Is(err, errTaken) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return s.answer(ctx, call, http.StatusOK, a.rec.Key(), ref)
-	}
-	return nil, fhir.Errorf(fhir.KindConflict, "%s changed while it was being approved; retry", call.Resource.Key())
+		entries := append([]txEntry{{ref: a.rec.Key(), body: body, ifMatch: a.rec.VersionID}}, slotEntry...)
+		return change{entries: entries, status: http.StatusOK, appt: a.rec.Key(), others: []string{ref}}, nil
+	})
 }
 
 // answer reads what an operation committed, names it in the operation's

@@ -59,24 +59,23 @@ func compartmentTypes(reg *search.Registry) []string {
 
 // dateParam is the care-date parameter of typ, when the registry has it.
 func dateParam(reg *search.Registry, typ string) string {
-	code, ok := ClinicalDate[typ]
-	if !ok {
-		return ""
-	}
-	if p, ok := reg.Lookup(typ, code); ok && p.Type == "date" {
-		return code
-	}
-	return ""
+	return knownParam(reg, ClinicalDate, typ, search.TypeDate)
 }
 
 // linkedParam is the patient reference parameter of a linked type, when
 // the registry has it.
 func linkedParam(reg *search.Registry, typ string) string {
-	code, ok := LinkedParam[typ]
+	return knownParam(reg, LinkedParam, typ, search.TypeReference)
+}
+
+// knownParam is the parameter table names for typ, when the registry has
+// it with that search parameter type ("" otherwise).
+func knownParam(reg *search.Registry, table map[string]string, typ string, paramType search.ParamType) string {
+	code, ok := table[typ]
 	if !ok {
 		return ""
 	}
-	if p, ok := reg.Lookup(typ, code); ok && p.Type == "reference" {
+	if p, ok := reg.Lookup(typ, code); ok && p.Type == paramType {
 		return code
 	}
 	return ""

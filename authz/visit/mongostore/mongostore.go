@@ -28,6 +28,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fhirgate/fhirgate/authz/visit"
+	"github.com/fhirgate/fhirgate/store/mongo/mongoutil"
 )
 
 // Collection is the collection's name.
@@ -35,55 +36,33 @@ const Collection = "visit_invitations"
 
 // Store is visit.Storage on MongoDB.
 type Store struct {
-	client *mongo.Client // nil when New was given a database
-	c      *mongo.Collection
-	mu     sync.Mutex // serialises conditional updates (FerretDB)
+	mongoutil.Conn // the client Open connected (none when New was given a database)
+	c              *mongo.Collection
+	mu             sync.Mutex // serialises conditional updates (FerretDB)
 }
 
 var _ visit.Storage = (*Store)(nil)
 
-// Open connects to uri and opens the store in database.
+// Open connects to uri and opens the store in database (Close
+// disconnects).
 func Open(ctx context.Context, uri, database string) (*Store, error) {
-	client, err := mongo.Connect(options.Client().ApplyURI(uri))
-	if err != nil {
-		return nil, fmt.Errorf("visit mongostore: connect: %w", err)
-	}
-	s, err := New(ctx, client.Database(database))
-	if err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	s.client = client
-	return s, nil
+	return mongoutil.Open(ctx, uri, database, "visit mongostore", New)
 }
 
 // New opens the store in db, creating its indexes if needed.
 func New(ctx context.Context, db *mongo.Database) (*Store, error) {
-	c := db.Collection(Collection)
-	// One index per command: FerretDB v1.24 drops the connection when one
-	// createIndexes names several indexes of which some exist already.
-	for _, m := range []mongo.IndexModel{
-		{Keys: bson.D{{Key: "token_hash", Value: 1}}, Options: options.Index().SetName("token_hash").SetUnique(true)},
-		{Keys: bson.D{{Key: "session_hash", Value: 1}}, Options: options.Index().SetName("session_hash")},
-		{Keys: bson.D{{Key: "appointment", Value: 1}, {Key: "created_at", Value: 1}}, Options: options.Index().SetName("appointment")},
-	} {
-		if _, err := c.Indexes().CreateOne(ctx, m); err != nil {
-			return nil, fmt.Errorf("visit mongostore: indexes: %w", err)
-		}
+	c, err := mongoutil.Collection(ctx, db, Collection,
+		mongo.IndexModel{Keys: bson.D{{Key: "token_hash", Value: 1}}, Options: options.Index().SetName("token_hash").SetUnique(true)},
+		mongo.IndexModel{Keys: bson.D{{Key: "session_hash", Value: 1}}, Options: options.Index().SetName("session_hash")},
+		mongo.IndexModel{Keys: bson.D{{Key: "appointment", Value: 1}, {Key: "created_at", Value: 1}}, Options: options.Index().SetName("appointment")})
+	if err != nil {
+		return nil, fmt.Errorf("visit mongostore: indexes: %w", err)
 	}
 	return &Store{c: c}, nil
 }
 
 // Collection returns the collection (tests).
 func (s *Store) Collection() *mongo.Collection { return s.c }
-
-// Close disconnects the client Open made.
-func (s *Store) Close() error {
-	if s.client == nil {
-		return nil
-	}
-	return s.client.Disconnect(context.Background())
-}
 
 func ns(t time.Time) int64 {
 	if t.IsZero() {

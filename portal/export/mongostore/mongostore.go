@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fhirgate/fhirgate/portal/export"
+	"github.com/fhirgate/fhirgate/store/mongo/mongoutil"
 )
 
 // Collection is the collection's name.
@@ -24,8 +25,8 @@ const Collection = "export_jobs"
 
 // Store is export.Storage on MongoDB.
 type Store struct {
-	client *mongo.Client // nil when New was given a database
-	c      *mongo.Collection
+	mongoutil.Conn // the client Open connected (none when New was given a database)
+	c              *mongo.Collection
 }
 
 var _ export.Storage = (*Store)(nil)
@@ -37,25 +38,17 @@ type doc struct {
 	Data    string `bson:"data"`
 }
 
-// Open connects to uri and opens the store in database.
+// Open connects to uri and opens the store in database (Close
+// disconnects).
 func Open(ctx context.Context, uri, database string) (*Store, error) {
-	client, err := mongo.Connect(options.Client().ApplyURI(uri))
-	if err != nil {
-		return nil, fmt.Errorf("export mongostore: connect: %w", err)
-	}
-	s, err := New(ctx, client.Database(database))
-	if err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	s.client = client
-	return s, nil
+	return mongoutil.Open(ctx, uri, database, "export mongostore", New)
 }
 
 // New opens the store in db, creating its index if needed.
 func New(ctx context.Context, db *mongo.Database) (*Store, error) {
-	c := db.Collection(Collection)
-	if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "created", Value: 1}}, Options: options.Index().SetName("created")}); err != nil {
+	c, err := mongoutil.Collection(ctx, db, Collection,
+		mongo.IndexModel{Keys: bson.D{{Key: "created", Value: 1}}, Options: options.Index().SetName("created")})
+	if err != nil {
 		return nil, fmt.Errorf("export mongostore: indexes: %w", err)
 	}
 	return &Store{c: c}, nil
@@ -63,14 +56,6 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 
 // Collection returns the collection (tests).
 func (s *Store) Collection() *mongo.Collection { return s.c }
-
-// Close disconnects the client Open made.
-func (s *Store) Close() error {
-	if s.client == nil {
-		return nil
-	}
-	return s.client.Disconnect(context.Background())
-}
 
 func encode(j export.Job) (doc, error) {
 	b, err := json.Marshal(j)
