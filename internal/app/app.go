@@ -331,6 +331,17 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	return a, nil
 }
 
+// register installs a service on the pipeline: its write hook on typ
+// (none when hook is nil) and its operations.
+func (a *App) register(typ string, hook server.WriteHook, ops []server.ExtraOperation) {
+	if hook != nil {
+		a.Server.RegisterWriteHook(typ, hook)
+	}
+	for _, op := range ops {
+		a.Server.RegisterOperation(op)
+	}
+}
+
 // appendOperation adds a registered operation to the CapabilityStatement's
 // list, one entry per name with the types it runs on.
 func appendOperation(ops []conformance.Operation, op server.ExtraOperation) []conformance.Operation {

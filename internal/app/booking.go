@@ -33,10 +33,7 @@ func (a *App) startBooking(ctx context.Context, extra map[string]http.Handler) e
 	if err != nil {
 		return err
 	}
-	a.Server.RegisterWriteHook("Appointment", svc.AppointmentHook)
-	for _, op := range svc.Operations() {
-		a.Server.RegisterOperation(op)
-	}
+	a.register("Appointment", svc.AppointmentHook, svc.Operations())
 	return nil
 }
 

@@ -106,9 +106,7 @@ func (a *App) startExport(ctx context.Context, extra map[string]http.Handler) er
 		_ = st.Close()
 		return fmt.Errorf("export: %w", err)
 	}
-	for _, op := range svc.Operations() {
-		a.Server.RegisterOperation(op)
-	}
+	a.register("", nil, svc.Operations())
 	if err := svc.Start(ctx); err != nil {
 		_ = st.Close()
 		return fmt.Errorf("export: %w", err)

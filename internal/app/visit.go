@@ -97,9 +97,7 @@ func (a *App) startVisit(ctx context.Context, extra map[string]http.Handler) err
 		return fmt.Errorf("evisit invitations: %w", err)
 	}
 	a.visit.svc = svc
-	for _, op := range svc.Operations() {
-		a.Server.RegisterOperation(op)
-	}
+	a.register("", nil, svc.Operations())
 	extra[visit.PathPrefix] = svc
 	return nil
 }

@@ -26,10 +26,7 @@ func (a *App) startWorkflow(ctx context.Context, extra map[string]http.Handler) 
 	if err != nil {
 		return err
 	}
-	a.Server.RegisterWriteHook("Task", svc.Hook)
-	for _, op := range svc.Operations() {
-		a.Server.RegisterOperation(op)
-	}
+	a.register("Task", svc.Hook, svc.Operations())
 	return nil
 }
 
