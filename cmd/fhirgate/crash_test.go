@@ -11,36 +11,14 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fhirgate")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 type proc struct {
 	cmd  *exec.Cmd
@@ -50,27 +28,17 @@ type proc struct {
 func startServer(t *testing.T, bin, dir, addr, storeKind string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL=http://"+addr+"/fhir",
-		"FHIRGATE_DATA_DIR="+dir, "FHIRGATE_AUTH_DISABLED=true", "FHIRGATE_LOG_LEVEL=error", "FHIRGATE_STORE="+storeKind)
+	cmd.Env = binaryEnv(addr, dir, "FHIRGATE_AUTH_DISABLED=true", "FHIRGATE_STORE="+storeKind)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, base: "http://" + addr + "/fhir"}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if r, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				return p
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !waitReady(addr) {
+		_ = cmd.Process.Kill()
+		t.Fatalf("server did not become ready: %s", stderr.String())
 	}
-	_ = cmd.Process.Kill()
-	t.Fatalf("server did not become ready: %s", stderr.String())
-	return nil
+	return &proc{cmd: cmd, base: "http://" + addr + "/fhir"}
 }
 
 // bundle k holds n Observations tagged k and a Patient tagged k.

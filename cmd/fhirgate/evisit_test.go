@@ -13,37 +13,17 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/fhirgate/fhirgate/internal/smtptest"
 )
 
 func TestEVisitRulesThroughTheBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the binary")
-	}
-	bin := buildBinary(t)
-	mail := smtptest.Start(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	base := "http://" + addr + "/fhir"
-	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_DATA_DIR="+dir,
-		"FHIRGATE_LOG_LEVEL=error", "FHIRGATE_SMTP_URL="+mail.URL(), "FHIRGATE_PORTAL_URL=https://portal.example.org",
-		"FHIRGATE_VISIT_GRACE=1s")
-	serveBinary(t, bin, env, addr)
-	tok := func(args ...string) string {
-		t.Helper()
-		return runOut(t, bin, env, append([]string{"token"}, args...)...)
-	}
-	emr := tok("--scope", "system/*.cruds")
-	doc := tok("--scope", "user/*.cruds", "--fhir-user", "Practitioner/house", "--client", "emr-ui")
-	ann := tok("--scope", "patient/*.cruds", "--patient", "ann", "--fhir-user", "Patient/ann", "--client", "portal")
-	c := binClient{t: t, base: base}
+	c := startBinary(t, withMail(), withEnv("FHIRGATE_VISIT_GRACE=1s"))
+	emr := c.token("--scope", "system/*.cruds")
+	doc := c.token("--scope", "user/*.cruds", "--fhir-user", "Practitioner/house", "--client", "emr-ui")
+	ann := c.token("--scope", "patient/*.cruds", "--patient", "ann", "--fhir-user", "Patient/ann", "--client", "portal")
 	c.do(emr, "PUT", "Patient/ann", `{"resourceType":"Patient","id":"ann","name":[{"family":"Archer"}]}`, 201)
 	c.do(emr, "PUT", "Practitioner/house", `{"resourceType":"Practitioner","id":"house","name":[{"family":"House"}]}`, 201)
 	c.do(emr, "PUT", "Endpoint/vs", `{"resourceType":"Endpoint","id":"vs","status":"active","connectionType":{"code":"hl7-fhir-rest"},"payloadType":[{"text":"video"}],"address":"https://meet.example.org/r/9"}`, 201)
@@ -60,7 +40,7 @@ func TestEVisitRulesThroughTheBinary(t *testing.T) {
 		r := c.do(doc, "POST", "Appointment/"+appointment+"/$invite", `{"resourceType":"Parameters","parameter":[{"name":"participant","valueReference":{"reference":"Patient/ann"}},`+
 			`{"name":"name","valueString":"Ann Archer"},{"name":"email","valueString":"ann@example.org"},{"name":"confirmed","valueBoolean":true}]}`, 200)
 		id, pin = param(r, "invitation"), param(r, "pin")
-		return id, pin, inviteLink(t, mail, addr)
+		return id, pin, visitLink(t, c.mail.Next(t, 30*time.Second), c.addr)
 	}
 	// Staff only; the sender must confirm the recipient.
 	c.do(ann, "POST", "Appointment/v1/$invite", `{"resourceType":"Parameters"}`, 403)
@@ -94,11 +74,11 @@ func TestEVisitRulesThroughTheBinary(t *testing.T) {
 	// 2. Re-send: a new link and PIN; the old link is refused like an unknown one.
 	r := c.do(doc, "POST", "Appointment/v1/$invite-resend", `{"resourceType":"Parameters","parameter":[{"name":"invitation","valueString":"`+id1+`"}]}`, 200)
 	pin2 := param(r, "pin")
-	link2 := inviteLink(t, mail, addr)
+	link2 := visitLink(t, c.mail.Next(t, 30*time.Second), c.addr)
 	if pin2 == "" || link2 == link1 {
 		t.Fatalf("re-sent invitation: %s", r.body)
 	}
-	unknown := b.get("http://" + addr + "/visit/" + strings.Repeat("A", 43))
+	unknown := b.get("http://" + c.addr + "/visit/" + strings.Repeat("A", 43))
 	if st := b.get(link1); st != unknown || st != http.StatusNotFound {
 		t.Errorf("the replaced link: %d, an unknown one %d", st, unknown)
 	}
@@ -132,42 +112,6 @@ func TestEVisitRulesThroughTheBinary(t *testing.T) {
 			t.Errorf("no %q in the Appointment's audit trail", want)
 		}
 	}
-}
-
-func runOut(t *testing.T, bin string, env []string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%v: %v", args, err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func param(r binRes, name string) string {
-	ps, _ := r.json["parameter"].([]any)
-	for _, p := range ps {
-		m, _ := p.(map[string]any)
-		if m["name"] == name {
-			s, _ := m["valueString"].(string)
-			if s == "" {
-				s, _ = m["valueId"].(string)
-			}
-			return s
-		}
-	}
-	return ""
-}
-
-func inviteLink(t *testing.T, mail *smtptest.Server, addr string) string {
-	t.Helper()
-	m := mail.Next(t, 30*time.Second)
-	link := regexp.MustCompile(`http://` + regexp.QuoteMeta(addr) + `/visit/[A-Za-z0-9_-]+`).FindString(m.Body)
-	if link == "" {
-		t.Fatalf("no invitation link in: %s", m.Body)
-	}
-	return link
 }
 
 // visitBrowser is an HTTP client with cookies that fills the PIN form.

@@ -11,9 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -22,20 +20,10 @@ import (
 )
 
 func TestExportThroughTheBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the binary")
-	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	base := "http://" + addr + "/fhir"
-	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_DATA_DIR="+dir,
-		"FHIRGATE_LOG_LEVEL=error", "FHIRGATE_NOTIFY_OFF=true", "FHIRGATE_EXPORT_MAX_LINES=2")
-	serveBinary(t, bin, env, addr)
-	c := binClient{t, base}
-	emr := runOut(t, bin, env, "token", "--scope", "system/*.cruds")
-	bulk := runOut(t, bin, env, "token", "--scope", "system/*.rs", "--client", "analytics")
-	patient := runOut(t, bin, env, "token", "--scope", "patient/*.rs", "--patient", "p1", "--fhir-user", "Patient/p1")
+	c := startBinary(t, withEnv("FHIRGATE_NOTIFY_OFF=true", "FHIRGATE_EXPORT_MAX_LINES=2"))
+	emr := c.token("--scope", "system/*.cruds")
+	bulk := c.token("--scope", "system/*.rs", "--client", "analytics")
+	patient := c.token("--scope", "patient/*.rs", "--patient", "p1", "--fhir-user", "Patient/p1")
 
 	c.do(emr, "PUT", "Patient/p1", `{"resourceType":"Patient","id":"p1","name":[{"family":"One"}]}`, 201)
 	c.do(emr, "PUT", "Patient/p2", `{"resourceType":"Patient","id":"p2","name":[{"family":"Two"}]}`, 201)
@@ -48,28 +36,13 @@ func TestExportThroughTheBinary(t *testing.T) {
 	c.do(emr, "PUT", "Group/cohort", `{"resourceType":"Group","id":"cohort","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/p1"}},{"entity":{"reference":"Patient/p2"}}]}`, 201)
 
 	// Kick-off: 202 with the status URL outside /fhir.
-	req, _ := http.NewRequest("GET", base+"/Group/cohort/$export?_type=Patient,Observation", nil)
-	req.Header.Set("Authorization", "Bearer "+bulk)
-	req.Header.Set("Prefer", "respond-async")
-	req.Header.Set("Accept", "application/fhir+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := c.send(bulk, "GET", c.base+"/Group/cohort/$export?_type=Patient,Observation", "", "Prefer: respond-async", "Accept: application/fhir+json")
 	loc := resp.Header.Get("Content-Location")
-	if resp.StatusCode != 202 || !strings.HasPrefix(loc, "http://"+addr+"/bulk/jobs/") {
+	if resp.StatusCode != 202 || !strings.HasPrefix(loc, "http://"+c.addr+"/bulk/jobs/") {
 		t.Fatalf("kick-off: %d, Content-Location %q", resp.StatusCode, loc)
 	}
 	get := func(u, tok string) (int, http.Header, []byte) {
-		req, _ := http.NewRequest("GET", u, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := c.send(tok, "GET", u, "")
 		return resp.StatusCode, resp.Header, b
 	}
 	// Poll until the manifest.

@@ -14,14 +14,10 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -55,91 +51,12 @@ messaging:
     maxSize: 1KiB
 `
 
-type binClient struct {
-	t    *testing.T
-	base string
-}
-
-type binRes struct {
-	status int
-	body   []byte
-	json   map[string]any
-}
-
-func (c binClient) do(token, method, path, body string, want int, hdr ...string) binRes {
-	c.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, _ := http.NewRequest(method, c.base+"/"+path, rd)
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/fhir+json")
-	for _, h := range hdr {
-		k, v, _ := strings.Cut(h, ":")
-		req.Header.Set(k, strings.TrimSpace(v))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := binRes{status: resp.StatusCode, body: b}
-	_ = json.Unmarshal(b, &r.json)
-	if resp.StatusCode != want {
-		c.t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, b)
-	}
-	if want >= 400 && r.json["resourceType"] != "OperationOutcome" {
-		c.t.Fatalf("%s %s: %d without an OperationOutcome: %s", method, path, want, b)
-	}
-	return r
-}
-
-func (r binRes) str(k string) string { s, _ := r.json[k].(string); return s }
-
-func (r binRes) ids() []string {
-	var out []string
-	es, _ := r.json["entry"].([]any)
-	for _, e := range es {
-		m, _ := e.(map[string]any)["resource"].(map[string]any)
-		out = append(out, fmt.Sprint(m["resourceType"], "/", m["id"]))
-	}
-	return out
-}
-
 func TestMessagingThroughTheBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the binary")
-	}
-	bin := buildBinary(t)
-	mail := smtptest.Start(t)
-	dir := t.TempDir()
-	pol := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(pol, []byte(binaryMessagingPolicy), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	base := "http://" + addr + "/fhir"
-	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_DATA_DIR="+dir,
-		"FHIRGATE_LOG_LEVEL=error", "FHIRGATE_SMTP_URL="+mail.URL(), "FHIRGATE_PORTAL_URL=https://portal.example.org",
-		"FHIRGATE_POLICY_FILE="+pol, "FHIRGATE_REMINDER_LEAD=2h")
-	serveBinary(t, bin, env, addr)
-	token := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(bin, append([]string{"token"}, args...)...)
-		cmd.Env = env
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("token %v: %v", args, err)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	emr := token("--scope", "system/*.cruds")
-	ann := token("--scope", "patient/*.cruds", "--patient", "ann", "--fhir-user", "Patient/ann", "--client", "portal")
-	mum := token("--scope", "patient/*.cruds", "--patient", "kid", "--fhir-user", "RelatedPerson/mum", "--client", "portal")
-	doc := token("--scope", "user/*.cruds", "--fhir-user", "Practitioner/dr-a", "--client", "emr-ui")
-	c := binClient{t: t, base: base}
+	c := startBinary(t, withMail(), withPolicy(binaryMessagingPolicy), withEnv("FHIRGATE_REMINDER_LEAD=2h"))
+	emr := c.token("--scope", "system/*.cruds")
+	ann := c.token("--scope", "patient/*.cruds", "--patient", "ann", "--fhir-user", "Patient/ann", "--client", "portal")
+	mum := c.token("--scope", "patient/*.cruds", "--patient", "kid", "--fhir-user", "RelatedPerson/mum", "--client", "portal")
+	doc := c.token("--scope", "user/*.cruds", "--fhir-user", "Practitioner/dr-a", "--client", "emr-ui")
 
 	// Names and values that must never be in an email.
 	secret := []string{"Ann", "Archer", "Kid", "Lee", "Nurses", "Riverside", "food", "HIV", "75622-1", "22637-3", "benign", "ann@example.org", "ann", "kid"}
@@ -161,17 +78,7 @@ func TestMessagingThroughTheBinary(t *testing.T) {
 		if strings.Join(m.To, ",") != "ann@example.org" {
 			t.Errorf("%s email to %v", what, m.To)
 		}
-		text := m.Subject + "\n" + m.Body
-		for k, vs := range m.Header {
-			if k != "To" {
-				text += "\n" + strings.Join(vs, " ")
-			}
-		}
-		for _, s := range secret {
-			if strings.Contains(text, s) {
-				t.Errorf("%s email contains %q:\n%s", what, s, text)
-			}
-		}
+		assertNoPHI(t, what, m, secret)
 	}
 
 	// 1. Recipients: the care team and the pool, not a stranger.
@@ -219,7 +126,7 @@ func TestMessagingThroughTheBinary(t *testing.T) {
 	}
 	reply := c.do(doc, "POST", "Communication", `{"resourceType":"Communication","status":"completed","partOf":[{"reference":"Communication/`+hid.str("id")+`"}],`+
 		`"subject":{"reference":"Patient/ann"},"sender":{"reference":"Practitioner/dr-a"},"recipient":[{"reference":"Patient/ann"}],"payload":[{"contentString":"Yes, with food."}]}`, 201)
-	m := mail.Next(t, 30*time.Second)
+	m := c.mail.Next(t, 30*time.Second)
 	if !strings.Contains(m.Body, "You have a new message in your portal.") || !strings.Contains(m.Body, "https://portal.example.org") {
 		t.Fatalf("message email: %s", m.Body)
 	}
@@ -263,14 +170,14 @@ func TestMessagingThroughTheBinary(t *testing.T) {
 	c.do(ann, "GET", "Observation/hiv1", "", 404)
 	c.do(doc, "POST", "Observation/hiv1/$release", `{"resourceType":"Parameters","parameter":[{"name":"note","valueString":"discussed by phone"}]}`, 200)
 	c.do(ann, "GET", "Observation/hiv1", "", 200)
-	m = mail.Next(t, 30*time.Second)
+	m = c.mail.Next(t, 30*time.Second)
 	if !strings.Contains(m.Body, "A new result is available in your portal.") {
 		t.Fatalf("result email: %s", m.Body)
 	}
 	noPHI("released result", m)
 	c.do(emr, "PUT", "Observation/path1", strings.Replace(obs("path1", `"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"SP"}]}],`), "75622-1", "22637-3", 1), 201)
 	c.do(ann, "GET", "Observation/path1", "", 404)
-	m = mail.Next(t, 60*time.Second) // the release scheduler runs every 30 s
+	m = c.mail.Next(t, 60*time.Second) // the release scheduler runs every 30 s
 	if !strings.Contains(m.Body, "A new result is available in your portal.") {
 		t.Fatalf("delayed result email: %s", m.Body)
 	}
@@ -282,7 +189,7 @@ func TestMessagingThroughTheBinary(t *testing.T) {
 	c.do(emr, "PUT", "Appointment/ap1", fmt.Sprintf(`{"resourceType":"Appointment","id":"ap1","status":"booked","description":"Riverside dermatology",`+
 		`"start":%q,"end":%q,"participant":[{"actor":{"reference":"Patient/ann"},"status":"accepted"},{"actor":{"reference":"Practitioner/dr-a"},"status":"accepted"}]}`,
 		start.Format(time.RFC3339), start.Add(30*time.Minute).Format(time.RFC3339)), 201)
-	m = mail.Next(t, 30*time.Second)
+	m = c.mail.Next(t, 30*time.Second)
 	if !strings.Contains(m.Body, "You have an upcoming appointment.") {
 		t.Fatalf("reminder email: %s", m.Body)
 	}

@@ -10,55 +10,27 @@ package main
 // and /usage/report renders its SVG chart for an administrator.
 
 import (
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"bytes"
 	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/portal/usage/usagetest"
 )
 
 func TestUsageThroughTheBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the binary")
-	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	policy := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policy, []byte("version: 1\nmessaging:\n  enabled: true\n  recipients:\n    careTeam: true\n    patientChooses: true\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const metricsToken = "binary-metrics-token-0123456789"
-	addr, metricsAddr := freeAddr(t), freeAddr(t)
-	base := "http://" + addr + "/fhir"
-	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_DATA_DIR="+dir,
-		"FHIRGATE_LOG_LEVEL=error", "FHIRGATE_POLICY_FILE="+policy, "FHIRGATE_METRICS_TOKEN="+metricsToken,
-		"FHIRGATE_METRICS_ADDR="+metricsAddr, "FHIRGATE_USAGE_REFRESH=1s")
-	serveBinary(t, bin, env, addr)
-	token := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(bin, append([]string{"token"}, args...)...)
-		cmd.Env = env
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("token %v: %v", args, err)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	emr := token("--scope", "system/*.cruds")
-	admin := token("--scope", "system/AuditEvent.rs")
-	ann := token("--scope", "patient/*.cruds", "--patient", "ann", "--fhir-user", "Patient/ann")
-	mum := token("--scope", "patient/*.rs", "--patient", "kid", "--fhir-user", "RelatedPerson/mum")
-	dr := token("--scope", "user/*.cruds", "--fhir-user", "Practitioner/dr")
-	c := binClient{t: t, base: base}
+	metricsAddr := freeAddr(t)
+	c := startBinary(t, withPolicy("version: 1\nmessaging:\n  enabled: true\n  recipients:\n    careTeam: true\n    patientChooses: true\n"),
+		withEnv("FHIRGATE_METRICS_TOKEN="+metricsToken, "FHIRGATE_METRICS_ADDR="+metricsAddr, "FHIRGATE_USAGE_REFRESH=1s"))
+	emr := c.token("--scope", "system/*.cruds")
+	admin := c.token("--scope", "system/AuditEvent.rs")
+	ann := c.token("--scope", "patient/*.cruds", "--patient", "ann", "--fhir-user", "Patient/ann")
+	mum := c.token("--scope", "patient/*.rs", "--patient", "kid", "--fhir-user", "RelatedPerson/mum")
+	dr := c.token("--scope", "user/*.cruds", "--fhir-user", "Practitioner/dr")
 
 	kidBorn := time.Now().AddDate(-5, 0, 0).Format("2006-01-02")
 	c.do(emr, "PUT", "Patient/ann", `{"resourceType":"Patient","id":"ann","birthDate":"1980-01-01"}`, 201)
@@ -89,7 +61,7 @@ func TestUsageThroughTheBinary(t *testing.T) {
 	var body []byte
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		r := c.do(admin, "GET", q, "", 200)
-		body, score = r.body, usageScores(r.json)
+		body, score = r.body, usageScores(t, r.json)
 		if score["active-users"] == 3 || time.Now().After(deadline) {
 			break
 		}
@@ -113,27 +85,17 @@ func TestUsageThroughTheBinary(t *testing.T) {
 	// /metrics on the main listener needs the token; the gauges follow within a refresh.
 	scrape := func(url, tok string) (int, map[string]*dto.MetricFamily) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", url, nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp, b := c.send(tok, "GET", url, "")
 		if resp.StatusCode != 200 {
-			_, _ = io.Copy(io.Discard, resp.Body)
 			return resp.StatusCode, nil
 		}
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		mfs, err := p.TextToMetricFamilies(resp.Body)
+		mfs, err := usagetest.Parse(bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return 200, mfs
 	}
-	mainURL := "http://" + addr + "/metrics"
+	mainURL := "http://" + c.addr + "/metrics"
 	if code, _ := scrape(mainURL, ""); code != 401 {
 		t.Errorf("/metrics without the token: %d, want 401", code)
 	}
@@ -148,7 +110,7 @@ func TestUsageThroughTheBinary(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	for _, c := range []struct {
+	for _, tc := range []struct {
 		name string
 		kv   []string
 		want float64
@@ -163,8 +125,8 @@ func TestUsageThroughTheBinary(t *testing.T) {
 		{"fhirgate_http_requests_total", []string{"method=GET", "class=operation", "code=403"}, 1},
 		{"fhirgate_http_requests_total", []string{"class=metrics", "code=401"}, 2},
 	} {
-		if got := usageSample(mfs, c.name, c.kv...); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.kv, got, c.want)
+		if got := usageSample(mfs, tc.name, tc.kv...); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.kv, got, tc.want)
 		}
 	}
 	if usageSample(mfs, "fhirgate_http_request_duration_seconds", "method=GET", "class=read") < 1 || mfs["go_goroutines"] == nil {
@@ -179,57 +141,26 @@ func TestUsageThroughTheBinary(t *testing.T) {
 	}
 
 	// The report page, for the administrator's token.
-	req, _ := http.NewRequest("GET", "http://"+addr+"/usage/report", nil)
-	req.Header.Set("Authorization", "Bearer "+admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, page := c.send(admin, "GET", "http://"+c.addr+"/usage/report", "")
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "<svg") || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") {
 		t.Errorf("report page: %d %s", resp.StatusCode, page)
 	}
 }
 
-func usageScores(mr map[string]any) map[string]float64 {
-	out := map[string]float64{}
-	groups, _ := mr["group"].([]any)
-	for _, g := range groups {
-		gm, _ := g.(map[string]any)
-		code, _ := gm["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
-		out[code], _ = gm["measureScore"].(map[string]any)["value"].(float64)
+func usageScores(t *testing.T, mr map[string]any) map[string]float64 {
+	t.Helper()
+	out, err := usagetest.Scores(mr)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
 
-// sample is the value of family name's sample whose labels include every
-// "k=v" of kv (histograms: the count); -1 when there is none.
+// usageSample is family name's sample whose labels include every "k=v"
+// of kv (histograms: the count); -1 when there is none.
 func usageSample(mfs map[string]*dto.MetricFamily, name string, kv ...string) float64 {
-	mf := mfs[name]
-	if mf == nil {
-		return -1
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		for _, p := range kv {
-			k, v, _ := strings.Cut(p, "=")
-			if labels[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
+	if v, ok := usagetest.Sample(mfs, name, kv...); ok {
+		return v
 	}
 	return -1
 }

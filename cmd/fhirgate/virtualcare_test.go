@@ -9,15 +9,8 @@ package main
 // link; the link then refuses a second use.
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -25,53 +18,17 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/fhirgate/fhirgate/internal/browsertest"
-	"github.com/fhirgate/fhirgate/internal/smtptest"
 )
 
 func TestVirtualCareThroughTheBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the binary and a browser")
 	}
-	bin := buildBinary(t)
-	mail := smtptest.Start(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	base := "http://" + addr + "/fhir"
-	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_DATA_DIR="+dir,
-		"FHIRGATE_LOG_LEVEL=error", "FHIRGATE_SMTP_URL="+mail.URL(), "FHIRGATE_PORTAL_URL=https://portal.example.org")
-	serveBinary(t, bin, env, addr)
-	tokenCmd := exec.Command(bin, "token", "--scope", "system/*.cruds")
-	tokenCmd.Env = env
-	out, err := tokenCmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(out))
-	call := func(method, path string, body any, want int) map[string]any {
+	c := startBinary(t, withMail())
+	emr := c.token("--scope", "system/*.cruds")
+	call := func(method, path, body string, want int) binRes {
 		t.Helper()
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			if s, ok := body.(string); ok {
-				b = []byte(s)
-			}
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, base+"/"+path, rd)
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/fhir+json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, b)
-		}
-		var m map[string]any
-		_ = json.Unmarshal(b, &m)
-		return m
+		return c.do(emr, method, path, body, want)
 	}
 	// Names and values that must never be in an email.
 	secret := []string{"Ada", "Lovelace", "Gregory", "House", "Riverside", "HbA1c", "4548-4", "7.9", "ada@example.org"}
@@ -85,25 +42,11 @@ func TestVirtualCareThroughTheBinary(t *testing.T) {
 	call("POST", "Communication", `{"resourceType":"Communication","status":"completed","subject":{"reference":"Patient/ada"},`+
 		`"sender":{"reference":"Practitioner/house","display":"Dr Gregory House"},"recipient":[{"reference":"Patient/ada"}],`+
 		`"sent":"2026-12-03T10:00:00Z","payload":[{"contentString":"Your HbA1c (4548-4) is 7.9 % — Riverside"}]}`, 201)
-	m := mail.Next(t, 30*time.Second)
+	m := c.mail.Next(t, 30*time.Second)
 	if strings.Join(m.To, ",") != "ada@example.org" || !strings.Contains(m.Body, "https://portal.example.org") {
 		t.Fatalf("message email to %v: %s", m.To, m.Body)
 	}
-	noPHI := func(what string, m smtptest.Mail) {
-		t.Helper()
-		text := m.Subject + "\n" + m.Body
-		for k, vs := range m.Header {
-			if k != "To" {
-				text += "\n" + strings.Join(vs, " ")
-			}
-		}
-		for _, s := range secret {
-			if strings.Contains(text, s) {
-				t.Errorf("%s email contains %q:\n%s", what, s, text)
-			}
-		}
-	}
-	noPHI("message", m)
+	assertNoPHI(t, "message", m, secret)
 
 	// 2. An eVisit: the invitation email has no PIN; the link + PIN join.
 	start, end := time.Now().Add(time.Hour).UTC().Truncate(time.Second), time.Now().Add(2*time.Hour).UTC().Truncate(time.Second)
@@ -116,24 +59,16 @@ func TestVirtualCareThroughTheBinary(t *testing.T) {
 		start.Format(time.RFC3339), end.Format(time.RFC3339)), 201)
 	r := call("POST", "Appointment/visit1/$invite", `{"resourceType":"Parameters","parameter":[{"name":"participant","valueReference":{"reference":"Patient/ada"}},`+
 		`{"name":"name","valueString":"Ada Lovelace"},{"name":"email","valueString":"ada@example.org"},{"name":"confirmed","valueBoolean":true}]}`, 200)
-	pin := ""
-	for _, p := range r["parameter"].([]any) {
-		if p := p.(map[string]any); p["name"] == "pin" {
-			pin, _ = p["valueString"].(string)
-		}
-	}
+	pin := param(r, "pin")
 	if len(pin) < 6 {
-		t.Fatalf("$invite returned no PIN: %v", r)
+		t.Fatalf("$invite returned no PIN: %s", r.body)
 	}
-	inv := mail.Next(t, 30*time.Second)
-	noPHI("invitation", inv)
+	inv := c.mail.Next(t, 30*time.Second)
+	assertNoPHI(t, "invitation", inv, secret)
 	if strings.Contains(inv.Data+inv.Body, pin) {
 		t.Fatalf("the PIN is in the invitation email")
 	}
-	link := regexp.MustCompile(`http://` + regexp.QuoteMeta(addr) + `/visit/[A-Za-z0-9_-]+`).FindString(inv.Body)
-	if link == "" {
-		t.Fatalf("no invitation link in: %s", inv.Body)
-	}
+	link := visitLink(t, inv, c.addr)
 
 	chrome := browsertest.Chromium()
 	if chrome == "" {

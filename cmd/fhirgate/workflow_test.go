@@ -9,97 +9,45 @@ package main
 // statement of disagreement, and both are visible with the record.
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 )
 
 func TestWorkflowThroughTheBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the binary")
-	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	base := "http://" + addr + "/fhir"
-	env := append(os.Environ(), "FHIRGATE_ADDR="+addr, "FHIRGATE_BASE_URL="+base, "FHIRGATE_DATA_DIR="+dir, "FHIRGATE_LOG_LEVEL=error")
-	serveBinary(t, bin, env, addr)
-	token := func(args ...string) string {
+	c := startBinary(t)
+	emr := c.token("--scope", "system/*.cruds")
+	pcp := c.token("--scope", "user/*.cruds", "--fhir-user", "Practitioner/pcp")
+	spec := c.token("--scope", "user/*.cruds", "--fhir-user", "Practitioner/spec")
+	ann := c.token("--scope", "patient/*.cruds", "--patient", "ann", "--fhir-user", "Patient/ann")
+	move := func(tok, id, status string, want int, edit func(map[string]any)) binRes {
 		t.Helper()
-		cmd := exec.Command(bin, append([]string{"token"}, args...)...)
-		cmd.Env = env
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("token %v: %v", args, err)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	emr := token("--scope", "system/*.cruds")
-	pcp := token("--scope", "user/*.cruds", "--fhir-user", "Practitioner/pcp")
-	spec := token("--scope", "user/*.cruds", "--fhir-user", "Practitioner/spec")
-	ann := token("--scope", "patient/*.cruds", "--patient", "ann", "--fhir-user", "Patient/ann")
-	call := func(tok, method, path string, body any, want int) map[string]any {
-		t.Helper()
-		var rd io.Reader
-		if body != nil {
-			b, ok := body.([]byte)
-			if s, isStr := body.(string); isStr {
-				b, ok = []byte(s), true
-			}
-			if !ok {
-				b, _ = json.Marshal(body)
-			}
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, base+"/"+path, rd)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/fhir+json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, b)
-		}
-		var m map[string]any
-		_ = json.Unmarshal(b, &m)
-		return m
-	}
-	move := func(tok, id, status string, want int, edit func(map[string]any)) map[string]any {
-		t.Helper()
-		m := call(emr, "GET", "Task/"+id, nil, 200)
+		m := c.do(emr, "GET", "Task/"+id, "", 200).json
 		m["status"] = status
 		if edit != nil {
 			edit(m)
 		}
-		return call(tok, "PUT", "Task/"+id, m, want)
+		return c.do(tok, "PUT", "Task/"+id, wfJSON(m), want)
 	}
-	call(emr, "PUT", "Patient/ann", `{"resourceType":"Patient","id":"ann","name":[{"family":"Ann"}],"birthDate":"1980-01-01"}`, 201)
+	c.do(emr, "PUT", "Patient/ann", `{"resourceType":"Patient","id":"ann","name":[{"family":"Ann"}],"birthDate":"1980-01-01"}`, 201)
 	for _, p := range []string{"pcp", "spec"} {
-		call(emr, "PUT", "Practitioner/"+p, `{"resourceType":"Practitioner","id":"`+p+`"}`, 201)
+		c.do(emr, "PUT", "Practitioner/"+p, `{"resourceType":"Practitioner","id":"`+p+`"}`, 201)
 	}
-	call(emr, "PUT", "ServiceRequest/ref1", `{"resourceType":"ServiceRequest","id":"ref1","status":"active","intent":"order","code":{"text":"Cardiology"},`+
+	c.do(emr, "PUT", "ServiceRequest/ref1", `{"resourceType":"ServiceRequest","id":"ref1","status":"active","intent":"order","code":{"text":"Cardiology"},`+
 		`"subject":{"reference":"Patient/ann"},"requester":{"reference":"Practitioner/pcp"}}`, 201)
 
 	// 1. The eReferral.
-	task := call(pcp, "POST", "Task", `{"resourceType":"Task","status":"requested","intent":"order",`+
+	task := c.do(pcp, "POST", "Task", `{"resourceType":"Task","status":"requested","intent":"order",`+
 		`"code":{"coding":[{"system":"https://fhirgate.dev/fhir/CodeSystem/task-code","code":"ereferral"}]},`+
 		`"basedOn":[{"reference":"ServiceRequest/ref1"}],"focus":{"reference":"ServiceRequest/ref1"},"for":{"reference":"Patient/ann"},`+
 		`"requester":{"reference":"Practitioner/pcp"},"owner":{"reference":"Practitioner/spec"},"restriction":{"period":{"end":"2099-01-01"}}}`, 201)
-	id := task["id"].(string)
-	list := call(spec, "GET", "Task?owner=Practitioner/spec&status=requested", nil, 200)
-	if !strings.Contains(wfJSON(list), `"id":"`+id+`"`) {
-		t.Fatalf("the specialist's worklist: %s", wfJSON(list))
+	id := task.str("id")
+	list := c.do(spec, "GET", "Task?owner=Practitioner/spec&status=requested", "", 200)
+	if !strings.Contains(wfJSON(list.json), `"id":"`+id+`"`) {
+		t.Fatalf("the specialist's worklist: %s", wfJSON(list.json))
 	}
 	oo := move(spec, id, "completed", 409, nil)
-	if s := wfJSON(oo); !strings.Contains(s, "OperationOutcome") || !strings.Contains(s, `\"requested\"`) || !strings.Contains(s, `\"completed\"`) {
+	if s := wfJSON(oo.json); !strings.Contains(s, "OperationOutcome") || !strings.Contains(s, `\"requested\"`) || !strings.Contains(s, `\"completed\"`) {
 		t.Fatalf("409 body: %s", s)
 	}
 	move(pcp, id, "accepted", 403, nil)
@@ -110,19 +58,19 @@ func TestWorkflowThroughTheBinary(t *testing.T) {
 	})
 	move(pcp, id, "in-progress", 200, nil)
 	move(spec, id, "completed", 200, nil)
-	if s := call(ann, "GET", "Task/"+id, nil, 200)["status"]; s != "completed" {
+	if s := c.do(ann, "GET", "Task/"+id, "", 200).str("status"); s != "completed" {
 		t.Errorf("Ann sees her referral %v", s)
 	}
 
 	// 2. A correction request, refused, with Ann's statement.
-	call(emr, "PUT", "Observation/bp1", `{"resourceType":"Observation","id":"bp1","status":"final","code":{"text":"Blood pressure"},`+
+	c.do(emr, "PUT", "Observation/bp1", `{"resourceType":"Observation","id":"bp1","status":"final","code":{"text":"Blood pressure"},`+
 		`"subject":{"reference":"Patient/ann"},"valueString":"150/95"}`, 201)
-	corr := call(ann, "POST", "Task", `{"resourceType":"Task","status":"requested","intent":"order",`+
+	corr := c.do(ann, "POST", "Task", `{"resourceType":"Task","status":"requested","intent":"order",`+
 		`"code":{"coding":[{"system":"https://fhirgate.dev/fhir/CodeSystem/task-code","code":"correction-request"}]},`+
 		`"focus":{"reference":"Observation/bp1"},"for":{"reference":"Patient/ann"},`+
 		`"input":[{"type":{"coding":[{"system":"https://fhirgate.dev/fhir/CodeSystem/task-parameter","code":"proposed-correction"}]},"valueString":"It was 130/85"}]}`, 201)
-	cid := corr["id"].(string)
-	m := call(emr, "GET", "Task/"+cid, nil, 200)
+	cid := corr.str("id")
+	m := c.do(emr, "GET", "Task/"+cid, "", 200).json
 	m["status"] = "rejected"
 	m["statusReason"] = map[string]any{"text": "The reading was taken and recorded by the nurse"}
 	m["output"] = []any{map[string]any{"type": map[string]any{"coding": []any{map[string]any{"system": "https://fhirgate.dev/fhir/CodeSystem/task-parameter", "code": "correction-refusal"}}},
@@ -130,20 +78,19 @@ func TestWorkflowThroughTheBinary(t *testing.T) {
 	refusal := `{"resourceType":"DocumentReference","status":"current","type":{"coding":[{"system":"https://fhirgate.dev/fhir/CodeSystem/task-parameter","code":"correction-refusal"}]},` +
 		`"subject":{"reference":"Patient/ann"},"context":{"related":[{"reference":"Observation/bp1"},{"reference":"Task/` + cid + `"}]},` +
 		`"content":[{"attachment":{"contentType":"text/plain","data":"UmVmdXNlZA=="}}]}`
-	tb, _ := json.Marshal(m)
-	call(spec, "POST", "", `{"resourceType":"Bundle","type":"transaction","entry":[`+
+	c.do(spec, "POST", "", `{"resourceType":"Bundle","type":"transaction","entry":[`+
 		`{"fullUrl":"urn:uuid:4a0e8a7d-0003-4b4b-9c9c-000000000001","resource":`+refusal+`,"request":{"method":"POST","url":"DocumentReference"}},`+
-		`{"resource":`+string(tb)+`,"request":{"method":"PUT","url":"Task/`+cid+`"}}]}`, 200)
-	got := call(ann, "GET", "Task/"+cid, nil, 200)
+		`{"resource":`+wfJSON(m)+`,"request":{"method":"PUT","url":"Task/`+cid+`"}}]}`, 200)
+	got := c.do(ann, "GET", "Task/"+cid, "", 200).json
 	if got["status"] != "rejected" || !strings.Contains(wfJSON(got), "recorded by the nurse") {
 		t.Fatalf("Ann sees %s", wfJSON(got))
 	}
-	call(ann, "POST", "DocumentReference", `{"resourceType":"DocumentReference","status":"current",`+
+	c.do(ann, "POST", "DocumentReference", `{"resourceType":"DocumentReference","status":"current",`+
 		`"type":{"coding":[{"system":"https://fhirgate.dev/fhir/CodeSystem/task-parameter","code":"statement-of-disagreement"}]},`+
 		`"subject":{"reference":"Patient/ann"},"context":{"related":[{"reference":"Observation/bp1"},{"reference":"Task/`+cid+`"}]},`+
 		`"content":[{"attachment":{"contentType":"text/plain","data":"SSBkaXNhZ3JlZQ=="}}]}`, 201)
 	for _, tok := range []string{spec, ann} {
-		rec := wfJSON(call(tok, "GET", "Observation?_id=bp1&_revinclude=DocumentReference:related", nil, 200))
+		rec := wfJSON(c.do(tok, "GET", "Observation?_id=bp1&_revinclude=DocumentReference:related", "", 200).json)
 		if !strings.Contains(rec, "correction-refusal") || !strings.Contains(rec, "statement-of-disagreement") {
 			t.Errorf("the record with its attached documents: %s", rec)
 		}
