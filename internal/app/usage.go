@@ -137,7 +137,11 @@ func (a *App) startUsage(ctx context.Context, extra map[string]http.Handler) err
 			_ = srv.Shutdown(ctx)
 		})
 	}
-	a.closers = append(a.closers, svc.StartRefresh())
+	if uo.MetricsToken != "" || uo.MetricsAddr != "" {
+		// The usage gauges are computed only where someone can scrape
+		// them: a refresh reads the day's AuditEvents.
+		a.closers = append(a.closers, svc.StartRefresh())
+	}
 	return nil
 }
 
