@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -431,6 +432,25 @@ func TestExportBulk(t *testing.T) {
 	}
 	if ae := h.req("GET", "AuditEvent?entity-name=$export-download&_total=accurate&_count=0", nil, "").must(t, 200); ae.JSON["total"] == nil || ae.JSON["total"].(float64) < 6 {
 		t.Errorf("download AuditEvents: %v", ae.JSON["total"])
+	}
+	// And each patient sees, in their own audit trail, every export that
+	// held their data (one event per patient, naming nobody else): pat-b
+	// was in the system, Observation-only, Patient-level and both Group
+	// exports, not in the _since one.
+	pb := h.req("GET", "AuditEvent?entity-name=$export&_count=100", nil, w.patientToken(w.pb, "patient/*.rs")).must(t, 200)
+	jobs := 0
+	for _, e := range pb.entries() {
+		if strings.Contains(fmt.Sprint(e), base64.StdEncoding.EncodeToString([]byte("job="))[:5]) { // the Query entity "job=<id>"
+			jobs++
+		}
+	}
+	if jobs != 5 {
+		t.Errorf("pat-b's job AuditEvents: %d, want 5: %s", jobs, pb.Body)
+	}
+	for _, other := range []string{"pat-a", "pat-c"} {
+		if strings.Contains(string(pb.Body), "Patient/"+other) {
+			t.Errorf("pat-b's export AuditEvents name %s", other)
+		}
 	}
 }
 

@@ -59,6 +59,9 @@ type Job struct {
 
 	Output []File `json:"output,omitempty"`
 	Errors []File `json:"errors,omitempty"`
+	// exported: the patients whose data the run wrote (not stored; the
+	// per-patient AuditEvents of a completed export).
+	exported map[string]struct{}
 	// Error is the reason a failed job failed.
 	Error string `json:"error,omitempty"`
 	// Notes are non-fatal issues reported in the error file (OperationOutcome NDJSON).

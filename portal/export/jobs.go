@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/engine"
 	"github.com/fhirgate/fhirgate/smart"
@@ -82,11 +84,37 @@ func (s *Service) finish(ctx context.Context, j *Job, err error) {
 			}
 		}
 		s.cfg.Logger.Info("export: job complete", "job", j.ID, "files", len(j.Output))
+		s.auditExported(ctx, j)
 	}
 	if perr := s.cfg.Storage.Put(ctx, *j); errors.Is(perr, ErrNotFound) {
 		_ = os.RemoveAll(s.jobDir(j.ID)) // cancelled as it finished
 	} else if perr != nil {
 		s.cfg.Logger.Error("export: job state not saved", "job", j.ID, "err", perr)
+	}
+}
+
+// auditExported records one AuditEvent per patient whose data the
+// completed job exported (IHE BALP: one event per patient), naming the
+// job, so a patient's own audit view shows that a client exported their
+// record; the file downloads are audited as they happen.
+func (s *Service) auditExported(ctx context.Context, j *Job) {
+	if s.cfg.Audit == nil || len(j.exported) == 0 {
+		return
+	}
+	patients := make([]string, 0, len(j.exported))
+	for p := range j.exported {
+		patients = append(patients, p)
+	}
+	slices.Sort(patients)
+	o := j.Owner
+	for _, p := range patients {
+		e := audit.Event{Interaction: "operation", Operation: "$export", Outcome: http.StatusOK, Time: s.cfg.Now(), Server: s.cfg.BaseURL,
+			UserFHIR: o.FHIRUser, UserSubject: o.Subject, UserIssuer: o.Issuer, ClientID: o.ClientID,
+			Resources: []string{p}, Patients: []string{p}, Query: "job=" + j.ID, RequestID: j.RequestID}
+		if err := s.cfg.Audit.Log(ctx, e); err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "export: audit event not queued", "job", j.ID, "err", err)
+			return
+		}
 	}
 }
 
@@ -146,6 +174,7 @@ func (s *Service) export(ctx context.Context, j *Job, dir string) error {
 		return err
 	}
 	files, err := out.close()
+	j.exported = out.patients
 	if err != nil {
 		return err
 	}
@@ -352,6 +381,9 @@ type writers struct {
 	files map[string]*ndjson
 	order []string
 	done  []File
+	// patients: every patient whose compartment a written resource is in
+	// (the per-patient AuditEvents of a completed export).
+	patients map[string]struct{}
 }
 
 // ndjson is the open file of a type.
@@ -364,6 +396,12 @@ type ndjson struct {
 }
 
 func (ws *writers) write(rec store.Record) error {
+	for _, c := range rec.Index.Compartments {
+		if ws.patients == nil {
+			ws.patients = map[string]struct{}{}
+		}
+		ws.patients[c] = struct{}{}
+	}
 	f := ws.files[rec.Type]
 	if f != nil && f.lines >= int64(ws.max) {
 		if err := ws.closeFile(f); err != nil {
