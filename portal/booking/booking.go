@@ -158,5 +158,30 @@ func (s *Service) AppointmentHook(ctx context.Context, w server.WriteCall) error
 		return fhir.Errorf(fhir.KindForbidden, "a patient-facing app books, cancels and moves Appointments on Slots through the operations "+
 			"Appointment/$book, Appointment/[id]/$cancel and Appointment/[id]/$reschedule (docs/booking.md), not by writing the Appointment").At("Appointment.slot")
 	}
+	// The online-booking tag and the booked-by extension are the server's
+	// record of who booked through $book: a patient app may not forge them
+	// (a request "booked by" a practitioner, or counted as an online booking).
+	var marks struct {
+		Meta struct {
+			Tag []struct {
+				System string `json:"system"`
+			} `json:"tag"`
+		} `json:"meta"`
+		Extension []struct {
+			URL string `json:"url"`
+		} `json:"extension"`
+	}
+	if json.Unmarshal(w.Object.Bytes(), &marks) == nil {
+		for _, t := range marks.Meta.Tag {
+			if t.System == TagSystem {
+				return fhir.Errorf(fhir.KindForbidden, "the %s tags are set by the server (Appointment/$book), not by a patient-facing app", TagSystem).At("Appointment.meta.tag")
+			}
+		}
+		for _, e := range marks.Extension {
+			if e.URL == BookedByExtension {
+				return fhir.Errorf(fhir.KindForbidden, "the %s extension is set by the server (Appointment/$book), not by a patient-facing app", BookedByExtension).At("Appointment.extension")
+			}
+		}
+	}
 	return nil
 }

@@ -105,6 +105,9 @@ func parseParams(req *fhir.Request) (params, error) {
 // ref reads a reference parameter to typ ("Slot/1", or a bare id; an
 // absolute URL under the base is made relative). "" when absent.
 func (s *Service) ref(p params, name, typ string) (string, error) {
+	if len(p[name]) > 1 {
+		return "", fhir.Invalid("Parameters.parameter["+name+"]", "%s is given %d times: name one %s", name, len(p[name]), typ)
+	}
 	v := strings.TrimSpace(p.get(name))
 	if v == "" {
 		return "", nil
@@ -625,6 +628,10 @@ func (s *Service) opReschedule(ctx context.Context, call server.OperationCall) (
 	if err != nil {
 		return nil, err
 	}
+	comment, err := text(prm, "comment")
+	if err != nil {
+		return nil, err
+	}
 	rules := s.cfg.Rules()
 	return s.decided(ctx, call, slotTaken(newRef), func() (change, error) {
 		a, _, err := s.appointmentFor(ctx, call)
@@ -657,8 +664,8 @@ func (s *Service) opReschedule(ctx context.Context, call server.OperationCall) (
 		if err != nil {
 			return change{}, err
 		}
-		if c := prm.get("comment"); c != "" {
-			o, err := withMember(body, "comment", c)
+		if comment != "" {
+			o, err := withMember(body, "comment", comment)
 			if err != nil {
 				return change{}, err
 			}

@@ -54,6 +54,14 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// The same client's user-facing token (patient/ or user/ scopes, a
+	// fhirUser) is no backend service: it may not read, download or
+	// cancel what the backend exported (the kick-off's rule, backendOnly),
+	// whichever job it names (no answer depends on the job).
+	if err := backendOnly(p); err != nil {
+		writeError(w, err)
+		return
+	}
 	j, err := s.owned(r, id, p)
 	if err != nil {
 		writeError(w, err)

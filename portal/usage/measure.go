@@ -135,10 +135,16 @@ func (r *Report) MeasureReport() []byte {
 // with system/AuditEvent.rs, or a practitioner (fhirUser Practitioner or
 // PractitionerRole) with user/AuditEvent.rs (or the * type; no granular
 // ?query constraint), i.e. whoever may already read the whole audit
-// trail. nil (authorization disabled) is allowed.
+// trail. nil (authorization disabled) is allowed. A patient-facing
+// token (a Patient, RelatedPerson or Person fhirUser, or a patient launch
+// context) never is, whatever its scopes: the report counts every
+// patient's activity, and the $usage operation refuses such callers too.
 func Allowed(p *smart.Principal) bool {
 	if p == nil {
 		return true
+	}
+	if k := kindOf(p.FHIRUser); k == kindPatient || k == kindProxy || p.Patient != "" {
+		return false
 	}
 	for _, sc := range p.Scopes {
 		if sc.Query != nil || sc.Type != "AuditEvent" && sc.Type != "*" || !sc.Perms.Has(smart.PermRead|smart.PermSearch) {

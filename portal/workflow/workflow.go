@@ -140,6 +140,22 @@ func Kind(task map[string]any) string {
 	return ""
 }
 
+// otherKind reports whether task's code also carries a code of this
+// service's systems other than correction-request (e.g. ereferral beside
+// it): a patient's correction request must not also be found by the
+// eConsult / eReferral worklists (Task?code=...|ereferral).
+func otherKind(task map[string]any) bool {
+	cc, _ := task["code"].(map[string]any)
+	for _, c := range maps(cc["coding"]) {
+		sys, _ := c["system"].(string)
+		code, _ := c["code"].(string)
+		if (sys == TaskCodeSystem || sys == server.EscalationSystem) && code != CorrectionRequest {
+			return true
+		}
+	}
+	return false
+}
+
 // Hook is the Task write hook (server.RegisterWriteHook("Task", s.Hook)).
 func (s *Service) Hook(ctx context.Context, w server.WriteCall) error {
 	tree := w.Object.Tree()
@@ -353,7 +369,7 @@ func (s *Service) patientWrite(ctx context.Context, w server.WriteCall, tree, pr
 	if s.cfg.NoPatientCorrections {
 		return fhir.Errorf(fhir.KindForbidden, "this organisation does not take correction requests through the portal")
 	}
-	if Kind(tree) != CorrectionRequest {
+	if Kind(tree) != CorrectionRequest || otherKind(tree) {
 		return fhir.Errorf(fhir.KindForbidden, "patient-facing apps may create only correction requests (Task.code %s|%s)", TaskCodeSystem, CorrectionRequest).At("Task.code")
 	}
 	patient := s.norm(ref(tree["for"]))
