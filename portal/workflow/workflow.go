@@ -391,6 +391,12 @@ func (s *Service) patientWrite(ctx context.Context, w server.WriteCall, tree, pr
 	if given := s.norm(ref(tree["requester"])); given != "" && given != requester {
 		return fhir.Errorf(fhir.KindForbidden, "the requester of a correction request is %s: the server sets it", requester).At("Task.requester")
 	}
+	if tree["owner"] != nil {
+		// The organisation routes correction requests (its health records
+		// or privacy office works the correction-request worklist): a
+		// patient may not drop one into a clinician's or a pool's queue.
+		return fhir.Errorf(fhir.KindUnprocessable, "the owner of a correction request is the organisation's to set: leave Task.owner out").At("Task.owner")
+	}
 	proposed := false
 	for _, in := range parameters(tree["input"], ProposedCorrection) {
 		if v, _ := in["valueString"].(string); strings.TrimSpace(v) != "" {
