@@ -16,16 +16,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -539,37 +535,7 @@ func TestExportCancelExpireRestart(t *testing.T) {
 // address, so the issuer stays the same); stop is idempotent.
 func exApp(t *testing.T, dataDir, addr string, clk *clock, opts ...harnessOpt) (*harness, func()) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Listener.Close()
-	ts.Listener = ln
-	base := "http://" + ln.Addr().String() + "/fhir"
-	o := Options{BaseURL: base, DataDir: dataDir, MaxBody: 1 << 20, Now: clk.Now,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: os.Getenv("FHIRGATE_TEST_STORE")}
-	for _, f := range opts {
-		f(&o)
-	}
-	a, err := New(context.Background(), o)
-	if err != nil {
-		t.Fatalf("app: %v", err)
-	}
-	ts.Config.Handler = a.Handler
-	ts.Start()
-	h := &harness{t: t, app: a, srv: ts, base: base, clock: clk}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			ts.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			a.Close(ctx)
-		})
-	}
-	t.Cleanup(stop)
-	return h, stop
+	return appOn(t, dataDir, addr, clk, opts...)
 }
 
 func TestExportFromEnv(t *testing.T) {

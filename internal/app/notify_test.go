@@ -12,6 +12,7 @@ import (
 
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -43,7 +44,22 @@ func notifyOpts(mb *smtptest.Server) harnessOpt {
 // clock clk; stop is idempotent.
 func notifyApp(t *testing.T, dataDir string, clk *clock, opts ...harnessOpt) (*harness, func()) {
 	t.Helper()
+	return appOn(t, dataDir, "", clk, opts...)
+}
+
+// appOn is notifyApp listening on addr ("": any free port), so that a
+// restarted app keeps its base URL (links and job URLs stay valid).
+func appOn(t *testing.T, dataDir, addr string, clk *clock, opts ...harnessOpt) (*harness, func()) {
+	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
+	if addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.Listener.Close()
+		ts.Listener = ln
+	}
 	base := "http://" + ts.Listener.Addr().String() + "/fhir"
 	o := Options{BaseURL: base, DataDir: dataDir, MaxBody: 1 << 20, Now: clk.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
