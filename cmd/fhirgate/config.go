@@ -22,6 +22,7 @@ type config struct {
 	BaseURL       string
 	MongoURI      string
 	Store         string // "sqlite" (default) or "ferretdb"; "" with MongoURI
+	SQLiteSync    string // FHIRGATE_SQLITE_SYNCHRONOUS: full (default) or normal
 	EmbeddedAddr  string
 	DebugAddr     string
 	DataDir       string
@@ -83,6 +84,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.Addr, "addr", env("FHIRGATE_ADDR", "127.0.0.1:8080"), "listen address (FHIRGATE_ADDR)")
 	fs.StringVar(&c.BaseURL, "base-url", env("FHIRGATE_BASE_URL", "http://localhost:8080/fhir"), "public FHIR base URL (FHIRGATE_BASE_URL)")
 	fs.StringVar(&c.MongoURI, "mongodb-uri", env("FHIRGATE_MONGODB_URI", ""), "MongoDB URI; empty = embedded store (FHIRGATE_MONGODB_URI)")
+	fs.StringVar(&c.SQLiteSync, "sqlite-synchronous", env("FHIRGATE_SQLITE_SYNCHRONOUS", "full"), "SQLite store durability: full (default: every commit on disk before the answer, power loss included) or normal (WAL: survives a crash of the process, not of the machine; faster commits) (FHIRGATE_SQLITE_SYNCHRONOUS)")
 	fs.StringVar(&c.Store, "store", env("FHIRGATE_STORE", ""), "embedded store without a MongoDB URI: sqlite (default, <data dir>/fhirgate.db) or ferretdb (<data dir>/ferretdb) (FHIRGATE_STORE)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("FHIRGATE_DEBUG_ADDR", ""), "listen address of the Go profiler (/debug/pprof/), e.g. 127.0.0.1:6060; empty = off. Never expose it publicly (FHIRGATE_DEBUG_ADDR)")
 	fs.StringVar(&c.EmbeddedAddr, "embedded-addr", env("FHIRGATE_EMBEDDED_ADDR", ""), "listen address of the embedded store, e.g. 127.0.0.1:27017 to inspect it with mongosh; empty = a free loopback port (FHIRGATE_EMBEDDED_ADDR)")
@@ -139,6 +141,9 @@ func parseConfig(args []string) (*config, error) {
 		bad("FHIRGATE_STORE", "%q is not sqlite or ferretdb", c.Store)
 	case c.Store != "" && c.MongoURI != "":
 		bad("FHIRGATE_STORE", "%s is an embedded store; FHIRGATE_MONGODB_URI selects MongoDB instead", c.Store)
+	}
+	if c.SQLiteSync = strings.ToLower(c.SQLiteSync); c.SQLiteSync != "full" && c.SQLiteSync != "normal" {
+		bad("FHIRGATE_SQLITE_SYNCHRONOUS", "%q is not full or normal", c.SQLiteSync)
 	}
 	if c.DebugAddr != "" {
 		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {

@@ -74,7 +74,7 @@ func newLogger(c *config) *slog.Logger {
 
 func appOptions(c *config, log *slog.Logger) app.Options {
 	return app.Options{
-		BaseURL: c.BaseURL, MongoURI: c.MongoURI, Store: c.Store, EmbeddedAddr: c.EmbeddedAddr, DataDir: c.DataDir, Database: c.Database,
+		BaseURL: c.BaseURL, MongoURI: c.MongoURI, Store: c.Store, SQLiteSynchronous: c.SQLiteSync, EmbeddedAddr: c.EmbeddedAddr, DataDir: c.DataDir, Database: c.Database,
 		MaxBody: c.MaxBody, MaxEntries: c.MaxEntries, Issuers: c.OIDCIssuers, Audience: c.OIDCAudience,
 		Introspection: smart.Config{IntrospectionURL: c.Introspection, IntrospectionClientID: c.IntroClient,
 			IntrospectionSecret: c.IntroSecret, ScopeClaim: c.ScopeClaim, PatientClaim: c.PatientClaim, FHIRUserClaim: c.FHIRUserClaim},

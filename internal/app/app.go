@@ -44,6 +44,9 @@ type Options struct {
 	// "sqlite" (store/sqlite, <DataDir>/fhirgate.db), "ferretdb" (FerretDB
 	// in-process under <DataDir>/ferretdb, through store/mongo).
 	Store string
+	// SQLiteSynchronous is the SQLite store's durability (sqlite.Options
+	// Synchronous): "" or "full", or "normal".
+	SQLiteSynchronous string
 	// EmbeddedAddr is the embedded store's listen address ("" = a free port).
 	EmbeddedAddr string
 	DataDir      string
@@ -392,7 +395,7 @@ func (a *App) openStore(ctx context.Context) (err error) {
 		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}
-		s, err := sqlite.Open(ctx, file, sqlite.Options{Now: o.Now, Logger: o.Logger})
+		s, err := sqlite.Open(ctx, file, sqlite.Options{Now: o.Now, Logger: o.Logger, Synchronous: o.SQLiteSynchronous})
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}
