@@ -80,16 +80,16 @@ func (s *subscriptions) start(out notify.Outbox) {
 		Doc: "The Subscription's events eventsSinceNumber..eventsUntilNumber (at most 100 a call, the latest 1,000 kept), content empty or id-only; " +
 			"an event the caller could not read now has no focus (Subscriptions Backport IG).",
 		Run: func(ctx context.Context, call server.OperationCall) (*fhir.Response, error) {
+			ps, err := fhir.ReadParams(call.Request)
+			if err != nil {
+				return nil, err
+			}
 			var since, until int64
 			for _, p := range []struct {
 				name string
 				to   *int64
 			}{{"eventsSinceNumber", &since}, {"eventsUntilNumber", &until}} {
-				v, err := operationParam(call.Request, p.name)
-				if err != nil {
-					return nil, err
-				}
-				if v != "" {
+				if v := ps.Get(p.name); v != "" {
 					n, err := strconv.ParseInt(v, 10, 64)
 					if err != nil || n < 1 {
 						return nil, fhir.Invalid(p.name, "%s must be a positive integer, not %q", p.name, v)
@@ -100,11 +100,7 @@ func (s *subscriptions) start(out notify.Outbox) {
 			if since > 0 && until > 0 && until < since {
 				return nil, fhir.Invalid("eventsUntilNumber", "eventsUntilNumber is before eventsSinceNumber")
 			}
-			content, err := operationParam(call.Request, "content")
-			if err != nil {
-				return nil, err
-			}
-			b, err := s.eng.Events(ctx, call.Resource, call.Principal, since, until, content)
+			b, err := s.eng.Events(ctx, call.Resource, call.Principal, since, until, ps.Get("content"))
 			return bundleResponse(b, err)
 		}})
 }
@@ -114,44 +110,6 @@ func bundleResponse(b []byte, err error) (*fhir.Response, error) {
 		return nil, err
 	}
 	return &fhir.Response{Status: http.StatusOK, Header: http.Header{}, Body: b}, nil
-}
-
-// operationParam reads an operation's parameter from the query, or from
-// a POSTed Parameters body (valueString, valueCode, valueInteger,
-// valueUnsignedInt, valuePositiveInt).
-func operationParam(req *fhir.Request, name string) (string, error) {
-	if v := req.Query.Get(name); v != "" {
-		return v, nil
-	}
-	if len(req.Body) == 0 {
-		return "", nil
-	}
-	obj, err := fhir.ParseObject(req.Body)
-	if err != nil || obj.String("resourceType") != "Parameters" {
-		return "", fhir.Invalid("", "the body must be a Parameters resource")
-	}
-	params, _ := obj.Tree()["parameter"].([]any)
-	for _, x := range params {
-		m, _ := x.(map[string]any)
-		if m["name"] != name {
-			continue
-		}
-		for k, v := range m {
-			if strings.HasPrefix(k, "value") {
-				switch v := v.(type) {
-				case string:
-					return v, nil
-				case float64:
-					return strconv.FormatFloat(v, 'f', -1, 64), nil
-				default:
-					if n, ok := v.(interface{ String() string }); ok {
-						return n.String(), nil
-					}
-				}
-			}
-		}
-	}
-	return "", nil
 }
 
 // onVersion is the feed's Subscriptions callback.

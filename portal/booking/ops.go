@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -37,67 +36,14 @@ func (p params) get(name string) string {
 	return ""
 }
 
-// parameter is one Parameters.parameter with the value[x] the
-// operations read.
-type parameter struct {
-	Name           string     `json:"name"`
-	ValueString    *string    `json:"valueString"`
-	ValueCode      *string    `json:"valueCode"`
-	ValueID        *string    `json:"valueId"`
-	ValueDate      *string    `json:"valueDate"`
-	ValueDateTime  *string    `json:"valueDateTime"`
-	ValueInstant   *string    `json:"valueInstant"`
-	ValueURI       *string    `json:"valueUri"`
-	ValueInteger   *int       `json:"valueInteger"`
-	ValueReference *reference `json:"valueReference"`
-	ValueCoding    *struct {
-		System string `json:"system"`
-		Code   string `json:"code"`
-	} `json:"valueCoding"`
-}
-
-// value is the parameter's value as a string (valueReference by its
-// reference, valueCoding as system|code); false when it has none of the
-// above.
-func (p parameter) value() (string, bool) {
-	if p.ValueReference != nil {
-		return p.ValueReference.Reference, true
-	}
-	for _, v := range []*string{p.ValueString, p.ValueCode, p.ValueID, p.ValueDate, p.ValueDateTime, p.ValueInstant, p.ValueURI} {
-		if v != nil {
-			return *v, true
-		}
-	}
-	switch {
-	case p.ValueInteger != nil:
-		return strconv.Itoa(*p.ValueInteger), true
-	case p.ValueCoding != nil:
-		return p.ValueCoding.System + "|" + p.ValueCoding.Code, true
-	}
-	return "", false
-}
-
 func parseParams(req *fhir.Request) (params, error) {
+	ps, err := fhir.ReadParams(req)
+	if err != nil {
+		return nil, err
+	}
 	out := params{}
-	for k, v := range req.Query {
-		out[k] = append(out[k], v...)
-	}
-	if len(req.Body) == 0 {
-		return out, nil
-	}
-	var body struct {
-		ResourceType string      `json:"resourceType"`
-		Parameter    []parameter `json:"parameter"`
-	}
-	if err := json.Unmarshal(req.Body, &body); err != nil || body.ResourceType != "Parameters" {
-		return nil, fhir.Invalid("", "the body must be a Parameters resource (operations.html#request)")
-	}
-	for i, prm := range body.Parameter {
-		v, ok := prm.value()
-		if !ok {
-			return nil, fhir.Invalid(fmt.Sprintf("Parameters.parameter[%d]", i), "parameter %q has no value this operation reads", prm.Name)
-		}
-		out[prm.Name] = append(out[prm.Name], v)
+	for _, p := range ps {
+		out[p.Name] = append(out[p.Name], p.Value)
 	}
 	return out, nil
 }

@@ -90,18 +90,9 @@ func (s *Service) kickOff(ctx context.Context, call server.OperationCall, level 
 		return nil, fhir.Invalid("", "the $export kick-off takes Accept: application/fhir+json, got %q", acc)
 	}
 	lenient := hasPrefer(req.Header, "handling=lenient")
-	var ps []param
-	for k, vs := range req.Query {
-		for _, v := range vs {
-			ps = append(ps, param{k, v})
-		}
-	}
-	if req.Method == http.MethodPost && len(req.Body) > 0 {
-		body, err := parametersBody(req.Body)
-		if err != nil {
-			return nil, err
-		}
-		ps = append(ps, body...)
+	ps, err := fhir.ReadParams(req)
+	if err != nil {
+		return nil, err
 	}
 	j := Job{ID: server.NewID(), Status: StatusQueued, Level: level, Format: "application/fhir+ndjson",
 		RequestID: req.Header.Get("X-Request-Id"), Owner: OwnerOf(call.Principal), Created: s.cfg.Now()}
@@ -114,31 +105,31 @@ func (s *Service) kickOff(ctx context.Context, call server.OperationCall, level 
 	}
 	seenFormat, seenSince := false, false
 	for _, p := range ps {
-		switch p.name {
+		switch p.Name {
 		case "_outputFormat":
 			if seenFormat {
 				return nil, fhir.Invalid("_outputFormat", "_outputFormat may appear only once")
 			}
 			seenFormat = true
-			f := p.value
+			f := p.Value
 			if mt, _, err := mime.ParseMediaType(f); err == nil {
 				f = mt
 			}
 			if !outputFormats[f] {
-				return nil, fhir.Invalid("_outputFormat", "_outputFormat %q is not supported; use application/fhir+ndjson", p.value)
+				return nil, fhir.Invalid("_outputFormat", "_outputFormat %q is not supported; use application/fhir+ndjson", p.Value)
 			}
 		case "_since":
 			if seenSince {
 				return nil, fhir.Invalid("_since", "_since may appear only once")
 			}
 			seenSince = true
-			t, err := time.Parse(time.RFC3339Nano, p.value)
+			t, err := time.Parse(time.RFC3339Nano, p.Value)
 			if err != nil {
-				return nil, fhir.Invalid("_since", "_since must be an instant with a time zone (e.g. 2026-01-01T00:00:00Z), got %q", p.value)
+				return nil, fhir.Invalid("_since", "_since must be an instant with a time zone (e.g. 2026-01-01T00:00:00Z), got %q", p.Value)
 			}
 			j.Since = t
 		case "_type":
-			for _, t := range strings.Split(p.value, ",") {
+			for _, t := range strings.Split(p.Value, ",") {
 				t = strings.TrimSpace(t)
 				if t == "" {
 					continue
@@ -160,7 +151,7 @@ func (s *Service) kickOff(ctx context.Context, call server.OperationCall, level 
 			if level == LevelSystem {
 				return nil, fhir.Invalid("patient", "the patient parameter applies to the Patient and Group levels only")
 			}
-			for _, r := range strings.Split(p.value, ",") {
+			for _, r := range strings.Split(p.Value, ",") {
 				r = strings.TrimSpace(r)
 				id, ok := strings.CutPrefix(r, "Patient/")
 				if !ok || !fhir.ValidID(id) {
@@ -171,14 +162,14 @@ func (s *Service) kickOff(ctx context.Context, call server.OperationCall, level 
 				}
 			}
 		default:
-			if unsupported[p.name] || strings.HasPrefix(p.name, "_") {
+			if unsupported[p.Name] || strings.HasPrefix(p.Name, "_") {
 				if !lenient {
-					return nil, fhir.Invalid(p.name, "the $export parameter %s is not supported (send Prefer: handling=lenient to have it ignored)", p.name)
+					return nil, fhir.Invalid(p.Name, "the $export parameter %s is not supported (send Prefer: handling=lenient to have it ignored)", p.Name)
 				}
-				j.Notes = append(j.Notes, "the parameter "+p.name+" is not supported and was ignored (Prefer: handling=lenient)")
+				j.Notes = append(j.Notes, "the parameter "+p.Name+" is not supported and was ignored (Prefer: handling=lenient)")
 				continue
 			}
-			return nil, fhir.Invalid(p.name, "unknown $export parameter %s", p.name)
+			return nil, fhir.Invalid(p.Name, "unknown $export parameter %s", p.Name)
 		}
 	}
 	if err := s.admit(ctx, j.Owner); err != nil {

@@ -58,18 +58,13 @@ type everythingParams struct {
 var fhirDate = regexp.MustCompile(`^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$`)
 
 func (s *Service) everythingParams(req *fhir.Request) (everythingParams, error) {
-	q := url.Values{}
-	for k, v := range req.Query {
-		q[k] = slices.Clone(v)
+	ps, err := fhir.ReadParams(req)
+	if err != nil {
+		return everythingParams{}, err
 	}
-	if req.Method == http.MethodPost && len(req.Body) > 0 {
-		ps, err := parametersBody(req.Body)
-		if err != nil {
-			return everythingParams{}, err
-		}
-		for _, p := range ps {
-			q.Add(p.name, p.value)
-		}
+	q := url.Values{}
+	for _, p := range ps {
+		q.Add(p.Name, p.Value)
 	}
 	var ep everythingParams
 	ep.link = url.Values{}
@@ -84,7 +79,6 @@ func (s *Service) everythingParams(req *fhir.Request) (everythingParams, error) 
 		}
 		return "", nil
 	}
-	var err error
 	if ep.start, err = one("start"); err != nil {
 		return ep, err
 	}
@@ -347,59 +341,3 @@ func references(raw []byte) []string {
 }
 
 // param is one parameter of a Parameters body, its value as a string.
-type param struct{ name, value string }
-
-// parametersBody reads a Parameters resource's primitive values (and
-// valueReference.reference) in order.
-func parametersBody(body []byte) ([]param, error) {
-	var p struct {
-		ResourceType string                       `json:"resourceType"`
-		Parameter    []map[string]json.RawMessage `json:"parameter"`
-	}
-	if err := json.Unmarshal(body, &p); err != nil || p.ResourceType != "Parameters" {
-		return nil, fhir.Invalid("", "the body must be a Parameters resource")
-	}
-	var out []param
-	for i, m := range p.Parameter {
-		var name string
-		_ = json.Unmarshal(m["name"], &name)
-		if name == "" {
-			return nil, fhir.Invalid("Parameters.parameter["+strconv.Itoa(i)+"].name", "a parameter without a name")
-		}
-		found := false
-		for k, raw := range m {
-			if !strings.HasPrefix(k, "value") {
-				continue
-			}
-			found = true
-			if k == "valueReference" {
-				var r struct {
-					Reference string `json:"reference"`
-				}
-				_ = json.Unmarshal(raw, &r)
-				out = append(out, param{name, r.Reference})
-				continue
-			}
-			var str string
-			if json.Unmarshal(raw, &str) == nil {
-				out = append(out, param{name, str})
-				continue
-			}
-			var num json.Number
-			if json.Unmarshal(raw, &num) == nil {
-				out = append(out, param{name, num.String()})
-				continue
-			}
-			var b bool
-			if json.Unmarshal(raw, &b) == nil {
-				out = append(out, param{name, strconv.FormatBool(b)})
-				continue
-			}
-			return nil, fhir.Invalid("Parameters.parameter["+strconv.Itoa(i)+"]."+k, "parameter %s: this value type is not supported", name)
-		}
-		if !found {
-			return nil, fhir.Invalid("Parameters.parameter["+strconv.Itoa(i)+"]", "parameter %s has no value", name)
-		}
-	}
-	return out, nil
-}

@@ -210,30 +210,15 @@ func (s *Service) ParseDate(v string) (time.Time, bool) {
 }
 
 // params reads start, end and granularity from the query or a Parameters
-// body (valueDate, valueString or valueCode).
+// body (fhir.ReadParams).
 func (s *Service) params(req *fhir.Request) (start, end time.Time, gran string, err error) {
+	ps, err := fhir.ReadParams(req)
+	if err != nil {
+		return start, end, "", err
+	}
 	vals := map[string]string{}
 	for _, k := range []string{"start", "end", "granularity"} {
-		vals[k] = req.Query.Get(k)
-	}
-	if len(req.Body) > 0 {
-		var p struct {
-			ResourceType string `json:"resourceType"`
-			Parameter    []struct {
-				Name        string `json:"name"`
-				ValueDate   string `json:"valueDate"`
-				ValueString string `json:"valueString"`
-				ValueCode   string `json:"valueCode"`
-			} `json:"parameter"`
-		}
-		if json.Unmarshal(req.Body, &p) != nil || p.ResourceType != "Parameters" {
-			return start, end, "", fhir.Invalid("", "the body must be a Parameters resource")
-		}
-		for _, prm := range p.Parameter {
-			if _, ok := vals[prm.Name]; ok {
-				vals[prm.Name] = prm.ValueDate + prm.ValueString + prm.ValueCode
-			}
-		}
+		vals[k] = ps.Get(k)
 	}
 	gran = vals["granularity"]
 	if gran == "" {

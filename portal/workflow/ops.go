@@ -82,28 +82,11 @@ func (s *Service) opWithdraw(ctx context.Context, call server.OperationCall) (*f
 	return resp, nil
 }
 
-// reasonParam reads the optional "reason" of a Parameters body.
+// reasonParam reads the optional "reason" (query or Parameters body).
 func reasonParam(req *fhir.Request) (string, error) {
-	if r := req.Query.Get("reason"); r != "" {
-		return r, nil
+	ps, err := fhir.ReadParams(req)
+	if err != nil {
+		return "", err
 	}
-	if len(req.Body) == 0 {
-		return "", nil
-	}
-	var p struct {
-		ResourceType string `json:"resourceType"`
-		Parameter    []struct {
-			Name        string `json:"name"`
-			ValueString string `json:"valueString"`
-		} `json:"parameter"`
-	}
-	if json.Unmarshal(req.Body, &p) != nil || p.ResourceType != "Parameters" {
-		return "", fhir.Invalid("", "the body must be a Parameters resource")
-	}
-	for _, prm := range p.Parameter {
-		if prm.Name == "reason" {
-			return prm.ValueString, nil
-		}
-	}
-	return "", nil
+	return ps.Get("reason"), nil
 }
