@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
-	"github.com/fhirgate/fhirgate/fhir/server"
 	"github.com/fhirgate/fhirgate/internal/smtptest"
 	"github.com/fhirgate/fhirgate/notify"
 	"github.com/fhirgate/fhirgate/notify/feed"
@@ -496,12 +495,5 @@ func TestNotifyFromEnv(t *testing.T) {
 	}
 	if n, err := NotifyFromEnv(env(nil)); err != nil || n.SMTPURL != "" {
 		t.Fatalf("empty: %+v %v", n, err)
-	}
-}
-
-// The feed recognises the server's automatic reply by its category.
-func TestFeedKnowsTheAutoReply(t *testing.T) {
-	if feed.AutoReply != [2]string{server.ThreadSystem, server.AutoReplyCode} {
-		t.Fatalf("feed.AutoReply %v differs from the server's category %s|%s", feed.AutoReply, server.ThreadSystem, server.AutoReplyCode)
 	}
 }

@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/fhir/server"
 	"github.com/fhirgate/fhirgate/notify"
 	"github.com/fhirgate/fhirgate/smart"
 	"github.com/fhirgate/fhirgate/store"
@@ -580,15 +581,12 @@ func resultReady(typ string, res resource) bool {
 }
 
 // resource holds the fields the feed reads.
-// AutoReply is the category (system, code) of the secure-messaging
-// automatic reply (fhir/server ThreadSystem, AutoReplyCode): it answers
+// autoReply: the secure-messaging automatic reply (its category) answers
 // the patient's own message at once, so it is not worth an email.
-var AutoReply = [2]string{"http://fhirgate.dev/CodeSystem/message-thread", "auto-reply"}
-
 func (r resource) autoReply() bool {
 	for _, c := range r.Category {
 		for _, cd := range c.Coding {
-			if cd.System == AutoReply[0] && cd.Code == AutoReply[1] {
+			if cd.System == server.ThreadSystem && cd.Code == server.AutoReplyCode {
 				return true
 			}
 		}

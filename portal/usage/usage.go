@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/fhir/server"
 	"github.com/fhirgate/fhirgate/store"
 )
 
@@ -488,7 +489,6 @@ const (
 	sysParticipation = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 	sysSCT           = "http://snomed.info/sct"
 	codeAdvocate     = "429577009" // BALP "Patient advocate": a proxy
-	sysThread        = "http://fhirgate.dev/CodeSystem/message-thread"
 )
 
 // auditView is what usage reads of an AuditEvent.
@@ -640,14 +640,14 @@ func (s *Service) scanMessages(ctx context.Context, agg *dayAgg, start, end time
 		}
 		for _, c := range m.Category {
 			for _, cd := range c.Coding {
-				if cd.System == sysThread && cd.Code == "auto-reply" {
+				if cd.System == server.ThreadSystem && cd.Code == server.AutoReplyCode {
 					return nil
 				}
 			}
 		}
 		header := false
 		for _, t := range m.Meta.Tag {
-			header = header || t.System == sysThread && t.Code == "thread"
+			header = header || t.System == server.ThreadSystem && t.Code == server.ThreadCode
 		}
 		thread := ""
 		for _, p := range m.PartOf {
