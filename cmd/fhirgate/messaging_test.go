@@ -234,7 +234,7 @@ func TestMessagingThroughTheBinary(t *testing.T) {
 	mu.Lock()
 	all := strings.Join(posts, "\n")
 	mu.Unlock()
-	if strings.Contains(all, "a1c-kid") || strings.Contains(string(ev.body), "a1c-kid") || strings.Contains(all, "7.1") {
-		t.Errorf("the patient's Subscription was told of another patient's result or a value: %s", all)
+	if strings.Contains(all, "a1c-kid") || strings.Contains(string(ev.body), "a1c-kid") || strings.Contains(all, "valueQuantity") || strings.Contains(all, "4548-4") {
+		t.Errorf("the patient's Subscription was told of another patient's result, or of a value or code: %s", all)
 	}
 }
