@@ -44,6 +44,7 @@ var (
 	samples      = flag.Int("samples", 7, "requests per search latency measurement")
 	rounds       = flag.Int("rounds", 5, "interleaved rounds of each CRUD measurement; the medians are reported")
 	verbose      = flag.Bool("v", false, "print every round's rates")
+	ingestStores = flag.String("ingest-stores", "sqlite,ferretdb", "embedded stores the ingest phase runs on, one after the other (sqlite: the default; ferretdb: the previous default)")
 	searchStores = flag.String("search-stores", "sqlite,ferretdb", "embedded stores the search phase runs on, side by side (sqlite: the default; ferretdb: the previous default)")
 	clientKind   = flag.String("client", "lean", "HTTP client of the CRUD phase: lean (httpc.go, kept-alive HTTP/1.1 written and parsed by hand) or nethttp (Go's net/http client)")
 )
@@ -75,7 +76,11 @@ func main() {
 		auth(ctx, dir)
 	}
 	if want["ingest"] {
-		ingest(ctx, dir)
+		for _, st := range strings.Split(*ingestStores, ",") {
+			if st = strings.TrimSpace(st); st != "" {
+				ingest(ctx, dir, st)
+			}
+		}
 	}
 	if want["search"] {
 		searchPhase(ctx, dir)
@@ -284,11 +289,15 @@ func auth(ctx context.Context, dir string) {
 	fmt.Printf("  search: p50 %s without auth, %s with a token (ratio %.2f)   %s\n", a50.Round(time.Millisecond), b50.Round(time.Millisecond), float64(b50)/float64(a50), q)
 }
 
-// ingest posts transaction and batch Bundles of ~100 generated resources.
-func ingest(ctx context.Context, dir string) {
-	in := start(dir, "bench_ingest", false)
+// ingest posts transaction and batch Bundles of ~100 generated resources
+// to fhirgate on the embedded store st (sqlite or ferretdb).
+func ingest(ctx context.Context, dir, st string) {
+	if st != "sqlite" && st != "ferretdb" {
+		log.Fatalf("unknown store %q in -ingest-stores", st)
+	}
+	in := start(dir, "bench_ingest_"+st, false, "FHIRGATE_STORE="+st)
 	defer in.stop()
-	fmt.Printf("\n== Ingest: Bundles of 100 generated resources (400 patients with labs, vitals, documents, appointments, messages, referrals per run)\n")
+	fmt.Printf("\n== Ingest on the embedded %s store: Bundles of 100 generated resources (400 patients with labs, vitals, documents, appointments, messages, referrals per run)\n", st)
 	// Each run loads a data set of its own (another seed: other ids), so
 	// every run creates; the last one re-sends the previous batch run's
 	// Bundles, as an EMR does after a timeout: every entry an update.

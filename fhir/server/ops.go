@@ -429,7 +429,9 @@ func (s *Server) bundle(ctx context.Context, x *exchange) (*fhir.Response, error
 	if strings.Contains(string(x.req.Body), `"transaction"`) {
 		x.interaction = "transaction"
 	}
-	resp := bundle.Process(ctx, bundleHandler{s}, x.req.Body, bundle.Options{MaxEntries: s.cfg.MaxEntries, Base: s.cfg.Base, Now: s.cfg.Now, Prefer: x.req.Header.Get("Prefer")})
+	ea := &entryAudit{}
+	resp := bundle.Process(context.WithValue(ctx, entryAuditKey{}, ea), bundleHandler{s}, x.req.Body, bundle.Options{MaxEntries: s.cfg.MaxEntries, Base: s.cfg.Base, Now: s.cfg.Now, Prefer: x.req.Header.Get("Prefer")})
+	s.flushEntryAudit(ctx, ea, x.req, x.interaction != "transaction" || (resp.Err == nil && resp.Status < 400))
 	if resp.Err != nil {
 		return nil, resp.Err
 	}

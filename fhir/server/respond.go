@@ -104,6 +104,9 @@ func (s *Server) audit(ctx context.Context, x *exchange, resp *fhir.Response) {
 	if x.interaction == "" {
 		x.interaction = "operation"
 	}
+	if entryAuditFrom(ctx).collect(x, resp) {
+		return // a Bundle entry: audited when the Bundle ends (bundleaudit.go)
+	}
 	e := audit.Event{
 		Time: s.cfg.Now(), Interaction: x.interaction, Operation: x.operation, Outcome: resp.Status,
 		Resources: x.resources, Patients: x.patients, Query: x.query, Server: s.cfg.Base,

@@ -81,7 +81,10 @@ type Config struct {
 	// SchedulePoll: how often the release scheduler runs (default 30 s).
 	SchedulePoll time.Duration
 	PageSize     int // default 1,000
-	MaxBatch     int // versions per pass, default 5,000
+	// MaxBatch is the most versions a pass processes (default 10,000,
+	// tens of MB): a pass also re-reads the Lag, so a pass should hold
+	// more than a Lag of a bulk load (2,000 versions/s).
+	MaxBatch int
 }
 
 // Producer reads the feed and runs the scheduler.
@@ -99,6 +102,8 @@ type Producer struct {
 	// the last Lag on every pass: half the ingest rate under load).
 	seen   map[string]time.Time
 	window time.Duration // the history a pass reads when behind (feedWindow, doubled while empty)
+	// processed counts the versions the passes of one RunOnce processed.
+	processed int
 	// cache holds, for cacheTTL, what a burst of results for one patient
 	// would otherwise read again for each (a lab panel, an ingest): the
 	// people's preferences and the patient's proxies. A preference set
@@ -212,7 +217,7 @@ func New(c Config) *Producer {
 		c.PageSize = 1000
 	}
 	if c.MaxBatch == 0 {
-		c.MaxBatch = 5000
+		c.MaxBatch = 10000
 	}
 	if c.ReminderLead == 0 {
 		c.ReminderLead = 24 * time.Hour
@@ -230,8 +235,6 @@ func (p *Producer) Start() {
 	p.stop, p.done = cancel, make(chan struct{})
 	go func() {
 		defer close(p.done)
-		t := time.NewTicker(p.c.Poll)
-		defer t.Stop()
 		for {
 			if err := p.RunOnce(ctx); err != nil && ctx.Err() == nil {
 				p.c.Logger.Error("notifications: change feed pass failed", "err", err)
@@ -239,10 +242,25 @@ func (p *Producer) Start() {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-time.After(p.pause()):
 			}
 		}
 	}()
+}
+
+// busyPass is the number of versions after which a run counts as busy.
+const busyPass = 500
+
+// pause is the wait before the next run: Poll, or the Lag after a busy
+// run. Every pass reads the Lag before its cursor again, so passes one
+// Poll apart under a bulk load would read each version Lag/Poll times
+// (measured: a third of the CPU of an ingest); a Lag apart, twice. A
+// notification then waits up to Lag longer while the server is loaded.
+func (p *Producer) pause() time.Duration {
+	if p.processed >= busyPass && p.c.Lag > p.c.Poll {
+		return p.c.Lag
+	}
+	return p.c.Poll
 }
 
 // Close stops the producer after the pass under way.
@@ -295,6 +313,7 @@ func (p *Producer) RunOnce(ctx context.Context) error {
 	}
 	defer unlock()
 	ctx = context.WithoutCancel(ctx) // a pass that started finishes: its cursor is saved
+	p.processed = 0
 	for {
 		more, err := p.feedPass(ctx)
 		if err != nil {
@@ -372,8 +391,12 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 	if p.window == 0 {
 		p.window = feedWindow
 	}
+	// A pass reads at most one window after the cursor, and only the
+	// versions of a window that ended are kept for the next pass to
+	// start from: a backlog is read once (plus the Lag), not again on
+	// every pass of it.
 	upto := cur.At.Add(p.window)
-	behind := upto.Before(p.c.Now().Add(-feedWindow)) // far behind: read a window at a time
+	behind := upto.Before(p.c.Now())
 	if behind {
 		filter = search.AllOf(filter, search.LastUpdatedCond{Prefix: search.Lt, Lo: upto, Hi: upto})
 	}
@@ -420,6 +443,7 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 	if p.seen == nil {
 		p.seen = map[string]time.Time{}
 	}
+	p.processed += len(recs)
 	for _, r := range recs {
 		if err := p.process(ctx, r, false); err != nil {
 			return false, fmt.Errorf("feed: %s: %w", verKey(r), err)

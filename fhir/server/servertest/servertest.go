@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/server"
@@ -61,6 +62,8 @@ type Options struct {
 	AuthDisabled bool
 	// Base is the public FHIR base URL (default Base).
 	Base string
+	// Audit records the audit trail (default none).
+	Audit *audit.Logger
 }
 
 // New builds the pipeline and returns it with its store. It fails the
@@ -85,7 +88,7 @@ func New(t testing.TB, o Options) (*server.Server, store.Store) {
 		base = Base
 	}
 	cfg := server.Config{Store: st, Registry: reg, Validator: val, Base: base, Now: now,
-		Proxy: smart.ProxyConfig{Now: now}, AuthDisabled: o.AuthDisabled}
+		Proxy: smart.ProxyConfig{Now: now}, AuthDisabled: o.AuthDisabled, Audit: o.Audit}
 	if !o.AuthDisabled {
 		cfg.Decider = Decider(reg, now)
 	}
