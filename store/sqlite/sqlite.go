@@ -44,6 +44,7 @@ type Store struct {
 	rdb    *sql.DB // readers
 	wdb    *sql.DB // the writer's pool (one connection)
 	w      *writer
+	ckpt   *checkpointer // nil in memory
 	cursor []byte // HMAC key of paging cursors (meta "cursorKey")
 
 	readStmt, vreadStmt *sql.Stmt // prepared on the readers
@@ -128,6 +129,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	var err error
 	wextra := []string{"synchronous(" + opts.Synchronous + ")"}
 	if !s.mem {
+		wextra = append(wextra, fmt.Sprintf("wal_autocheckpoint(%d)", backstopPages))
+	}
+	if !s.mem {
 		wextra = append([]string{"journal_mode(WAL)"}, wextra...)
 	}
 	s.wdb, err = sql.Open(driverName, pragmas(wextra...))
@@ -180,7 +184,20 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.wdb.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	if !s.mem {
+		cdb, err := sql.Open(driverName, pragmas())
+		if err != nil {
+			s.rdb.Close()
+			conn.Close()
+			s.wdb.Close()
+			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		}
+		s.ckpt = newCheckpointer(cdb, opts.Logger)
+	}
 	s.w = newWriter(s, conn)
+	if s.ckpt != nil {
+		s.ckpt.start(s.w)
+	}
 	return s, nil
 }
 
@@ -286,6 +303,9 @@ func (s *Store) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.w.stop()
+		if s.ckpt != nil {
+			s.ckpt.stop()
+		}
 		if !s.mem {
 			_, _ = s.w.conn.ExecContext(ctx, `PRAGMA optimize`)
 			_, _ = s.w.conn.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)

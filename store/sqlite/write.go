@@ -169,6 +169,7 @@ func (w *writer) loop() {
 		}
 		w.apply(batch)
 		w.maybeOptimize(batch)
+		w.s.ckpt.maybeRestart(w.conn)
 	}
 }
 
