@@ -45,7 +45,7 @@ type Store struct {
 	wdb    *sql.DB // the writer's pool (one connection)
 	w      *writer
 	ckpt   *checkpointer // nil in memory
-	cursor []byte // HMAC key of paging cursors (meta "cursorKey")
+	cursor []byte        // HMAC key of paging cursors (meta "cursorKey")
 
 	readStmt, vreadStmt *sql.Stmt // prepared on the readers
 	noWindow            bool      // tests: never try the window plan
