@@ -26,7 +26,9 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
@@ -381,16 +383,63 @@ func (p *processor) batch(ctx context.Context, entries []*entry) {
 		}
 		e.resp = resp
 	}
+	// Writes run batchParallel at a time, like as many HTTP requests (the
+	// store commits them together); entries naming the same resource or
+	// the same condition run one after the other, in Bundle order.
+	chains := map[string][]*entry{}
+	var order []string
 	for _, e := range entries {
-		if e.method != http.MethodGet && e.method != http.MethodHead {
-			run(e)
+		if e.method == http.MethodGet || e.method == http.MethodHead {
+			continue
 		}
+		k := batchKey(e)
+		if _, ok := chains[k]; !ok {
+			order = append(order, k)
+		}
+		chains[k] = append(chains[k], e)
 	}
+	work := make(chan []*entry)
+	var wg sync.WaitGroup
+	for range min(batchParallel, len(order)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for chain := range work {
+				for _, e := range chain {
+					run(e)
+				}
+			}
+		}()
+	}
+	for _, k := range order {
+		work <- chains[k]
+	}
+	close(work)
+	wg.Wait()
 	for _, e := range entries {
 		if e.method == http.MethodGet || e.method == http.MethodHead {
 			run(e)
 		}
 	}
+}
+
+// batchParallel is how many write entries of a batch run at once.
+const batchParallel = 4
+
+// batchKey names what a batch write entry changes: its resource, its
+// condition, or (a create without one) nothing another entry names.
+func batchKey(e *entry) string {
+	switch {
+	case e.err != nil || e.typ == "":
+		return "entry/" + strconv.Itoa(e.i)
+	case e.create && e.hdr.IfNoneExist != "":
+		return "cond/" + e.typ + "?" + strings.TrimPrefix(e.hdr.IfNoneExist, "?")
+	case e.id != "":
+		return "res/" + e.typ + "/" + e.id
+	case len(e.query) > 0:
+		return "cond/" + ConditionKey(e.typ, e.query)
+	}
+	return "entry/" + strconv.Itoa(e.i)
 }
 
 // respErr is the error of a failed Response.
