@@ -75,10 +75,15 @@ func (s *Server) flushEntryAudit(ctx context.Context, ea *entryAudit, bundle *fh
 			hdr.Set(k, v)
 		}
 	}
+	// A group holds entries of one caller, kind and status, and either
+	// only resources in patient compartments or only others: a resource
+	// in no compartment merged with patients' would be named in each
+	// patient's event, which it was not as an entry of its own.
 	type group struct {
 		c           *caller
 		interaction string
 		status      int
+		patients    bool
 	}
 	var order []group
 	merged := map[group]*exchange{}
@@ -93,7 +98,7 @@ func (s *Server) flushEntryAudit(ctx context.Context, ea *entryAudit, bundle *fh
 			s.audit(ctx, &cp, st[i])
 			continue
 		}
-		g := group{x.c, x.interaction, st[i].Status}
+		g := group{x.c, x.interaction, st[i].Status, len(x.patients) > 0}
 		m := merged[g]
 		if m != nil && len(m.resources)+len(x.resources) > entryAuditMax {
 			s.audit(ctx, m, &fhir.Response{Status: g.status})

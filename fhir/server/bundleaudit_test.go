@@ -177,6 +177,21 @@ func TestBundleEntryAudit(t *testing.T) {
 		}
 	})
 
+	t.Run("a resource in no compartment is not named in patients' events", func(t *testing.T) {
+		r := servertest.Do(emr, s, "POST", "", bundleOf("transaction",
+			entry("PUT", "Observation/n1", obs("n1", "a")),
+			entry("PUT", "Practitioner/dr", `{"resourceType":"Practitioner","id":"dr"}`)))
+		if r.Status != 200 {
+			t.Fatalf("transaction: %d %s", r.Status, r.Body)
+		}
+		for _, e := range rec.take(t) {
+			n := named(e)
+			if slices.Contains(n, "Practitioner/dr") && (len(e.Patients) > 0 || e.Patient != "" || len(n) != 1) {
+				t.Errorf("Practitioner/dr named with %v in an event of patients %v", n, e.Patients)
+			}
+		}
+	})
+
 	t.Run("a merged event names at most 100 resources", func(t *testing.T) {
 		var es []string
 		for i := range 150 {
