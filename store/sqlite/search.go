@@ -41,6 +41,7 @@ type searchPlan struct {
 	join    *orderedSet
 	counted *orderedSet // the same, for a bounded count in any order
 	cond    sqlb
+	drive   *sqlb // the driving set's rids (compileWhere), nil when none
 }
 
 // windowRows is how many resources, in the query's order, a window
@@ -151,6 +152,7 @@ func (s *Store) planSearch(ctx context.Context, q store.Query) (*searchPlan, err
 		}
 	}
 	p.window = w.drive != nil && w.rows >= probeCap && ordered && p.join == nil && p.orderIndex != ""
+	p.drive = w.drive
 	if w.drive != nil {
 		p.base.w(" AND r.rid IN (")
 		p.base.add(w.drive)
@@ -314,6 +316,21 @@ func (p *searchPlan) countSQL(limit int64) *sqlb {
 	if limit > 0 && p.counted != nil {
 		b.w("SELECT count(*) FROM (SELECT 1 FROM ")
 		p.joined(&b, p.counted, nil)
+		b.w(" LIMIT ")
+		b.a(limit + 1)
+		b.w(") q")
+		return &b
+	}
+	if limit > 0 && p.drive != nil {
+		// Read from the driving set and stop past limit: "rid IN (set)"
+		// would build the whole set first (a prefix range of a common
+		// name: every match, whatever the limit).
+		b.w("SELECT count(*) FROM (SELECT DISTINCT drv.rid FROM (")
+		b.add(p.drive)
+		b.w(") drv JOIN res r ON r.rid = drv.rid")
+		b.add(&p.types)
+		b.w(" AND ")
+		b.add(&p.cond)
 		b.w(" LIMIT ")
 		b.a(limit + 1)
 		b.w(") q")
