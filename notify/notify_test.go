@@ -8,6 +8,8 @@ package notify_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -270,5 +272,70 @@ func TestWorkerRestHook(t *testing.T) {
 	_, _ = w.RunOnce(ctx)
 	if it, _ := st.Item(ctx, n.Key); it.State != notify.Failed || got.Load() != posts {
 		t.Fatalf("expired: %+v", it)
+	}
+}
+
+// cancelingStorage ends the worker's context as its Claim begins (Close
+// arriving during a claim), and can report an error after claiming.
+type cancelingStorage struct {
+	*sqlitestore.Store
+	cancel func()
+	fail   error
+}
+
+func (c *cancelingStorage) Claim(ctx context.Context, now time.Time, lease time.Duration, max int) ([]notify.Item, error) {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	its, err := c.Store.Claim(ctx, now, lease, max)
+	if err == nil {
+		err = c.fail
+	}
+	return its, err
+}
+
+// A claim under way when the worker closes finishes and its items are
+// delivered, and items a failing claim returned are delivered too: none is
+// left leased, waiting out its lease after a restart.
+func TestWorkerFinishesAClaimUnderWay(t *testing.T) {
+	var got atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(204)
+	}))
+	defer hook.Close()
+	st, err := sqlitestore.Open(context.Background(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cs := &cancelingStorage{Store: st}
+	w := notify.NewWorker(notify.Options{Storage: cs, Now: func() time.Time { return now }})
+	for i, c := range []struct {
+		name   string
+		cancel bool
+		fail   error
+	}{{"closed during the claim", true, nil}, {"the claim failed after claiming", false, errors.New("lost the connection")}} {
+		n := notify.Notification{Key: fmt.Sprintf("sub/1/%d", i), Channel: notify.RestHook, To: hook.URL, Body: []byte(`{}`)}
+		if err := w.Enqueue(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cs.cancel, cs.fail = nil, c.fail
+		if c.cancel {
+			cs.cancel = cancel
+		}
+		claimed, err := w.RunOnce(ctx)
+		cancel()
+		if c.fail != nil && !errors.Is(err, c.fail) {
+			t.Errorf("%s: RunOnce error %v, want the claim's", c.name, err)
+		}
+		if it, _ := st.Item(context.Background(), n.Key); claimed != 1 || it.State != notify.Delivered {
+			t.Errorf("%s: claimed %d, item %+v: want it delivered", c.name, claimed, it)
+		}
+	}
+	if got.Load() != 2 {
+		t.Errorf("%d hooks posted, want 2", got.Load())
 	}
 }

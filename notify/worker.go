@@ -170,13 +170,21 @@ func (w *Worker) Close() {
 
 // RunOnce claims one batch of due items and delivers them; it returns
 // how many it claimed.
+//
+// A claim under way when ctx ends (Close) finishes, and what it claimed
+// is delivered: a claim is several writes on some stores (store/mongo:
+// one lease per item), and an item leased by a claim cut short would
+// wait for its lease to end (Lease, 2 min) after a restart.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
-	now := w.o.Now()
-	its, err := w.o.Storage.Claim(ctx, now, w.o.Lease, w.o.Batch)
-	if err != nil {
-		return 0, err
+	if err := ctx.Err(); err != nil {
+		return 0, nil // closing: claim nothing more
 	}
+	now := w.o.Now()
+	its, err := w.o.Storage.Claim(context.WithoutCancel(ctx), now, w.o.Lease, w.o.Batch)
 	var errs []error
+	if err != nil {
+		errs = append(errs, err) // the items claimed before it are still delivered
+	}
 	for _, it := range its {
 		// A delivery under way finishes even when Close is called.
 		if err := w.deliver(context.WithoutCancel(ctx), it); err != nil {
