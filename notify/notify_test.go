@@ -215,11 +215,7 @@ func TestWorkerRestHook(t *testing.T) {
 		w.WriteHeader(int(status.Load()))
 	}))
 	defer hook.Close()
-	st, err := sqlitestore.Open(context.Background(), ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := memOutbox(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -275,6 +271,16 @@ func TestWorkerRestHook(t *testing.T) {
 	}
 }
 
+// memOutbox is an in-memory notification store, closed with the test.
+func memOutbox(t *testing.T) *sqlitestore.Store {
+	st, err := sqlitestore.Open(context.Background(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // cancelingStorage ends the worker's context as its Claim begins (Close
 // arriving during a claim), and can report an error after claiming.
 type cancelingStorage struct {
@@ -304,11 +310,7 @@ func TestWorkerFinishesAClaimUnderWay(t *testing.T) {
 		w.WriteHeader(204)
 	}))
 	defer hook.Close()
-	st, err := sqlitestore.Open(context.Background(), ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := memOutbox(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	cs := &cancelingStorage{Store: st}
 	w := notify.NewWorker(notify.Options{Storage: cs, Now: func() time.Time { return now }})
