@@ -433,7 +433,10 @@ func batchKey(e *entry) string {
 	case e.err != nil || e.typ == "":
 		return "entry/" + strconv.Itoa(e.i)
 	case e.create && e.hdr.IfNoneExist != "":
-		return "cond/" + e.typ + "?" + strings.TrimPrefix(e.hdr.IfNoneExist, "?")
+		if q, err := ifNoneExist(e); err == nil && len(q) > 0 {
+			return "cond/" + ConditionKey(e.typ, q) // the key its lock takes
+		}
+		return "entry/" + strconv.Itoa(e.i) // refused when it runs
 	case e.id != "":
 		return "res/" + e.typ + "/" + e.id
 	case len(e.query) > 0:

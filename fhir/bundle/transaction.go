@@ -82,12 +82,8 @@ func (p *processor) transaction(ctx context.Context, entries []*entry) error {
 		var q url.Values
 		switch {
 		case e.create && e.hdr.IfNoneExist != "":
-			raw := strings.TrimPrefix(e.hdr.IfNoneExist, "?")
-			if t, rest, ok := strings.Cut(raw, "?"); ok && t == e.typ {
-				raw = rest
-			}
 			var err error
-			if q, err = url.ParseQuery(raw); err != nil || len(q) == 0 {
+			if q, err = ifNoneExist(e); err != nil || len(q) == 0 {
 				return fhir.Invalid(entryExpr(e.i, "request.ifNoneExist"), "entry %d: ifNoneExist %q is not a search query", e.i, e.hdr.IfNoneExist)
 			}
 			st.rewriteQuery(q)
@@ -236,6 +232,16 @@ func (st *txState) rewriteQuery(q url.Values) {
 			}
 		}
 	}
+}
+
+// ifNoneExist parses e's request.ifNoneExist ("[Type?]query", a leading
+// "?" allowed).
+func ifNoneExist(e *entry) (url.Values, error) {
+	raw := strings.TrimPrefix(e.hdr.IfNoneExist, "?")
+	if t, rest, ok := strings.Cut(raw, "?"); ok && t == e.typ {
+		raw = rest
+	}
+	return url.ParseQuery(raw)
 }
 
 // resolveConditionals resolves conditional creates (ifNoneExist,
