@@ -92,9 +92,10 @@ func (s *Server) flushEntryAudit(ctx context.Context, ea *entryAudit, bundle *fh
 		if ok && !committed && staged[x.interaction] {
 			continue // rolled back with the transaction
 		}
-		cp := *x
-		cp.req = &fhir.Request{Method: x.req.Method, Path: x.req.Path, Query: x.req.Query, Header: hdr, Entry: x.req.Entry}
+		req := &fhir.Request{Method: x.req.Method, Path: x.req.Path, Query: x.req.Query, Header: hdr, Entry: x.req.Entry}
 		if !ok || !mergeable[x.interaction] || x.query != "" || x.operation != "" {
+			cp := *x
+			cp.req = req
 			s.audit(ctx, &cp, st[i])
 			continue
 		}
@@ -105,7 +106,7 @@ func (s *Server) flushEntryAudit(ctx context.Context, ea *entryAudit, bundle *fh
 			m = nil
 		}
 		if m == nil {
-			m = &exchange{req: cp.req, rt: x.rt, c: x.c, interaction: x.interaction, seq: x.seq}
+			m = &exchange{req: req, rt: x.rt, c: x.c, interaction: x.interaction, seq: x.seq}
 			if merged[g] == nil {
 				order = append(order, g)
 			}
