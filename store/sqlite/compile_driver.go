@@ -101,7 +101,7 @@ func (c *compiler) driverOf(e search.Expr) (*driver, error) {
 	}
 	switch x := e.(type) {
 	case search.IDCond, search.KeyCond:
-		return &driver{rank: rankKey, key: fmt.Sprintf("%#v", e), emit: func(b *sqlb) {
+		return &driver{rank: rankKey, key: search.Key(e), emit: func(b *sqlb) {
 			b.w("SELECT rid FROM res r WHERE ")
 			if k, ok := x.(search.KeyCond); ok {
 				c.keys(b, "r", k.Keys)
@@ -145,7 +145,7 @@ func (c *compiler) driverOf(e search.Expr) (*driver, error) {
 		if l.rank > maxDriverRank {
 			return nil, nil
 		}
-		d := &driver{rank: l.rank, key: fmt.Sprintf("%#v", e), emit: func(b *sqlb) { c.leafSet(b, l, nil) }}
+		d := &driver{rank: l.rank, key: search.Key(e), emit: func(b *sqlb) { c.leafSet(b, l, nil) }}
 		if l.ordered && len(l.alts) == 1 && len(c.types) == 1 {
 			alt := l.alts[0]
 			d.ordered = &orderedSet{table: l.table, cond: func(b *sqlb, a string) {
@@ -169,7 +169,7 @@ func (c *compiler) driverOf(e search.Expr) (*driver, error) {
 // (the other parts of a composite, tied to the row's tuple).
 func (c *compiler) leafSet(b *sqlb, l *leaf, more func(b *sqlb, a string) error) error {
 	if len(l.alts) == 0 {
-		b.w("SELECT NULL WHERE 0")
+		b.w("SELECT NULL AS rid WHERE 0")
 		return nil
 	}
 	for i, alt := range l.alts {
@@ -218,7 +218,7 @@ func (c *compiler) compositeDriver(x search.CompositeCond) (*driver, error) {
 	prefixP := x.Param + compSep
 	drive := *bestLeaf
 	drive.param = prefixP + drive.param
-	return &driver{rank: bestLeaf.rank, key: fmt.Sprintf("%#v", x), emit: func(b *sqlb) {
+	return &driver{rank: bestLeaf.rank, key: search.Key(x), emit: func(b *sqlb) {
 		_ = c.leafSet(b, &drive, func(b *sqlb, a string) error {
 			inner := scope{rid: a + ".rid", cid: a + ".cid", prefix: prefixP}
 			for i, part := range x.Parts {

@@ -10,7 +10,6 @@ package mquery
 // search values extracted from every vendored official example.
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -40,7 +39,7 @@ func TestMatcherAgreesWithFilterSemantics(t *testing.T) {
 	for _, es := range g.Conds {
 		pool = append(pool, es...)
 	}
-	slices.SortFunc(pool, func(a, b search.Expr) int { return strings.Compare(fmt.Sprintf("%#v", a), fmt.Sprintf("%#v", b)) })
+	slices.SortFunc(pool, func(a, b search.Expr) int { return strings.Compare(search.Key(a), search.Key(b)) })
 	pick := func() search.Expr { return pool[g.Rnd.IntN(len(pool))] }
 	for range 300 {
 		g.Add("combined", search.And{Args: []search.Expr{pick(), pick()}})

@@ -177,7 +177,7 @@ type Gen struct {
 
 // Add records e under kind once.
 func (g *Gen) Add(kind string, e search.Expr) {
-	k := kind + fmt.Sprintf("%#v", e)
+	k := kind + search.Key(e)
 	if g.seen[k] {
 		return
 	}
