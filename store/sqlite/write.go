@@ -37,6 +37,7 @@ type request struct {
 	kind reqKind
 	ops  []store.Op
 	recs []store.Record
+	prep []prepared // of ops or recs, by index
 	// SetDerived
 	typ, id string
 	vid     int64
@@ -431,7 +432,8 @@ func (s *Store) Transact(ctx context.Context, ops []store.Op) error {
 	if err := validateOps(ops); err != nil {
 		return fmt.Errorf("sqlite: transact: %w", err)
 	}
-	return s.w.do(ctx, &request{kind: reqTransact, ops: ops})
+	prep := prepareAll(len(ops), func(i int) *store.Record { return &ops[i].Record })
+	return s.w.do(ctx, &request{kind: reqTransact, ops: ops, prep: prep})
 }
 
 func (w *writer) transact(ctx context.Context, r *request) error {
@@ -445,7 +447,7 @@ func (w *writer) transact(ctx context.Context, r *request) error {
 			return &store.OpError{Index: i, Err: fmt.Errorf("sqlite: %s version %d, expected %d: %w",
 				op.Record.Key(), c.vid, op.IfVersion, store.ErrConflict)}
 		}
-		if err := w.writeVersion(ctx, r, &op.Record, c); err != nil {
+		if err := w.writeVersion(ctx, r, &op.Record, &r.prep[i], c); err != nil {
 			return &store.OpError{Index: i, Err: fmt.Errorf("sqlite: write %s: %w", op.Record.Key(), err)}
 		}
 	}
@@ -476,7 +478,8 @@ func (s *Store) Append(ctx context.Context, recs []store.Record) error {
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
 	}
-	return s.w.do(ctx, &request{kind: reqAppend, recs: recs})
+	prep := prepareAll(len(recs), func(i int) *store.Record { return &recs[i] })
+	return s.w.do(ctx, &request{kind: reqAppend, recs: recs, prep: prep})
 }
 
 func (w *writer) appendRecs(ctx context.Context, r *request) error {
@@ -493,7 +496,7 @@ func (w *writer) appendRecs(ctx context.Context, r *request) error {
 			}
 			continue
 		}
-		if err := w.writeVersion(ctx, r, rec, c); err != nil {
+		if err := w.writeVersion(ctx, r, rec, &r.prep[i], c); err != nil {
 			return &store.OpError{Index: i, Err: fmt.Errorf("sqlite: append %s: %w", rec.Key(), err)}
 		}
 	}
@@ -507,26 +510,49 @@ func (w *writer) appendRecs(ctx context.Context, r *request) error {
 	return first
 }
 
+// prepared is what a version's rows need that is computed from the record
+// alone: done by the caller (Transact, Append) before the request is
+// queued, so the one writer goroutine spends its time in SQLite.
+type prepared struct {
+	idxb, relb []byte
+	ik         int64
+	has        string
+	srt        any
+	err        error
+}
+
+func prepare(rec *store.Record) prepared {
+	var pv prepared
+	if pv.idxb, pv.err = encodeIndex(&rec.Index); pv.err != nil {
+		return pv
+	}
+	if pv.relb, pv.err = encodeRelease(&rec.Release); pv.err != nil {
+		return pv
+	}
+	if !rec.Deleted {
+		pv.ik = indexBits(&rec.Index)
+		pv.has, pv.srt = hasColumn(&rec.Index), sortColumn(&rec.Index)
+	}
+	return pv
+}
+
+func prepareAll(n int, rec func(i int) *store.Record) []prepared {
+	out := make([]prepared, n)
+	for i := range out {
+		out[i] = prepare(rec(i))
+	}
+	return out
+}
+
 // writeVersion stores rec as the new current version of a resource whose
 // state before was c.
-func (w *writer) writeVersion(ctx context.Context, r *request, rec *store.Record, c cur) error {
+func (w *writer) writeVersion(ctx context.Context, r *request, rec *store.Record, pv *prepared, c cur) error {
 	lu, luns := splitTime(rec.LastUpdated)
-	idxb, err := encodeIndex(&rec.Index)
-	if err != nil {
-		return err
+	if pv.err != nil {
+		return pv.err
 	}
-	relb, err := encodeRelease(&rec.Release)
-	if err != nil {
-		return err
-	}
+	idxb, relb, ik, has, srt := pv.idxb, pv.relb, pv.ik, pv.has, pv.srt
 	relp, relx := nullMs(rec.Release.Patient), nullMs(rec.Release.Proxy)
-	var ik int64
-	var has string
-	var srt any
-	if !rec.Deleted {
-		ik = indexBits(&rec.Index)
-		has, srt = hasColumn(&rec.Index), sortColumn(&rec.Index)
-	}
 	rid := c.rid
 	if !c.exists {
 		res, err := w.exec(ctx, `INSERT INTO res(type, id, vid, lu, deleted, relp, relx, ik, has, srt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, jsonb(?))`,
