@@ -2,14 +2,14 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
 )
 
 // Sink stores a batch of events, e.g. as AuditEvent resources. On error
@@ -127,9 +127,7 @@ func (l *Logger) Log(ctx context.Context, e Event) error {
 		e.Time = l.opt.Now()
 	}
 	if e.ID == "" {
-		var b [16]byte
-		_, _ = rand.Read(b[:])
-		e.ID = hex.EncodeToString(b[:])
+		e.ID = fhir.NewID()
 	}
 	l.inflight.Add(1)
 	defer l.inflight.Add(-1)

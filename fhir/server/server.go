@@ -6,8 +6,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -90,12 +88,8 @@ func (s *Server) Policy() *policy.Policy { return s.policy.Load() }
 // Engine exposes the search engine (conformance, tests).
 func (s *Server) Engine() *engine.Engine { return s.engine }
 
-// NewID returns a random 128-bit hex id (valid FHIR id).
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+// NewID returns a new logical id (fhir.NewID: time-ordered, 80 random bits).
+func NewID() string { return fhir.NewID() }
 
 // route is a parsed Request.Path.
 type route struct {
