@@ -29,7 +29,8 @@
 //
 // Every write is one SQLite transaction on the single writer connection
 // (WAL mode); concurrent writes are applied by one goroutine, which commits
-// whatever arrived together in one transaction (each request in a savepoint
-// of its own, so a conflict rolls back that request only): group commit.
+// whatever arrived together in one transaction (group commit; when a
+// request fails, the group runs again with a savepoint per request, so a
+// conflict rolls back that request only).
 // Reads use a pool of reader connections and see a snapshot.
 package sqlite
