@@ -81,7 +81,9 @@ func TestGroupCommitRollsBackAFailingRequestAlone(t *testing.T) {
 	// A group without a failing request: one transaction, no re-run.
 	txs, reruns := s.w.txs.Load(), s.w.reruns.Load()
 	errs := inOneGroup(t, s, "g1",
-		func() error { return s.Transact(ctx, []store.Op{groupCreate("Patient", "a1"), groupCreate("Patient", "a2")}) },
+		func() error {
+			return s.Transact(ctx, []store.Op{groupCreate("Patient", "a1"), groupCreate("Patient", "a2")})
+		},
 		func() error { return s.Append(ctx, []store.Record{groupRec("AuditEvent", "e1", 1)}) },
 	)
 	for i, err := range errs {
@@ -103,7 +105,9 @@ func TestGroupCommitRollsBackAFailingRequestAlone(t *testing.T) {
 	free := &request{kind: reqLock, key: "free", owner: "me", now: now, exp: now + 60_000}
 	errs = inOneGroup(t, s, "g2",
 		func() error { return s.Transact(ctx, []store.Op{groupCreate("Patient", "b1")}) },
-		func() error { return s.Transact(ctx, []store.Op{groupCreate("Patient", "gone"), groupCreate("Patient", "x")}) },
+		func() error {
+			return s.Transact(ctx, []store.Op{groupCreate("Patient", "gone"), groupCreate("Patient", "x")})
+		},
 		func() error { return s.w.do(ctx, held) },
 		func() error { return s.w.do(ctx, free) },
 		func() error {
@@ -140,8 +144,8 @@ func TestGroupCommitRollsBackAFailingRequestAlone(t *testing.T) {
 	if r, err := s.Read(ctx, "Patient", "x"); err != nil || r.VersionID != 1 {
 		t.Errorf("Patient/x: v%d, %v", r.VersionID, err)
 	}
-	if held.got || held.exp != holder {
-		t.Errorf("a held lock: got %v, exp %d; want not got, the holder's expiry %d", held.got, held.exp, holder)
+	if held.got || held.held != holder {
+		t.Errorf("a held lock: got %v, exp %d; want not got, the holder's expiry %d", held.got, held.held, holder)
 	}
 	if !free.got {
 		t.Error("a free lock not taken")

@@ -42,8 +42,8 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (func()
 		// Wait for a release in this process, or poll (another process,
 		// or the lease running out).
 		wait := 25 * time.Millisecond
-		if r.exp > 0 {
-			if until := time.Duration(r.exp-now.UnixMilli()) * time.Millisecond; until > 0 && until < wait {
+		if r.held > 0 {
+			if until := time.Duration(r.held-now.UnixMilli()) * time.Millisecond; until > 0 && until < wait {
 				wait = until
 			}
 		}
@@ -60,7 +60,7 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (func()
 }
 
 // lock tries to take r.key: a missing or expired lease becomes r's. On
-// failure r.exp is set to the holder's expiry.
+// failure r.held is set to the holder's expiry.
 func (w *writer) lock(ctx context.Context, r *request) error {
 	res, err := w.exec(ctx, `INSERT INTO locks(k, owner, exp) VALUES (?, ?, ?)
 		ON CONFLICT(k) DO UPDATE SET owner = excluded.owner, exp = excluded.exp WHERE locks.exp <= ?`,
@@ -78,8 +78,8 @@ func (w *writer) lock(ctx context.Context, r *request) error {
 		if err != nil {
 			return err
 		}
-		if err := st.QueryRowContext(ctx, r.key).Scan(&r.exp); err != nil {
-			r.exp = 0
+		if err := st.QueryRowContext(ctx, r.key).Scan(&r.held); err != nil {
+			r.held = 0
 		}
 	}
 	return nil

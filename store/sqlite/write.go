@@ -46,10 +46,9 @@ type request struct {
 	// Lock / unlock
 	key, owner string
 	exp, now   int64
-	wantExp    int64 // exp as asked (lock sets exp to a holder's on failure)
-	ran        bool  // run once (reset keeps wantExp)
 
 	got     bool  // lock acquired
+	held    int64 // lock not acquired: the holder's expiry (ms)
 	err     error // result
 	partial bool  // err reported, but the request's writes are kept (Append)
 	done    chan struct{}
@@ -60,10 +59,7 @@ type request struct {
 // reset clears what a run of r sets, so that r runs again from the start
 // when its group is re-run (writer.runGroup).
 func (r *request) reset() {
-	if !r.ran {
-		r.ran, r.wantExp = true, r.exp
-	}
-	r.exp, r.got, r.err, r.partial, r.newTypes = r.wantExp, false, nil, false, r.newTypes[:0]
+	r.got, r.held, r.err, r.partial, r.newTypes = false, 0, nil, false, r.newTypes[:0]
 }
 
 type writer struct {
@@ -432,7 +428,10 @@ func (s *Store) Transact(ctx context.Context, ops []store.Op) error {
 	if err := validateOps(ops); err != nil {
 		return fmt.Errorf("sqlite: transact: %w", err)
 	}
-	prep := prepareAll(len(ops), func(i int) *store.Record { return &ops[i].Record })
+	prep, err := prepareAll(len(ops), func(i int) *store.Record { return &ops[i].Record })
+	if err != nil {
+		return fmt.Errorf("sqlite: transact: %w", err)
+	}
 	return s.w.do(ctx, &request{kind: reqTransact, ops: ops, prep: prep})
 }
 
@@ -478,7 +477,10 @@ func (s *Store) Append(ctx context.Context, recs []store.Record) error {
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
 	}
-	prep := prepareAll(len(recs), func(i int) *store.Record { return &recs[i] })
+	prep, err := prepareAll(len(recs), func(i int) *store.Record { return &recs[i] })
+	if err != nil {
+		return fmt.Errorf("sqlite: append: %w", err)
+	}
 	return s.w.do(ctx, &request{kind: reqAppend, recs: recs, prep: prep})
 }
 
@@ -518,39 +520,41 @@ type prepared struct {
 	ik         int64
 	has        string
 	srt        any
-	err        error
 }
 
-func prepare(rec *store.Record) prepared {
+func prepare(rec *store.Record) (prepared, error) {
 	var pv prepared
-	if pv.idxb, pv.err = encodeIndex(&rec.Index); pv.err != nil {
-		return pv
+	var err error
+	if pv.idxb, err = encodeIndex(&rec.Index); err != nil {
+		return pv, err
 	}
-	if pv.relb, pv.err = encodeRelease(&rec.Release); pv.err != nil {
-		return pv
+	if pv.relb, err = encodeRelease(&rec.Release); err != nil {
+		return pv, err
 	}
 	if !rec.Deleted {
 		pv.ik = indexBits(&rec.Index)
 		pv.has, pv.srt = hasColumn(&rec.Index), sortColumn(&rec.Index)
 	}
-	return pv
+	return pv, nil
 }
 
-func prepareAll(n int, rec func(i int) *store.Record) []prepared {
+// prepareAll prepares the n records; one that cannot be encoded is an
+// *store.OpError naming it, before anything is queued.
+func prepareAll(n int, rec func(i int) *store.Record) ([]prepared, error) {
 	out := make([]prepared, n)
 	for i := range out {
-		out[i] = prepare(rec(i))
+		var err error
+		if out[i], err = prepare(rec(i)); err != nil {
+			return nil, &store.OpError{Index: i, Err: fmt.Errorf("sqlite: %s: %w", rec(i).Key(), err)}
+		}
 	}
-	return out
+	return out, nil
 }
 
 // writeVersion stores rec as the new current version of a resource whose
 // state before was c.
 func (w *writer) writeVersion(ctx context.Context, r *request, rec *store.Record, pv *prepared, c cur) error {
 	lu, luns := splitTime(rec.LastUpdated)
-	if pv.err != nil {
-		return pv.err
-	}
 	idxb, relb, ik, has, srt := pv.idxb, pv.relb, pv.ik, pv.has, pv.srt
 	relp, relx := nullMs(rec.Release.Patient), nullMs(rec.Release.Proxy)
 	rid := c.rid
