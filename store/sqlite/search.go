@@ -327,10 +327,16 @@ func (p *searchPlan) countSQL(limit int64) *sqlb {
 		// name: every match, whatever the limit).
 		b.w("SELECT count(*) FROM (SELECT DISTINCT drv.rid FROM (")
 		b.add(p.drive)
-		b.w(") drv JOIN res r ON r.rid = drv.rid")
-		b.add(&p.types)
-		b.w(" AND ")
-		b.add(&p.cond)
+		b.w(") drv")
+		if p.cond.String() != "1" {
+			// (Without other conditions the set alone is the answer: index
+			// rows exist only for current versions that are not deleted,
+			// of the types the set names, so no resource needs reading.)
+			b.w(" JOIN res r ON r.rid = drv.rid")
+			b.add(&p.types)
+			b.w(" AND ")
+			b.add(&p.cond)
+		}
 		b.w(" LIMIT ")
 		b.a(limit + 1)
 		b.w(") q")

@@ -18,9 +18,11 @@ import (
 // Writes: one goroutine owns the writer connection and applies requests in
 // arrival order. Whatever is queued when it is free is applied in one
 // SQLite transaction (group commit: one WAL commit, and with synchronous
-// full one fsync, for all of them); each request runs in a savepoint of
-// its own, so a failing request is rolled back alone and the others
-// commit. A request returns once the transaction holding it committed.
+// full one fsync, for all of them). The requests run one after the other
+// without savepoints; when one fails, the group is rolled back and run
+// again with a savepoint per request (writer.apply), so the failing
+// request is undone alone and the others commit. A request returns once
+// the transaction holding it committed.
 
 type reqKind int
 
