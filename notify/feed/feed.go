@@ -401,6 +401,7 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 		filter = search.AllOf(filter, search.LastUpdatedCond{Prefix: search.Lt, Lo: upto, Hi: upto})
 	}
 	q := store.HistoryQuery{Since: since, Count: p.c.PageSize, Filter: filter}
+	moved := false
 	for {
 		pg, err := p.c.Store.History(ctx, q)
 		if err != nil {
@@ -408,6 +409,13 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 		}
 		for _, r := range pg.Records {
 			if _, done := p.seen[verKey(r)]; done {
+				// Processed already: the cursor may still be before it
+				// (the pass that processed it failed to save the
+				// cursor), and moves past it, or the feed would stay
+				// behind until a newer version came.
+				if r.LastUpdated.After(cur.At) {
+					cur.At, moved = r.LastUpdated, true
+				}
 				continue
 			}
 			if r.LastUpdated.Before(since) {
@@ -432,6 +440,9 @@ func (p *Producer) feedPass(ctx context.Context) (more bool, err error) {
 			// long (a quiet week is crossed in a few passes).
 			p.window = min(2*p.window, 24*time.Hour)
 			return true, p.saveJSON(ctx, stateFeed, cursor{At: upto})
+		}
+		if moved {
+			return false, p.saveJSON(ctx, stateFeed, cur)
 		}
 		return false, nil
 	}

@@ -6,6 +6,7 @@ package feed
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -102,4 +103,75 @@ func TestFeedUnderLoadReadsHistoryBoundedly(t *testing.T) {
 		t.Errorf("history read %d versions for %d written (%.1f×), want at most 3×", cs.read, written, float64(cs.read)/float64(written))
 	}
 	t.Logf("history read %d versions for %d written (%.1f×)", cs.read, written, float64(cs.read)/float64(written))
+}
+
+// failingState fails the next SetState of the feed's cursor.
+type failingState struct {
+	notify.Storage
+	fail bool
+}
+
+func (f *failingState) SetState(ctx context.Context, name string, b []byte) error {
+	if f.fail && name == stateFeed {
+		f.fail = false
+		return fmt.Errorf("disk full")
+	}
+	return f.Storage.SetState(ctx, name, b)
+}
+
+// A pass that processed versions but failed to save its cursor: the next
+// pass skips them (processed) and still moves the cursor past them, so the
+// feed does not stay behind until a newer version is written.
+func TestFeedCursorMovesPastVersionsOfAFailedSave(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	st, err := sqlite.Open(ctx, ":memory:", sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	ns, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "notify.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	fs := &failingState{Storage: ns}
+	processed := 0
+	p := New(Config{Store: st, Storage: fs, Outbox: noOutbox{}, Now: clock,
+		Subscriptions: func(context.Context, store.Record) error { processed++; return nil }})
+	if err := p.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.RunOnce(ctx); err != nil { // first start: the cursor is now
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	at := now
+	if err := st.Transact(ctx, []store.Op{{Kind: store.OpCreate, Record: store.Record{Type: "Basic", ID: "b1", VersionID: 1, LastUpdated: at,
+		Raw: []byte(`{"resourceType":"Basic","id":"b1","code":{"text":"x"}}`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	fs.fail = true
+	if err := p.RunOnce(ctx); err == nil {
+		t.Fatal("the pass whose cursor save failed reported no error")
+	}
+	if err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if processed != 1 {
+		t.Errorf("processed %d times, want 1", processed)
+	}
+	b, err := ns.State(ctx, stateFeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur cursor
+	if err := json.Unmarshal(b, &cur); err != nil {
+		t.Fatal(err)
+	}
+	if cur.At.Before(at) {
+		t.Errorf("cursor at %v, before the processed version at %v", cur.At, at)
+	}
 }
