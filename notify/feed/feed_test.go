@@ -43,16 +43,7 @@ func TestFeedUnderLoadReadsHistoryBoundedly(t *testing.T) {
 	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	now := t0
 	clock := func() time.Time { return now }
-	st, err := sqlite.Open(ctx, ":memory:", sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
-	ns, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "notify.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	st, ns := feedStores(t)
 	cs := &countingStore{Store: st}
 	seen := map[string]int{}
 	p := New(Config{Store: cs, Storage: ns, Outbox: noOutbox{}, Now: clock,
@@ -126,16 +117,7 @@ func TestFeedCursorMovesPastVersionsOfAFailedSave(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	st, err := sqlite.Open(ctx, ":memory:", sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
-	ns, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "notify.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	st, ns := feedStores(t)
 	fs := &failingState{Storage: ns}
 	processed := 0
 	p := New(Config{Store: st, Storage: fs, Outbox: noOutbox{}, Now: clock,
@@ -174,4 +156,22 @@ func TestFeedCursorMovesPastVersionsOfAFailedSave(t *testing.T) {
 	if cur.At.Before(at) {
 		t.Errorf("cursor at %v, before the processed version at %v", cur.At, at)
 	}
+}
+
+// feedStores opens an in-memory resource store and a notification store,
+// closed when the test ends.
+func feedStores(t *testing.T) (*sqlite.Store, *sqlitestore.Store) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:", sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(ctx) })
+	ns, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "notify.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return st, ns
 }
