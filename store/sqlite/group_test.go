@@ -145,7 +145,7 @@ func TestGroupCommitRollsBackAFailingRequestAlone(t *testing.T) {
 		t.Errorf("Patient/x: v%d, %v", r.VersionID, err)
 	}
 	if held.got || held.held != holder {
-		t.Errorf("a held lock: got %v, exp %d; want not got, the holder's expiry %d", held.got, held.held, holder)
+		t.Errorf("a held lock: got %v, held %d; want not got, the holder's expiry %d", held.got, held.held, holder)
 	}
 	if !free.got {
 		t.Error("a free lock not taken")
