@@ -389,8 +389,10 @@ type leaf struct {
 	rank  int // selectivity class for the choice of the driver (lower: fewer rows)
 	// ordered: one alternative fixing every column of the table's primary
 	// key before rid by equality, so that within one type the index
-	// delivers the matching rows in rid order (see driver.ordered).
+	// delivers the matching rows in rid order (see driver.ordered), or,
+	// with index set, fixing every column of that index before rid.
 	ordered bool
+	index   string // the index delivering the rid order, "" for the primary key
 }
 
 // value ranks (see driverRank).
@@ -433,6 +435,7 @@ type driver struct {
 // orderedSet is a driver readable in rid order (driver.ordered).
 type orderedSet struct {
 	table string
+	index string // INDEXED BY, "" for the primary key
 	cond  func(b *sqlb, a string)
 }
 

@@ -148,7 +148,7 @@ func (c *compiler) driverOf(e search.Expr) (*driver, error) {
 		d := &driver{rank: l.rank, key: search.Key(e), emit: func(b *sqlb) { c.leafSet(b, l, nil) }}
 		if l.ordered && len(l.alts) == 1 && len(c.types) == 1 {
 			alt := l.alts[0]
-			d.ordered = &orderedSet{table: l.table, cond: func(b *sqlb, a string) {
+			d.ordered = &orderedSet{table: l.table, index: l.index, cond: func(b *sqlb, a string) {
 				b.w(a, ".t = ")
 				b.a(c.types[0])
 				b.w(" AND ", a, ".p = ")

@@ -62,7 +62,22 @@ func lowerLeaf(e search.Expr) (*leaf, error) {
 			l.alts = append(l.alts, func(b *sqlb, a string) { b.w("instr(", col(a, "v"), ", "); b.a(v); b.w(") > 0") })
 		default:
 			l.rank = prefixRank(v)
-			l.alts = append(l.alts, func(b *sqlb, a string) { prefix(b, col(a, "v"), v) })
+			if len(v) < strPre {
+				l.alts = append(l.alts, func(b *sqlb, a string) { prefix(b, col(a, "v"), v) })
+				break
+			}
+			// The first strPre bytes fixed by equality: str_pre delivers
+			// the matching rows in rid order, so a page and a bounded
+			// count of a common prefix stop early instead of reading
+			// (and sorting) every match.
+			l.ordered, l.index = true, "str_pre"
+			head := []byte(v[:strPre])
+			l.alts = append(l.alts, func(b *sqlb, a string) {
+				b.w(strPreExpr(a), " = ")
+				b.a(head)
+				b.w(" AND ")
+				prefix(b, col(a, "v"), v)
+			})
 		}
 		return l, nil
 	case search.TokenCond:
@@ -204,6 +219,13 @@ func prefixRank(v string) int {
 	}
 	return rankPrefix
 }
+
+// strPre is the length in bytes of the string prefixes str_pre indexes.
+const strPre = 3
+
+// strPreExpr is str_pre's expression over alias a: the first strPre bytes
+// of the folded value (bytes, not characters, as the prefix ranges are).
+func strPreExpr(a string) string { return "substr(CAST(" + col(a, "v") + " AS BLOB), 1, 3)" }
 
 // prefix writes "col has prefix v" as the byte range [v, succ(v)).
 func prefix(b *sqlb, c, v string) {

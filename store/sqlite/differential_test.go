@@ -590,6 +590,21 @@ func TestJoinEqualsDriven(t *testing.T) {
 		if i%5 == 0 {
 			ix.Security = []string{"http://terminology.hl7.org/CodeSystem/v3-ActCode|HIV"}
 		}
+		// Strings (folded value, as written): a resource with several
+		// rows under one prefix (two values, or one value written twice)
+		// is one result; str_pre's prefix bytes may end inside a rune.
+		switch {
+		case i%4 == 0:
+			ix.Str = []search.StrValue{{Param: "name", Value: "smith", Exact: "Smith"}, {Param: "name", Value: "smith", Exact: "SMITH"},
+				{Param: "name", Value: "smithers", Exact: "Smithers"}}
+		case i%2 == 0:
+			ix.Str = []search.StrValue{{Param: "name", Value: "smith", Exact: "Smith"}}
+		case i%7 == 1:
+			ix.Str = []search.StrValue{{Param: "name", Value: "émile", Exact: "Émile"}, {Param: "name", Value: "sm", Exact: "Sm"},
+				{Param: "name", Value: "smélie", Exact: "Smélie"}}
+		default:
+			ix.Str = []search.StrValue{{Param: "name", Value: "jones", Exact: "Jones"}}
+		}
 		recs = append(recs, store.Record{Type: "Observation", ID: fmt.Sprintf("o%03d", (i*7919)%600), VersionID: 1,
 			LastUpdated: day("2025-01-01").Add(time.Duration(i) * time.Second), Raw: []byte(`{}`), Index: ix})
 	}
@@ -609,6 +624,10 @@ func TestJoinEqualsDriven(t *testing.T) {
 		search.URICond{Param: "url", Value: "http://x/2"},
 		search.CompartmentCond{Compartments: []string{"Patient/p2"}},
 		search.AllOf(search.SecurityCond{Labels: []string{"http://terminology.hl7.org/CodeSystem/v3-ActCode|HIV"}}, code("b")),
+		// A prefix of 3 bytes or more is read from str_pre in rid order.
+		search.StringCond{Param: "name", Value: "smi"}, search.StringCond{Param: "name", Value: "smithe"},
+		search.StringCond{Param: "name", Value: "émi"}, search.StringCond{Param: "name", Value: "smé"[:3]},
+		search.AllOf(search.StringCond{Param: "name", Value: "smit"}, code("b")),
 	}
 	joined := 0
 	for _, f := range filters {
@@ -646,6 +665,28 @@ func TestJoinEqualsDriven(t *testing.T) {
 			}
 			if len(a) != want {
 				t.Errorf("%#v: %d records, the matcher selects %d", f, len(a), want)
+			}
+			// The total of the first page: exact, and bounded (omitted
+			// past the bound), through either plan.
+			for _, noJoin := range []bool{false, true} {
+				for _, limit := range []int64{0, 10, int64(want), 10_000} {
+					s.noJoin = noJoin
+					q2 := q
+					q2.TotalLimit = limit
+					pg, err := s.Search(ctx, q2)
+					s.noJoin = false
+					if err != nil {
+						t.Fatal(err)
+					}
+					wantTotal := int64(want)
+					if limit > 0 && wantTotal > limit && count < want {
+						// (A first page holding every match counts them.)
+						wantTotal = -1
+					}
+					if pg.Total != wantTotal {
+						t.Errorf("%#v count %d, total limit %d, noJoin %v: total %d, want %d", f, count, limit, noJoin, pg.Total, wantTotal)
+					}
+				}
 			}
 		}
 	}

@@ -75,6 +75,11 @@ var schema = []string{
 		PRIMARY KEY(t, p, v, rid, cid, e)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS str_e ON str(t, p, e)`,
 	`CREATE INDEX IF NOT EXISTS str_rid ON str(rid, p, cid)`,
+	// A prefix of at least 3 bytes (Patient?name=smi): its first 3 bytes
+	// by equality, then rid, so the matches come in rid order (the
+	// default order: a page stops at its last row). The expression is
+	// strPreExpr's; a database of an earlier build gains it at open.
+	`CREATE INDEX IF NOT EXISTS str_pre ON str(t, p, substr(CAST(v AS BLOB), 1, 3), rid)`,
 
 	// Tokens: cf is the code under Unicode simple case folding (foldKey),
 	// equal for codes strings.EqualFold accepts, so exact and folded code

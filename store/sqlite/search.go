@@ -299,7 +299,11 @@ func (p *searchPlan) joinSQL(vals []any, limit int) *sqlb {
 // joined writes the FROM and WHERE of the resources of an ordered driver
 // after the cursor vals (or nil), in rid order, each once.
 func (p *searchPlan) joined(b *sqlb, o *orderedSet, vals []any) {
-	b.w(o.table, " d JOIN res r ON r.rid = d.rid WHERE ")
+	b.w(o.table, " d")
+	if o.index != "" {
+		b.w(" INDEXED BY ", o.index)
+	}
+	b.w(" JOIN res r ON r.rid = d.rid WHERE ")
 	o.cond(b, "d")
 	if vals != nil {
 		b.w(" AND d.rid > ")
@@ -313,6 +317,21 @@ func (p *searchPlan) joined(b *sqlb, o *orderedSet, vals []any) {
 // countSQL counts the matches, at most limit+1 of them when limit > 0.
 func (p *searchPlan) countSQL(limit int64) *sqlb {
 	var b sqlb
+	if limit > 0 && p.counted != nil && p.cond.String() == "1" {
+		// The driver's rows alone, each resource once (see below: no
+		// resource needs reading).
+		o := p.counted
+		b.w("SELECT count(*) FROM (SELECT 1 FROM ", o.table, " d")
+		if o.index != "" {
+			b.w(" INDEXED BY ", o.index)
+		}
+		b.w(" WHERE ")
+		o.cond(&b, "d")
+		b.w(" GROUP BY d.rid LIMIT ")
+		b.a(limit + 1)
+		b.w(") q")
+		return &b
+	}
 	if limit > 0 && p.counted != nil {
 		b.w("SELECT count(*) FROM (SELECT 1 FROM ")
 		p.joined(&b, p.counted, nil)
