@@ -90,6 +90,9 @@ type compiler struct {
 	// inexact: (history only) a condition history cannot answer in SQL was
 	// replaced by true; the caller re-checks with search.Matcher.
 	inexact bool
+	// rowUsed: a condition read a column of the row other than its rid
+	// (value conditions read only the rid; see where.ridCond).
+	rowUsed bool
 }
 
 // errUnsupported is returned for nodes no store compiles.
@@ -239,6 +242,12 @@ func (c *compiler) pred(b *sqlb, e search.Expr, sc scope) (exact bool, err error
 		default:
 			return false, unsupported(e, "not a value condition, inside a composite")
 		}
+	}
+	switch e.(type) {
+	case search.StringCond, search.TokenCond, search.RefCond, search.DateCond, search.NumberCond,
+		search.QuantityCond, search.URICond, search.CompositeCond:
+	default:
+		c.rowUsed = true
 	}
 	switch x := e.(type) {
 	case search.IDCond:
@@ -446,10 +455,15 @@ type where struct {
 	full    sqlb        // every conjunct, the driver's too (plans without the driver)
 	drive   *sqlb       // nil: none
 	ordered *orderedSet // the driver readable in rid order, if it is
-	rows    int         // rows the probe counted in the driver's set (at most probeCap; -1: not probed)
-	keyed   bool        // the best conjunct is _id or keys: res_type_id (type, id) serves it, no driver
-	inexact bool        // history: re-check with search.Matcher
-	never   bool        // a conjunct is constant false: nothing matches
+	// ridCond: cond over the rid "d.rid" alone, when every condition in it
+	// reads only the rid (value conditions); nil otherwise. Index rows
+	// exist only for current versions that are not deleted, so a count
+	// over an ordered driver needs no resource row.
+	ridCond *sqlb
+	rows    int  // rows the probe counted in the driver's set (at most probeCap; -1: not probed)
+	keyed   bool // the best conjunct is _id or keys: res_type_id (type, id) serves it, no driver
+	inexact bool // history: re-check with search.Matcher
+	never   bool // a conjunct is constant false: nothing matches
 }
 
 // probeCap bounds the rows a probe counts (see compileWhere).

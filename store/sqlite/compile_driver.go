@@ -307,6 +307,13 @@ func compileWhere(e search.Expr, types []string, hist bool, probe func(*sqlb) (i
 	}
 	exact := true
 	n := 0
+	// The same conditions over the driver's rid (where.ridCond), when
+	// its rows can be counted alone; aliases apart from the first pass's.
+	var rc *compiler
+	if w.ordered != nil {
+		rc = &compiler{types: types, n: 1000}
+		w.ridCond = &sqlb{}
+	}
 	for i, a := range conj {
 		var sub sqlb
 		ok, err := c.pred(&sub, a, topScope)
@@ -331,10 +338,26 @@ func compileWhere(e search.Expr, types []string, hist bool, probe func(*sqlb) (i
 			w.cond.w(" AND ")
 		}
 		w.cond.add(&sub)
+		if rc != nil {
+			var rsub sqlb
+			if _, err := rc.pred(&rsub, a, scope{rid: "d.rid", cid: "0", top: true}); err != nil {
+				return nil, err
+			}
+			if n > 0 {
+				w.ridCond.w(" AND ")
+			}
+			w.ridCond.add(&rsub)
+		}
 		n++
 	}
 	if n == 0 {
 		w.cond.w("1")
+		if w.ridCond != nil {
+			w.ridCond.w("1")
+		}
+	}
+	if rc != nil && rc.rowUsed {
+		w.ridCond = nil
 	}
 	if w.full.sb.Len() == 0 {
 		w.full.w("1")

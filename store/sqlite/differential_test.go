@@ -628,9 +628,15 @@ func TestJoinEqualsDriven(t *testing.T) {
 		search.StringCond{Param: "name", Value: "smi"}, search.StringCond{Param: "name", Value: "smithe"},
 		search.StringCond{Param: "name", Value: "émi"}, search.StringCond{Param: "name", Value: "smé"[:3]},
 		search.AllOf(search.StringCond{Param: "name", Value: "smit"}, code("b")),
+		// A condition on the resource row (not its rid): the count reads res.
+		search.AllOf(code("a"), search.LastUpdatedCond{Prefix: search.Ge, Lo: day("2025-01-01").Add(300 * time.Second),
+			Hi: day("2025-01-01").Add(301 * time.Second)}),
 	}
+	// Whether a bounded count of each filter reads the driver's rows alone
+	// (where.ridCond): every condition besides the driver reads only rids.
+	rowFree := []bool{true, true, true, true, true, true, true, true, true, true, true, true, false}
 	joined := 0
-	for _, f := range filters {
+	for fi, f := range filters {
 		for _, count := range []int{7, 1000} {
 			q := store.Query{Types: []string{"Observation"}, Filter: f, Count: count, Total: true}
 			p, err := s.planSearch(ctx, q)
@@ -639,6 +645,9 @@ func TestJoinEqualsDriven(t *testing.T) {
 			}
 			if p.join != nil {
 				joined++
+			}
+			if got := p.ridCond != nil; got != rowFree[fi] {
+				t.Errorf("%#v: count by rid alone %v, want %v", f, got, !got)
 			}
 			walkAll := func(noJoin bool) []string {
 				s.noJoin = noJoin

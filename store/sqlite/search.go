@@ -40,6 +40,7 @@ type searchPlan struct {
 	// the other conditions.
 	join    *orderedSet
 	counted *orderedSet // the same, for a bounded count in any order
+	ridCond *sqlb       // cond over d.rid alone, nil when it reads the row (where.ridCond)
 	cond    sqlb
 	drive   *sqlb // the driving set's rids (compileWhere), nil when none
 }
@@ -146,7 +147,7 @@ func (s *Store) planSearch(ctx context.Context, q store.Query) (*searchPlan, err
 	if len(q.Types) == 1 && w.ordered != nil && !s.noJoin {
 		// The driver's index is in rid order: a bounded count reads it
 		// in order and stops; in the default order so does a page.
-		p.counted = w.ordered
+		p.counted, p.ridCond = w.ordered, w.ridCond
 		if len(q.Sort) == 0 {
 			p.join = w.ordered
 		}
@@ -317,9 +318,9 @@ func (p *searchPlan) joined(b *sqlb, o *orderedSet, vals []any) {
 // countSQL counts the matches, at most limit+1 of them when limit > 0.
 func (p *searchPlan) countSQL(limit int64) *sqlb {
 	var b sqlb
-	if limit > 0 && p.counted != nil && p.cond.String() == "1" {
-		// The driver's rows alone, each resource once (see below: no
-		// resource needs reading).
+	if limit > 0 && p.counted != nil && p.ridCond != nil {
+		// The driver's rows alone, each resource once, checked by rid:
+		// no resource row needs reading (where.ridCond).
 		o := p.counted
 		b.w("SELECT count(*) FROM (SELECT 1 FROM ", o.table, " d")
 		if o.index != "" {
@@ -327,6 +328,10 @@ func (p *searchPlan) countSQL(limit int64) *sqlb {
 		}
 		b.w(" WHERE ")
 		o.cond(&b, "d")
+		if rc := p.ridCond.String(); rc != "1" {
+			b.w(" AND ")
+			b.add(p.ridCond)
+		}
 		b.w(" GROUP BY d.rid LIMIT ")
 		b.a(limit + 1)
 		b.w(") q")
