@@ -224,6 +224,7 @@ var benchQueries = []benchQuery{
 	{name: "obs-code-date", typ: "Observation", query: "code=http://loinc.org|2345-7&date=ge2024&_count=20"},
 	{name: "obs-code-date-total", typ: "Observation", query: "code=http://loinc.org|2345-7&date=ge2024&_count=20&_total=accurate"},
 	{name: "patient-name-prefix", typ: "Patient", query: "name=smi&_count=20"},
+	{name: "patient-name-exact", typ: "Patient", query: "name:exact=Smith&_count=20"},
 	{name: "obs-security", typ: "Observation", query: "_security=" + url.QueryEscape(labelHIV) + "&_count=20"},
 	{name: "obs-not-security", typ: "Observation", query: "_security:not=" + url.QueryEscape(labelHIV) + "&_count=20"},
 	{name: "worklist-requester-status-sorted", typ: "ServiceRequest", query: "requester=Practitioner/prac-3&status=completed&_sort=-authored&_count=20"},

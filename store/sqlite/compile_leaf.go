@@ -56,6 +56,7 @@ func lowerLeaf(e search.Expr) (*leaf, error) {
 		switch x.Mode {
 		case search.StringExact:
 			l.rank = rankEq
+			l.ordered, l.index = true, "str_e_rid"
 			l.alts = append(l.alts, func(b *sqlb, a string) { b.w(col(a, "e"), " = "); b.a(v) })
 		case search.StringContains:
 			l.rank = rankWide

@@ -627,6 +627,9 @@ func TestJoinEqualsDriven(t *testing.T) {
 		// A prefix of 3 bytes or more is read from str_pre in rid order.
 		search.StringCond{Param: "name", Value: "smi"}, search.StringCond{Param: "name", Value: "smithe"},
 		search.StringCond{Param: "name", Value: "émi"}, search.StringCond{Param: "name", Value: "smé"[:3]},
+		// :exact is read from str_e_rid in rid order.
+		search.StringCond{Param: "name", Value: "Smith", Mode: search.StringExact},
+		search.StringCond{Param: "name", Value: "SMITH", Mode: search.StringExact},
 		search.AllOf(search.StringCond{Param: "name", Value: "smit"}, code("b")),
 		// A condition on the resource row (not its rid): the count reads res.
 		search.AllOf(code("a"), search.LastUpdatedCond{Prefix: search.Ge, Lo: day("2025-01-01").Add(300 * time.Second),
@@ -634,7 +637,7 @@ func TestJoinEqualsDriven(t *testing.T) {
 	}
 	// Whether a bounded count of each filter reads the driver's rows alone
 	// (where.ridCond): every condition besides the driver reads only rids.
-	rowFree := []bool{true, true, true, true, true, true, true, true, true, true, true, true, false}
+	rowFree := []bool{true, true, true, true, true, true, true, true, true, true, true, true, true, true, false}
 	joined := 0
 	for fi, f := range filters {
 		for _, count := range []int{7, 1000} {

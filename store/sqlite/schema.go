@@ -73,7 +73,10 @@ var schema = []string{
 		t TEXT NOT NULL, p TEXT NOT NULL, v TEXT NOT NULL, e TEXT NOT NULL,
 		rid INTEGER NOT NULL, cid INTEGER NOT NULL,
 		PRIMARY KEY(t, p, v, rid, cid, e)) WITHOUT ROWID`,
-	`CREATE INDEX IF NOT EXISTS str_e ON str(t, p, e)`,
+	// :exact, in rid order (an ordered join: Patient?name:exact=Smith stops
+	// at the page); it replaced str_e (t, p, e), ordered by v first.
+	`DROP INDEX IF EXISTS str_e`,
+	`CREATE INDEX IF NOT EXISTS str_e_rid ON str(t, p, e, rid)`,
 	`CREATE INDEX IF NOT EXISTS str_rid ON str(rid, p, cid)`,
 	// A prefix of at least 3 bytes (Patient?name=smi): its first 3 bytes
 	// by equality, then rid, so the matches come in rid order (the
