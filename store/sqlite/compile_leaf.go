@@ -3,6 +3,7 @@ package sqlite
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
@@ -226,7 +227,9 @@ const strPre = 3
 
 // strPreExpr is str_pre's expression over alias a: the first strPre bytes
 // of the folded value (bytes, not characters, as the prefix ranges are).
-func strPreExpr(a string) string { return "substr(CAST(" + col(a, "v") + " AS BLOB), 1, 3)" }
+func strPreExpr(a string) string {
+	return "substr(CAST(" + col(a, "v") + " AS BLOB), 1, " + strconv.Itoa(strPre) + ")"
+}
 
 // prefix writes "col has prefix v" as the byte range [v, succ(v)).
 func prefix(b *sqlb, c, v string) {

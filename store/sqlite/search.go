@@ -300,10 +300,7 @@ func (p *searchPlan) joinSQL(vals []any, limit int) *sqlb {
 // joined writes the FROM and WHERE of the resources of an ordered driver
 // after the cursor vals (or nil), in rid order, each once.
 func (p *searchPlan) joined(b *sqlb, o *orderedSet, vals []any) {
-	b.w(o.table, " d")
-	if o.index != "" {
-		b.w(" INDEXED BY ", o.index)
-	}
+	o.from(b)
 	b.w(" JOIN res r ON r.rid = d.rid WHERE ")
 	o.cond(b, "d")
 	if vals != nil {
@@ -315,20 +312,25 @@ func (p *searchPlan) joined(b *sqlb, o *orderedSet, vals []any) {
 	b.w(" GROUP BY d.rid ORDER BY d.rid")
 }
 
+// from writes the driver's table as "d", read through o.index when set.
+func (o *orderedSet) from(b *sqlb) {
+	b.w(o.table, " d")
+	if o.index != "" {
+		b.w(" INDEXED BY ", o.index)
+	}
+}
+
 // countSQL counts the matches, at most limit+1 of them when limit > 0.
 func (p *searchPlan) countSQL(limit int64) *sqlb {
 	var b sqlb
 	if limit > 0 && p.counted != nil && p.ridCond != nil {
 		// The driver's rows alone, each resource once, checked by rid:
 		// no resource row needs reading (where.ridCond).
-		o := p.counted
-		b.w("SELECT count(*) FROM (SELECT 1 FROM ", o.table, " d")
-		if o.index != "" {
-			b.w(" INDEXED BY ", o.index)
-		}
+		b.w("SELECT count(*) FROM (SELECT 1 FROM ")
+		p.counted.from(&b)
 		b.w(" WHERE ")
-		o.cond(&b, "d")
-		if rc := p.ridCond.String(); rc != "1" {
+		p.counted.cond(&b, "d")
+		if p.ridCond.String() != "1" {
 			b.w(" AND ")
 			b.add(p.ridCond)
 		}
